@@ -1,0 +1,61 @@
+"""Seeding one fit without touching the random state of the rest of the process."""
+
+import random
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+# Seeds handed to Keras must fit in a signed 32-bit integer on every backend.
+_MAX_SEED = 2**31 - 1
+
+
+def draw_seeds(random_state: np.random.RandomState, n: int) -> list[int]:
+    """Draw ``n`` independent integer seeds for Keras from ``random_state``."""
+    return [int(seed) for seed in random_state.randint(1, _MAX_SEED, size=n)]
+
+
+@contextmanager
+def isolated_random_state(seed: int) -> Iterator[None]:
+    """Seed the generators Keras's ``fit`` draws from, and restore them afterwards.
+
+    ``Model.fit`` shuffles with ``tf.random.shuffle`` on TensorFlow and with
+    ``np.random.permutation`` on the other backends, so both global generators are
+    seeded for the duration of the block. Unlike scikeras, TensorFlow's op
+    determinism is left alone: it is a process-wide switch that, once on, makes every
+    later unseeded random op fail.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    tf_seed = _tensorflow_global_seed()
+    random.seed(seed)
+    np.random.seed(seed)
+    _set_tensorflow_global_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        _set_tensorflow_global_seed(tf_seed)
+
+
+def _loaded_tensorflow():
+    # Only look at TensorFlow if something already imported it: the JAX backend
+    # must not pay for (or require) a TensorFlow import.
+    return sys.modules.get("tensorflow")
+
+
+def _tensorflow_global_seed() -> int | None:
+    tf = _loaded_tensorflow()
+    if tf is None:
+        return None
+    from tensorflow.python.eager import context
+
+    return context.global_seed()
+
+
+def _set_tensorflow_global_seed(seed: int | None) -> None:
+    tf = _loaded_tensorflow()
+    if tf is not None:
+        tf.random.set_seed(seed)

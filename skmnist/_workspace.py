@@ -1,0 +1,120 @@
+"""Re-usable compiled Keras models, so that repeated fits do not leak memory.
+
+Every newly built Keras model traces its own training and inference functions, and
+on TensorFlow those traces stay in the process-wide function library even after
+``keras.backend.clear_session()``: a grid search of a few hundred fits grows by
+megabytes per fit and slows down as the library grows. A compiled model of the
+same architecture and compile settings can instead train any set of weights: copy
+the weights and optimizer state in, train, copy them back out. That is what a
+*workspace* is. Estimators keep their own, never-traced Keras model as fitted
+state, so two estimators never share weights, and the number of traced functions
+is bounded by the number of distinct architectures in use.
+"""
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+
+import keras
+
+# Enough for a typical grid over a few architectures; the least recently used
+# workspace is dropped beyond this.
+_MAX_WORKSPACES = 16
+
+_lock = threading.Lock()
+_idle_workspaces: "OrderedDict[Hashable, keras.Model]" = OrderedDict()
+_inference_functions: "OrderedDict[Hashable, Callable]" = OrderedDict()
+
+
+def _remember(cache: OrderedDict, key: Hashable, value) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _MAX_WORKSPACES:
+        cache.popitem(last=False)
+
+
+@contextmanager
+def borrowed_workspace(
+    key: Hashable, build: Callable[[], keras.Model]
+) -> Iterator[keras.Model]:
+    """Lend a compiled model for ``key`` to one caller at a time.
+
+    The workspace is taken out of the cache while in use, so a concurrent fit of
+    the same architecture builds a workspace of its own instead of sharing.
+    """
+    with _lock:
+        workspace = _idle_workspaces.pop(key, None)
+    if workspace is None:
+        workspace = build()
+    try:
+        yield workspace
+    finally:
+        with _lock:
+            if key not in _idle_workspaces:
+                _remember(_idle_workspaces, key, workspace)
+
+
+def copy_training_state(source: keras.Model, target: keras.Model) -> None:
+    """Copy weights, seed-generator states and optimizer state between two models
+    built from the same architecture and compile settings."""
+    _assign_all(source.variables, target.variables)
+    _assign_all(source.optimizer.variables, target.optimizer.variables)
+
+
+def build_optimizer(model: keras.Model) -> None:
+    """Create the optimizer's slot variables now rather than on the first step, so
+    that training state can be copied before any training happened."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+def _assign_all(sources: Sequence, targets: Sequence) -> None:
+    if len(sources) != len(targets):
+        raise RuntimeError(
+            "Cannot copy training state between models of different structure "
+            f"({len(sources)} vs {len(targets)} variables)."
+        )
+    for source, target in zip(sources, targets, strict=True):
+        target.assign(source.value)
+
+
+def inference_function(key: Hashable, model: keras.Model) -> Callable:
+    """A compiled ``(trainable, non_trainable, x) -> y`` forward pass for the
+    architecture ``key``, traced once and shared by every model of that key.
+
+    ``model`` is only used as the template the first time ``key`` is seen; the
+    function reads no variables of its own, so calling it is thread-safe.
+    """
+    with _lock:
+        function = _inference_functions.get(key)
+    if function is None:
+        function = _compile_forward_pass(model)
+        with _lock:
+            _remember(_inference_functions, key, function)
+    return function
+
+
+def _compile_forward_pass(model: keras.Model) -> Callable:
+    def forward(trainable, non_trainable, x):
+        y, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+        return y
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def spec(variables):
+            return [tf.TensorSpec(v.shape, v.dtype) for v in variables]
+
+        signature = [
+            spec(model.trainable_variables),
+            spec(model.non_trainable_variables),
+            tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype),
+        ]
+        return tf.function(forward, input_signature=signature, jit_compile=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(forward)
+    return forward
