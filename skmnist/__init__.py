@@ -1,6 +1,33 @@
-"""skmnist: scikit-learn estimators for handwritten digit classification."""
+"""skmnist: scikit-learn estimators for handwritten digit classification.
 
-from skmnist._classifier import MNISTClassifier
+The estimators import Keras (and with it TensorFlow) on first use, not on
+``import skmnist``, so that the command line answers ``--help`` at once.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
 from skmnist._version import __version__
 
-__all__ = ["MNISTClassifier", "__version__"]
+if TYPE_CHECKING:
+    from skmnist._classifier import MNISTClassifier
+    from skmnist._pipeline import make_mnist_pipeline
+    from skmnist._scaler import PixelScaler
+
+_PUBLIC_NAMES = {
+    "MNISTClassifier": "skmnist._classifier",
+    "PixelScaler": "skmnist._scaler",
+    "make_mnist_pipeline": "skmnist._pipeline",
+}
+
+__all__ = ["MNISTClassifier", "PixelScaler", "__version__", "make_mnist_pipeline"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC_NAMES:
+        return getattr(importlib.import_module(_PUBLIC_NAMES[name]), name)
+    raise AttributeError(f"module 'skmnist' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scikeras.utils import loss_name
 from scikeras.wrappers import KerasClassifier
-from sklearn.utils import ClassifierTags, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -19,6 +19,7 @@ from sklearn.utils.validation import (
 )
 
 from skmnist._random import draw_seeds, isolated_random_state
+from skmnist._scikeras_compat import MixinsFirst, mark_legacy_tags_as_migrated
 from skmnist._workspace import (
     borrowed_workspace,
     build_optimizer,
@@ -31,7 +32,10 @@ from skmnist._workspace import (
 _PREDICT_CHUNK_ROWS = 8192
 
 
-class MNISTClassifier(KerasClassifier):
+mark_legacy_tags_as_migrated()
+
+
+class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     """Dense(``hidden_units``) -> Dense(n_classes, softmax) network as a classifier.
 
     The defaults are the network and training of the classic introductory Keras
@@ -177,11 +181,6 @@ class MNISTClassifier(KerasClassifier):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # scikeras lists ClassifierMixin after BaseEstimator, so BaseEstimator's
-        # tags shadow the classifier's: restore what ClassifierMixin would set.
-        tags.estimator_type = "classifier"
-        tags.classifier_tags = ClassifierTags()
-        tags.target_tags.required = True
         tags.input_tags.sparse = True
         return tags
 

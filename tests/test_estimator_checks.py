@@ -1,0 +1,33 @@
+"""scikit-learn's own estimator checks, run in full over both estimators."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skmnist import MNISTClassifier, PixelScaler
+
+# Small, quickly converging settings: the checks fit on tiny, low-dimensional
+# data sets and some require more than 83% training accuracy.
+_CHECKED_CLASSIFIER = MNISTClassifier(
+    hidden_units=32, epochs=40, batch_size=16, random_state=0
+)
+
+
+def _expected_failures(estimator):
+    if isinstance(estimator, MNISTClassifier):
+        reason = (
+            "Minibatch gradient descent sees weighted and repeated samples in "
+            "different batches, so the two fits are close but not equal."
+        )
+        return {
+            "check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason,
+        }
+    return {}
+
+
+@parametrize_with_checks(
+    [PixelScaler(), _CHECKED_CLASSIFIER],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
