@@ -1,11 +1,13 @@
 """MNISTClassifier: the classic MNIST multilayer perceptron as a scikit-learn classifier."""
 
+import contextlib
 import json
 from numbers import Integral, Real
 
 import keras
 import numpy as np
 import scipy.sparse as sp
+from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 from scikeras.utils import loss_name
 from scikeras.wrappers import KerasClassifier
 from sklearn.utils import check_random_state
@@ -23,6 +25,7 @@ from skmnist._scikeras_compat import MixinsFirst, mark_legacy_tags_as_migrated
 from skmnist._workspace import (
     borrowed_workspace,
     build_optimizer,
+    collect_discarded_models,
     copy_training_state,
     inference_function,
 )
@@ -235,7 +238,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             The updated classifier.
         """
         self._validate_params()
-        self.classes_ = classes if classes is not None else getattr(self, "classes_", None)
+        self.classes_ = (
+            classes if classes is not None else getattr(self, "classes_", None)
+        )
         sample_weight = self._combine_with_class_weight(y, sample_weight)
         return super(KerasClassifier, self).partial_fit(
             X, y, sample_weight=sample_weight, **kwargs
@@ -259,7 +264,16 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             )
         return super()._initialize(X, y)
 
+    def _check_model_compatibility(self, y) -> None:
+        if self.n_classes_ < 2:
+            raise ValueError(
+                "MNISTClassifier needs samples of at least 2 classes in y; got "
+                f"only class {self.classes_[0]!r}."
+            )
+        super()._check_model_compatibility(y)
+
     def _build_keras_model(self) -> keras.Model:
+        collect_discarded_models()
         seed = self._random_state
         if seed is None:
             seed = draw_seeds(check_random_state(None), 1)[0]
@@ -326,9 +340,11 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         )
 
     def _training_key(self) -> tuple:
-        compile_config = json.dumps(
-            self.model_.get_compile_config(), sort_keys=True, default=repr
-        )
+        compile_config = self.model_.get_compile_config()
+        # Keras numbers optimizer names per instance ("rm_sprop_7"); the name
+        # has no effect on training.
+        compile_config["optimizer"]["config"].pop("name", None)
+        compile_config = json.dumps(compile_config, sort_keys=True, default=repr)
         return (*self._architecture_key(), self.dropout, compile_config)
 
     def _build_workspace(self) -> keras.Model:
@@ -341,19 +357,48 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self, X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs
     ) -> None:
         fit_args = self._keras_fit_arguments(epochs, initial_epoch, kwargs)
+        seeded = self._random_state is not None
         # A fresh seed per training call, so that continued training (warm_start,
-        # partial_fit) does not replay the first epoch's shuffle.
-        shuffle_seed = draw_seeds(np.random.RandomState([self._seed, initial_epoch]), 1)
+        # partial_fit) does not replay earlier shuffles.
+        random_state = np.random.RandomState(
+            [self._seed, initial_epoch] if seeded else None
+        )
+        X, y, sample_weight = self._split_and_shuffle(
+            X, y, sample_weight, fit_args, random_state
+        )
+        randomness = (
+            isolated_random_state(draw_seeds(random_state, 1)[0])
+            if seeded
+            else contextlib.nullcontext()
+        )
         with borrowed_workspace(self._training_key(), self._build_workspace) as model:
             copy_training_state(self.model_, model)
             try:
-                with isolated_random_state(shuffle_seed[0]):
+                with randomness:
                     history = model.fit(
                         x=X, y=y, sample_weight=sample_weight, **fit_args
                     )
             finally:
                 copy_training_state(model, self.model_)
         self._record_history(history.history, warm_start, initial_epoch)
+
+    def _split_and_shuffle(self, X, y, sample_weight, fit_args, random_state):
+        """Hold out the validation rows as Keras would, then shuffle the rest.
+
+        Keras reshuffles every epoch, but on TensorFlow with a constant seed (see
+        ``isolated_random_state``); shuffling once more here with the estimator's
+        own seed makes each epoch's order depend on ``random_state``.
+        """
+        if fit_args["validation_split"] and fit_args.get("validation_data") is None:
+            (X, y, sample_weight), fit_args["validation_data"] = train_validation_split(
+                (X, y, sample_weight), fit_args.pop("validation_split")
+            )
+        if not fit_args["shuffle"]:
+            return X, y, sample_weight
+        order = random_state.permutation(len(X))
+        if sample_weight is not None:
+            sample_weight = sample_weight[order]
+        return X[order], y[order], sample_weight
 
     def _keras_fit_arguments(self, epochs, initial_epoch, kwargs) -> dict:
         return {
@@ -407,7 +452,11 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         trainable = [v.value for v in self.model_.trainable_variables]
         non_trainable = [v.value for v in self.model_.non_trainable_variables]
         chunks = [
-            np.asarray(forward(trainable, non_trainable, X[start : start + _PREDICT_CHUNK_ROWS]))
+            np.asarray(
+                forward(
+                    trainable, non_trainable, X[start : start + _PREDICT_CHUNK_ROWS]
+                )
+            )
             for start in range(0, len(X), _PREDICT_CHUNK_ROWS)
         ]
         return np.concatenate(chunks) if chunks else np.empty((0, self.n_outputs_))

@@ -9,6 +9,7 @@ import numpy as np
 
 # Seeds handed to Keras must fit in a signed 32-bit integer on every backend.
 _MAX_SEED = 2**31 - 1
+_TENSORFLOW_SEED = 1
 
 
 def draw_seeds(random_state: np.random.RandomState, n: int) -> list[int]:
@@ -20,18 +21,21 @@ def draw_seeds(random_state: np.random.RandomState, n: int) -> list[int]:
 def isolated_random_state(seed: int) -> Iterator[None]:
     """Seed the generators Keras's ``fit`` draws from, and restore them afterwards.
 
-    ``Model.fit`` shuffles with ``tf.random.shuffle`` on TensorFlow and with
-    ``np.random.permutation`` on the other backends, so both global generators are
-    seeded for the duration of the block. Unlike scikeras, TensorFlow's op
-    determinism is left alone: it is a process-wide switch that, once on, makes every
-    later unseeded random op fail.
+    ``Model.fit`` shuffles with ``np.random.permutation`` on the JAX and NumPy
+    backends, seeded here with ``seed``. On TensorFlow it shuffles with
+    ``tf.random.shuffle``, whose seed TensorFlow bakes into every traced function:
+    a different global seed per fit would add new functions to the process-wide
+    function library at every fit. TensorFlow therefore gets one constant seed, and
+    callers vary the data order themselves (see ``MNISTClassifier``). Unlike
+    scikeras, TensorFlow's op determinism is left alone: it is a process-wide switch
+    that, once on, makes every later unseeded random op fail.
     """
     python_state = random.getstate()
     numpy_state = np.random.get_state()
     tf_seed = _tensorflow_global_seed()
     random.seed(seed)
     np.random.seed(seed)
-    _set_tensorflow_global_seed(seed)
+    _set_tensorflow_global_seed(_TENSORFLOW_SEED)
     try:
         yield
     finally:

@@ -25,9 +25,7 @@ class MixinsFirst(type):
         if BaseEstimator not in order:
             return order
         base = order.index(BaseEstimator)
-        late_mixins = [
-            klass for klass in order[base + 1 :] if _is_sklearn_mixin(klass)
-        ]
+        late_mixins = [klass for klass in order[base + 1 :] if _is_sklearn_mixin(klass)]
         rest = [klass for klass in order if klass not in late_mixins]
         base = rest.index(BaseEstimator)
         return [*rest[:base], *late_mixins, *rest[base:]]

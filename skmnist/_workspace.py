@@ -11,6 +11,8 @@ state, so two estimators never share weights, and the number of traced functions
 is bounded by the number of distinct architectures in use.
 """
 
+import gc
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -22,7 +24,12 @@ import keras
 # workspace is dropped beyond this.
 _MAX_WORKSPACES = 16
 
+# A full garbage collection costs about 0.1 s with TensorFlow loaded; every tenth
+# model build keeps the garbage to about ten models' worth of weights.
+_COLLECT_EVERY_N_BUILDS = 10
+
 _lock = threading.Lock()
+_builds = itertools.count(1)
 _idle_workspaces: "OrderedDict[Hashable, keras.Model]" = OrderedDict()
 _inference_functions: "OrderedDict[Hashable, Callable]" = OrderedDict()
 
@@ -67,6 +74,18 @@ def build_optimizer(model: keras.Model) -> None:
     that training state can be copied before any training happened."""
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+
+
+def collect_discarded_models() -> None:
+    """Free the Keras models of estimators that were refitted or deleted.
+
+    Keras models hold reference cycles, so a discarded model waits for Python's
+    full garbage collection, which a TensorFlow process rarely reaches on its own:
+    a grid search would keep every model it ever built. Called once per model
+    build, this collects every ``_COLLECT_EVERY_N_BUILDS`` builds.
+    """
+    if next(_builds) % _COLLECT_EVERY_N_BUILDS == 0:
+        gc.collect()
 
 
 def _assign_all(sources: Sequence, targets: Sequence) -> None:

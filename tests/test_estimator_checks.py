@@ -1,6 +1,5 @@
 """scikit-learn's own estimator checks, run in full over both estimators."""
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmnist import MNISTClassifier, PixelScaler
