@@ -1,4 +1,4 @@
-"""MNISTClassifier: the classic MNIST multilayer perceptron as a scikit-learn classifier."""
+"""MNISTClassifier: the classic MNIST perceptron as a scikit-learn classifier."""
 
 import contextlib
 import json

@@ -1,0 +1,48 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+# The offline copy of MNIST this project's machines share (see its README).
+_SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits as uint8 images with pixels 0..16: small and fast."""
+    data = load_digits()
+    return data.images.astype(np.uint8), data.target
+
+
+@pytest.fixture(scope="session")
+def digits_flat(digits):
+    images, labels = digits
+    return images.reshape(len(images), -1).astype(np.float32) / 16, labels
+
+
+@pytest.fixture(scope="session")
+def mnist_path() -> Path:
+    """Path of the real MNIST ``mnist.npz``: ``$SKMNIST_DATA``, else the shared copy.
+
+    Skips where no copy exists, unless ``SKMNIST_REQUIRE_DATA=1`` (as in CI),
+    where a missing file is an error.
+    """
+    candidates = [os.environ.get("SKMNIST_DATA"), _SHARED_MNIST]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    reason = (
+        "real MNIST not found: set SKMNIST_DATA to the path of Keras's mnist.npz "
+        "(https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz)"
+    )
+    if os.environ.get("SKMNIST_REQUIRE_DATA") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_path):
+    with np.load(mnist_path) as data:
+        return (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])

@@ -1,0 +1,324 @@
+import subprocess
+import sys
+import warnings
+
+import joblib
+import keras
+import numpy as np
+import pytest
+from sklearn.base import clone, is_classifier
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import StackingClassifier, VotingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, check_cv, cross_val_score
+from sklearn.utils import get_tags
+
+from skmnist import MNISTClassifier
+
+FAST = {
+    "hidden_units": 64,
+    "epochs": 5,
+    "batch_size": 32,
+    "optimizer__learning_rate": 0.003,
+}
+
+
+def test_defaults_are_the_seed_notebook():
+    clf = MNISTClassifier()
+    params = clf.get_params()
+    assert params["hidden_units"] == 512
+    assert params["activation"] == "relu"
+    assert params["optimizer"] == "rmsprop"
+    assert params["loss"] == "sparse_categorical_crossentropy"
+    assert params["epochs"] == 5
+    assert params["batch_size"] == 128
+    assert params["dropout"] == 0
+    assert params["verbose"] == 0
+
+
+def test_network_is_built_from_the_data(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(epochs=1).fit(X, y)
+    hidden, output = clf.model_.layers
+    assert clf.n_features_in_ == 64
+    assert clf.model_.input_shape == (None, 64)
+    assert (hidden.units, hidden.activation.__name__) == (512, "relu")
+    assert (output.units, output.activation.__name__) == (10, "softmax")
+    assert isinstance(clf.model_.optimizer, keras.optimizers.RMSprop)
+
+
+def test_is_a_classifier_to_scikit_learn():
+    clf = MNISTClassifier()
+    assert is_classifier(clf)
+    tags = get_tags(clf)
+    assert tags.estimator_type == "classifier"
+    assert tags.target_tags.required
+    assert tags.classifier_tags.multi_class
+
+
+def test_integer_cv_stratifies(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, random_state=0)
+    assert isinstance(check_cv(3, y, classifier=is_classifier(clf)), StratifiedKFold)
+    scores = cross_val_score(clf, X, y, cv=3)
+    assert scores.shape == (3,)
+    assert scores.min() > 0.8
+
+
+def test_fit_emits_no_warnings(digits_flat):
+    X, y = digits_flat
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MNISTClassifier(**FAST).fit(X, y).predict(X)
+
+
+@pytest.mark.parametrize(
+    "meta_estimator",
+    [
+        lambda clf: CalibratedClassifierCV(clf, cv=3),
+        lambda clf: VotingClassifier(
+            [("mlp", clf), ("lr", LogisticRegression(max_iter=500))], voting="soft"
+        ),
+        lambda clf: StackingClassifier(
+            [("mlp", clf)], final_estimator=LogisticRegression(max_iter=500), cv=3
+        ),
+    ],
+    ids=["calibrated", "soft-voting", "stacking"],
+)
+def test_works_inside_meta_estimators(meta_estimator, digits_flat):
+    X, y = digits_flat
+    model = meta_estimator(MNISTClassifier(**FAST, random_state=0)).fit(X, y)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert model.score(X, y) > 0.85
+
+
+def test_roc_auc_ovr_scoring(digits_flat):
+    X, y = digits_flat
+    scores = cross_val_score(
+        MNISTClassifier(**FAST, random_state=0), X, y, cv=2, scoring="roc_auc_ovr"
+    )
+    assert scores.min() > 0.9
+
+
+# -- random_state ------------------------------------------------------------
+
+
+def test_same_random_state_same_probabilities(digits_flat):
+    X, y = digits_flat
+    first = MNISTClassifier(**FAST, dropout=0.2, random_state=3).fit(X, y)
+    second = MNISTClassifier(**FAST, dropout=0.2, random_state=3).fit(X, y)
+    other = MNISTClassifier(**FAST, dropout=0.2, random_state=4).fit(X, y)
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+    assert not np.array_equal(first.predict_proba(X), other.predict_proba(X))
+
+
+def test_seeded_fit_has_no_global_side_effect(digits_flat):
+    """scikeras's seeded fit switches TensorFlow op determinism on for the whole
+    process; every later unseeded fit then fails with "Random ops require a seed"."""
+    from tensorflow.python.framework import config
+
+    X, y = digits_flat
+    numpy_state = np.random.get_state()
+    MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    assert not config.is_op_determinism_enabled()
+    assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
+    unseeded = MNISTClassifier(**FAST, dropout=0.5).fit(X, y)
+    assert unseeded.score(X, y) > 0.8
+    # Unseeded fits stay random.
+    again = MNISTClassifier(**FAST, dropout=0.5).fit(X, y)
+    assert not np.array_equal(unseeded.predict_proba(X), again.predict_proba(X))
+
+
+def test_results_do_not_depend_on_earlier_fits(digits_flat):
+    X, y = digits_flat
+    reference = MNISTClassifier(**FAST, random_state=7).fit(X, y).predict_proba(X)
+    MNISTClassifier(**FAST, random_state=1).fit(X[:500], y[:500])
+    MNISTClassifier(hidden_units=16, epochs=2).fit(X, y)
+    repeat = MNISTClassifier(**FAST, random_state=7).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(reference, repeat)
+
+
+def test_live_estimators_never_share_state(digits_flat):
+    X, y = digits_flat
+    first = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    before = first.predict_proba(X)
+    second = MNISTClassifier(**FAST, random_state=1).fit(X[::-1], y[::-1])
+    assert first.model_ is not second.model_
+    np.testing.assert_array_equal(first.predict_proba(X), before)
+
+
+def test_warm_start_continues_training(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, warm_start=True, random_state=0).fit(X, y)
+    first_fit = clf.history_["loss"]
+    clf.fit(X, y)
+    # As in scikeras, history_ restarts; the weights do not.
+    assert len(clf.history_["loss"]) == FAST["epochs"]
+    assert clf.history_["loss"][0] < first_fit[-1] < first_fit[0]
+
+
+# -- training options ----------------------------------------------------------
+
+
+def test_history_records_each_epoch(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, validation_split=0.2).fit(X, y)
+    assert set(clf.history_) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(values) == FAST["epochs"] for values in clf.history_.values())
+    assert clf.history_["loss"][-1] < clf.history_["loss"][0]
+
+
+def test_early_stopping_with_validation_split(digits_flat):
+    X, y = digits_flat
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    clf = MNISTClassifier(
+        hidden_units=32,
+        epochs=300,
+        validation_split=0.3,
+        callbacks=[stop],
+        optimizer__learning_rate=0.05,
+        random_state=0,
+    ).fit(X, y)
+    assert len(clf.history_["val_loss"]) < 300
+    assert clf.score(X, y) > 0.8
+
+
+def test_learning_rate_is_routed_to_the_optimizer(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(epochs=1, optimizer__learning_rate=0.0123).fit(X, y)
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(0.0123)
+
+
+def test_dropout_adds_a_dropout_layer(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, dropout=0.3).fit(X, y)
+    assert any(isinstance(layer, keras.layers.Dropout) for layer in clf.model_.layers)
+
+
+def test_quiet_by_default_and_progress_bar_with_verbose(digits_flat, capfd):
+    X, y = digits_flat
+    MNISTClassifier(**FAST).fit(X, y)
+    assert "loss" not in capfd.readouterr().out
+    MNISTClassifier(**FAST, verbose=1).fit(X, y)
+    assert "accuracy" in capfd.readouterr().out
+
+
+# -- labels and weights ----------------------------------------------------------
+
+
+def test_string_labels(digits_flat):
+    X, y = digits_flat
+    names = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )[y]
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, names)
+    assert set(clf.classes_) == set(names)
+    assert clf.predict(X[:5]).dtype.kind in "OU"
+    assert clf.score(X, names) > 0.8
+
+
+def test_two_classes(digits_flat):
+    X, y = digits_flat
+    binary = np.where(y < 5, "low", "high")
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, binary)
+    assert clf.predict_proba(X).shape == (len(X), 2)
+    assert clf.score(X, binary) > 0.8
+
+
+def test_twenty_six_classes():
+    rng = np.random.RandomState(0)
+    centers = rng.rand(26, 20) * 10
+    labels = rng.randint(0, 26, 2000)
+    X = (centers[labels] + rng.randn(2000, 20) * 0.1).astype(np.float32)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))[labels]
+    clf = MNISTClassifier(hidden_units=64, epochs=20, random_state=0).fit(X, letters)
+    assert clf.n_classes_ == 26
+    assert clf.predict_proba(X).shape == (2000, 26)
+    assert clf.score(X, letters) > 0.9
+
+
+def test_sample_weight_is_used_and_not_modified(digits_flat):
+    X, y = digits_flat
+    weights = np.where(y == 3, 100.0, 1.0)
+    original = weights.copy()
+    weighted = MNISTClassifier(**FAST, class_weight="balanced", random_state=0)
+    weighted.fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(weights, original)
+    plain = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    # Heavily weighted 3s pull the predictions towards 3.
+    assert (weighted.predict(X) == 3).sum() > (plain.predict(X) == 3).sum()
+
+
+def test_class_weight_dict_shifts_predictions(digits_flat):
+    X, y = digits_flat
+    favour_seven = {label: 1.0 for label in range(10)} | {7: 50.0}
+    weighted = MNISTClassifier(**FAST, class_weight=favour_seven, random_state=0)
+    plain = MNISTClassifier(**FAST, random_state=0)
+    assert (weighted.fit(X, y).predict(X) == 7).sum() > (
+        plain.fit(X, y).predict(X) == 7
+    ).sum()
+
+
+# -- predictions ----------------------------------------------------------------
+
+
+def test_predict_proba_matches_keras_predict(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    np.testing.assert_allclose(
+        clf.predict_proba(X), clf.model_.predict(X, verbose=0), atol=1e-5
+    )
+    np.testing.assert_array_equal(
+        clf.predict(X), clf.classes_[clf.model_.predict(X, verbose=0).argmax(axis=1)]
+    )
+
+
+def test_clone_is_unfitted_with_same_params(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST).fit(X, y)
+    copy = clone(clf)
+    assert copy.get_params()["optimizer__learning_rate"] == 0.003
+    assert copy.get_params() == clf.get_params()
+    assert not hasattr(copy, "model_")
+
+
+def test_joblib_round_trip_in_a_fresh_process(digits_flat, tmp_path):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    path = tmp_path / "clf.joblib"
+    joblib.dump(clf, path)
+    np.save(tmp_path / "X.npy", X)
+    script = (
+        "import joblib, numpy as np, sys; "
+        f"clf = joblib.load({str(path)!r}); "
+        f"np.save({str(tmp_path / 'proba.npy')!r}, "
+        f"clf.predict_proba(np.load({str(tmp_path / 'X.npy')!r})))"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "proba.npy"), clf.predict_proba(X))
+
+
+# -- errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"hidden_units": 0}, "hidden_units"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"validation_split": 1.5}, "validation_split"),
+    ],
+)
+def test_invalid_hyper_parameters_are_named(params, message, digits_flat):
+    X, y = digits_flat
+    with pytest.raises(ValueError, match=message):
+        MNISTClassifier(**params).fit(X, y)
+
+
+def test_one_class_is_refused(digits_flat):
+    X, _ = digits_flat
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MNISTClassifier(epochs=1).fit(X, np.zeros(len(X)))

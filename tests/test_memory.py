@@ -1,0 +1,25 @@
+"""Guards the memory fix: repeated fits must not keep growing the process."""
+
+import numpy as np
+
+from skmnist import MNISTClassifier
+
+
+def _resident_mb() -> float:
+    import resource
+
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def test_repeated_fits_do_not_grow_memory():
+    # scikeras grows about 6 MB per fit of this network (see
+    # benchmarks/repeated_fits.py); 30 fits would add some 180 MB.
+    rng = np.random.RandomState(0)
+    X = rng.rand(500, 784).astype(np.float32)
+    y = rng.randint(0, 10, 500)
+    memory = []
+    for seed in range(30):
+        MNISTClassifier(epochs=1, random_state=seed).fit(X, y).predict(X)
+        memory.append(_resident_mb())
+    assert memory[-1] - memory[4] < 30

@@ -1,0 +1,49 @@
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from skmnist import MNISTClassifier, PixelScaler, make_mnist_pipeline
+
+
+def test_pipeline_steps_and_parameter_names():
+    pipe = make_mnist_pipeline(hidden_units=64, optimizer__learning_rate=0.01)
+    assert isinstance(pipe, Pipeline)
+    assert isinstance(pipe.named_steps["scale"], PixelScaler)
+    assert isinstance(pipe.named_steps["clf"], MNISTClassifier)
+    params = pipe.get_params()
+    assert params["clf__hidden_units"] == 64
+    assert params["clf__optimizer__learning_rate"] == 0.01
+
+
+def test_pipeline_on_raw_images(digits):
+    images, labels = digits
+    pipe = make_mnist_pipeline(
+        hidden_units=64, epochs=10, batch_size=32, random_state=0
+    ).set_params(scale__max_value=16)
+    pipe.fit(images, labels)
+    assert pipe.score(images, labels) > 0.9
+    assert pipe.predict_proba(images[:3]).shape == (3, 10)
+
+
+def test_grid_search_over_pipeline_parameters(digits):
+    images, labels = digits
+    pipe = make_mnist_pipeline(epochs=3, batch_size=32, random_state=0)
+    pipe.set_params(scale__max_value=16)
+    search = GridSearchCV(
+        pipe,
+        {"clf__hidden_units": [16, 64], "clf__optimizer__learning_rate": [1e-3, 1e-2]},
+        cv=2,
+    ).fit(images, labels)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_params_["clf__optimizer__learning_rate"] == 1e-2
+    assert search.best_estimator_.named_steps["clf"].hidden_units in (16, 64)
+    assert search.score(images, labels) > 0.8
+
+
+def test_cross_val_score_and_clone(digits):
+    images, labels = digits
+    pipe = make_mnist_pipeline(hidden_units=32, epochs=8, batch_size=32)
+    pipe.set_params(scale__max_value=16, clf__random_state=0)
+    scores = cross_val_score(clone(pipe), images, labels, cv=3)
+    assert np.all(scores > 0.7)
