@@ -11,6 +11,11 @@ from skmnist._version import __version__
 
 if TYPE_CHECKING:
     from skmnist._classifier import MNISTClassifier
+    from skmnist._images import (
+        DigitImagePreprocessor,
+        load_digit_image,
+        preprocess_digit_image,
+    )
     from skmnist._pipeline import make_mnist_pipeline
     from skmnist._scaler import PixelScaler
 
@@ -18,9 +23,20 @@ _PUBLIC_NAMES = {
     "MNISTClassifier": "skmnist._classifier",
     "PixelScaler": "skmnist._scaler",
     "make_mnist_pipeline": "skmnist._pipeline",
+    "DigitImagePreprocessor": "skmnist._images",
+    "load_digit_image": "skmnist._images",
+    "preprocess_digit_image": "skmnist._images",
 }
 
-__all__ = ["MNISTClassifier", "PixelScaler", "__version__", "make_mnist_pipeline"]
+__all__ = [
+    "DigitImagePreprocessor",
+    "MNISTClassifier",
+    "PixelScaler",
+    "__version__",
+    "load_digit_image",
+    "make_mnist_pipeline",
+    "preprocess_digit_image",
+]
 
 
 def __getattr__(name: str):

@@ -1,0 +1,5 @@
+import sys
+
+from skmnist._cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""Turning a photo or scan of one handwritten digit into an MNIST-style image."""
+
+import numpy as np
+from scipy import ndimage
+from sklearn.base import BaseEstimator, TransformerMixin
+
+# MNIST digits are scaled to fit a 20x20 box and centred by centre of mass in a
+# 28x28 field (LeCun et al.); ink is light on a dark background.
+_FIELD = 28
+_BOX = 20
+# Pixels fainter than this fraction of the brightest ink count as background
+# when cropping to the digit.
+_INK_THRESHOLD = 0.2
+
+
+def preprocess_digit_image(image) -> np.ndarray:
+    """Make one digit image look like an MNIST digit.
+
+    Greyscale; inverted to light ink on a dark background where the background is
+    the brighter side; cropped to the digit; scaled to fit 20x20 keeping the aspect
+    ratio; placed in a 28x28 field centred by centre of mass.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or array-like of shape (height, width) or (height, width, channels)
+        The digit, any size, grey or colour, dark-on-light or light-on-dark.
+
+    Returns
+    -------
+    digit : ndarray of shape (28, 28), dtype uint8
+        Pixels 0..255, ready for :class:`skmnist.PixelScaler`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmnist import preprocess_digit_image
+    >>> page = np.full((100, 60), 255, dtype=np.uint8)
+    >>> page[20:80, 25:35] = 0  # a dark stroke on white paper: a "1"
+    >>> digit = preprocess_digit_image(page)
+    >>> digit.shape, digit.dtype, int(digit[0, 0]), int(digit.max())
+    ((28, 28), dtype('uint8'), 0, 255)
+    """
+    grey = _to_grey(image)
+    ink = _ink_on_dark(grey)
+    if ink.max() <= 0:
+        raise ValueError("the image is blank: no digit found")
+    cropped = _crop_to_ink(ink)
+    boxed = _fit_into_box(cropped)
+    return _centre_by_mass(boxed)
+
+
+def load_digit_image(path) -> np.ndarray:
+    """Read an image file (PNG, JPEG, ...) and preprocess it with
+    :func:`preprocess_digit_image`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file.
+
+    Returns
+    -------
+    digit : ndarray of shape (28, 28), dtype uint8
+        The MNIST-style digit.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return preprocess_digit_image(image)
+    except UnidentifiedImageError as error:
+        raise ValueError(f"not an image file that Pillow can read: {path}") from error
+
+
+class DigitImagePreprocessor(TransformerMixin, BaseEstimator):
+    """:func:`preprocess_digit_image` as a transformer, for use in pipelines.
+
+    Parameters
+    ----------
+    None
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Not set: the input is a sequence of images of any size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmnist import DigitImagePreprocessor
+    >>> pages = [np.full((50, 40), 255, dtype=np.uint8) for _ in range(2)]
+    >>> for page in pages:
+    ...     page[10:40, 15:25] = 0
+    >>> DigitImagePreprocessor().fit_transform(pages).shape
+    (2, 28, 28)
+    """
+
+    def fit(self, X, y=None):
+        """Nothing to learn; returns ``self``."""
+        return self
+
+    def transform(self, X):
+        """Preprocess each image of ``X`` into a (n, 28, 28) uint8 array."""
+        return np.stack([preprocess_digit_image(image) for image in X])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+def _to_grey(image) -> np.ndarray:
+    if hasattr(image, "convert"):  # a PIL image
+        if image.mode in ("RGBA", "LA", "P"):
+            from PIL import Image
+
+            rgba = image.convert("RGBA")
+            paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(paper, rgba)
+        image = np.asarray(image.convert("L"))
+    array = np.asarray(image)
+    if array.ndim == 3:
+        array = array[..., :3].mean(axis=2)
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise ValueError(f"expected one 2-D image, got an array of shape {array.shape}")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError("the image has NaN or infinite pixels")
+    return array
+
+
+def _ink_on_dark(grey: np.ndarray) -> np.ndarray:
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    background = np.median(border)
+    # The border is paper: on light paper the ink is darker, on dark paper lighter.
+    ink = background - grey if background >= 128 else grey - background
+    return np.clip(ink, 0, None)
+
+
+def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    rows, columns = np.nonzero(ink > _INK_THRESHOLD * ink.max())
+    return ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+
+
+def _fit_into_box(ink: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    scale = _BOX / max(ink.shape)
+    height = max(1, round(ink.shape[0] * scale))
+    width = max(1, round(ink.shape[1] * scale))
+    normalised = (ink / ink.max() * 255).astype(np.float32)
+    resized = Image.fromarray(normalised, mode="F").resize(
+        (width, height), Image.Resampling.LANCZOS
+    )
+    return np.clip(np.asarray(resized), 0, 255)
+
+
+def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    field = np.zeros((_FIELD, _FIELD), dtype=np.float64)
+    top = (_FIELD - digit.shape[0]) // 2
+    left = (_FIELD - digit.shape[1]) // 2
+    field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    centre_row, centre_column = ndimage.center_of_mass(field)
+    shift = (_FIELD / 2 - 0.5 - centre_row, _FIELD / 2 - 0.5 - centre_column)
+    shifted = ndimage.shift(field, np.round(shift), order=0, mode="constant")
+    return np.clip(np.rint(shifted), 0, 255).astype(np.uint8)
