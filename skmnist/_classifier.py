@@ -444,6 +444,27 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
 
     # -- prediction ------------------------------------------------------------
 
+    def predict_proba(self, X, **kwargs):
+        """Probability of each class in ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Samples, with as many features as seen in ``fit``.
+        **kwargs
+            Ignored; accepted for compatibility with scikeras.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), dtype float32
+            Rows sum to one.
+        """
+        # Not scikeras's: it squeezes a single sample's (1, n_classes) to 1-D.
+        proba = self._predict_raw(X)
+        if proba.shape[1] == 1:  # one sigmoid unit: probability of classes_[1]
+            proba = np.hstack([1 - proba, proba])
+        return proba
+
     def _predict_raw(self, X, **kwargs):
         check_is_fitted(self, "model_")
         X, _ = self._validate_data(X)

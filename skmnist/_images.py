@@ -22,7 +22,7 @@ def preprocess_digit_image(image) -> np.ndarray:
 
     Parameters
     ----------
-    image : PIL.Image.Image or array-like of shape (height, width) or (height, width, channels)
+    image : PIL.Image.Image or array-like of shape (height, width[, channels])
         The digit, any size, grey or colour, dark-on-light or light-on-dark.
 
     Returns

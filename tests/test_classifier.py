@@ -274,6 +274,25 @@ def test_predict_proba_matches_keras_predict(digits_flat):
     )
 
 
+def test_one_sample_gives_a_row_of_probabilities(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST).fit(X, y)
+    assert clf.predict_proba(X[:1]).shape == (1, 10)
+    assert clf.predict(X[:1]).shape == (1,)
+
+
+def test_binary_crossentropy_uses_one_sigmoid_unit(digits_flat):
+    X, y = digits_flat
+    odd = y % 2
+    clf = MNISTClassifier(**FAST, loss="binary_crossentropy", random_state=0)
+    clf.fit(X, odd)
+    assert clf.model_.layers[-1].units == 1
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    assert clf.score(X, odd) > 0.8
+
+
 def test_clone_is_unfitted_with_same_params(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(**FAST).fit(X, y)

@@ -1,0 +1,113 @@
+"""The command line, end to end."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+PIL = pytest.importorskip("PIL.Image")
+
+
+def _skmnist(*args, env=None, check=True):
+    return subprocess.run(
+        [sys.executable, "-m", "skmnist", *args],
+        capture_output=True, text=True, check=check, env=env,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"]])
+def test_help_is_immediate_and_imports_no_tensorflow(command):
+    start = time.perf_counter()
+    result = _skmnist(*command, "--help")
+    assert time.perf_counter() - start < 1.5  # including the interpreter start
+    assert "usage: skmnist" in result.stdout
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\nfrom skmnist._cli import main\n"
+         f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass\n"
+         "print('tensorflow' in sys.modules, file=sys.stderr)"],
+        capture_output=True, text=True, check=True,
+    )
+    assert probe.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_invalid_option_is_a_one_line_error():
+    result = _skmnist("train", "--epochs", "0", check=False)
+    assert result.returncode == 2
+    assert "must be a positive integer" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_model(mnist_path, tmp_path_factory):
+    """``skmnist train`` with its defaults, as a new user runs it."""
+    model = tmp_path_factory.mktemp("model") / "mnist.joblib"
+    result = _skmnist("train", "--data", str(mnist_path), "--output", str(model))
+    return model, result
+
+
+@pytest.mark.mnist
+def test_train_reproduces_the_seed_notebook(trained_model):
+    model, result = trained_model
+    lines = result.stdout.strip().splitlines()
+    assert "Epoch 5/5" in result.stdout
+    assert "accuracy:" in result.stdout and "loss:" in result.stdout
+    assert lines[-1].startswith("test_acc: ")
+    assert float(lines[-1].split()[1]) >= 0.975
+    assert model.is_file()
+
+
+@pytest.mark.mnist
+def test_evaluate_reports_accuracy_and_confusion_matrix(trained_model, mnist_path):
+    model, _ = trained_model
+    result = _skmnist("evaluate", str(model), "--data", str(mnist_path))
+    assert "precision" in result.stdout and "recall" in result.stdout
+    assert "confusion matrix" in result.stdout
+    assert float(result.stdout.strip().splitlines()[-1].split()[1]) >= 0.975
+
+
+def _as_user_photo(digit: np.ndarray, rng: np.random.RandomState) -> "PIL.Image":
+    """An MNIST digit as a user might photograph it: dark ink on light paper,
+    enlarged, off-centre on a larger page, in colour."""
+    scale = rng.randint(3, 7)
+    big = np.kron(255 - digit, np.ones((scale, scale), dtype=np.uint8))
+    page = np.full((big.shape[0] + 80, big.shape[1] + 60), 255, dtype=np.uint8)
+    top, left = rng.randint(0, 80), rng.randint(0, 60)
+    page[top : top + big.shape[0], left : left + big.shape[1]] = big
+    return PIL.fromarray(page).convert("RGB")
+
+
+@pytest.mark.mnist
+def test_predict_classifies_user_images(trained_model, mnist, tmp_path):
+    model, _ = trained_model
+    _, (x_test, y_test) = mnist
+    rng = np.random.RandomState(0)
+    files, labels = [], []
+    for i in rng.choice(len(x_test), 200, replace=False):
+        path = tmp_path / f"digit{i}.{'png' if i % 2 else 'jpg'}"
+        _as_user_photo(x_test[i], rng).save(path)
+        files.append(path)
+        labels.append(y_test[i])
+    result = _skmnist("predict", str(model), *map(str, files))
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(files)
+    predicted = [int(line.split(": ")[1].split()[0]) for line in lines]
+    assert all(line.startswith(f.name + ": ") for line, f in zip(lines, files, strict=True))
+    assert np.mean(np.array(predicted) == np.array(labels)) >= 0.95
+
+
+@pytest.mark.mnist
+def test_predict_reports_unreadable_files_and_answers_the_rest(
+    trained_model, mnist, tmp_path
+):
+    model, _ = trained_model
+    _, (x_test, _) = mnist
+    good = tmp_path / "good.png"
+    PIL.fromarray(x_test[0]).save(good)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    result = _skmnist("predict", str(model), str(broken), str(good), check=False)
+    assert result.returncode == 1
+    assert "broken.png" in result.stderr and "error" in result.stderr
+    assert result.stdout.startswith("good.png: ")
