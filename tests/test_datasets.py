@@ -36,7 +36,7 @@ _IDX_NAMES = {
 
 @pytest.mark.mnist
 def test_real_mnist_loads_like_keras(mnist_path, recwarn):
-    (x_train, y_train), (x_test, y_test) = load_mnist(mnist_path)
+    (x_train, y_train), (x_test, _) = load_mnist(mnist_path)
     assert x_train.shape == (60000, 28, 28) and x_train.dtype == np.uint8
     assert x_test.shape == (10000, 28, 28)
     assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
@@ -56,9 +56,10 @@ def test_environment_variable_is_used(tmp_path, monkeypatch):
 def test_idx_folder(tmp_path, compress):
     arrays = _fake_mnist()
     for key, name in _IDX_NAMES.items():
-        _write_idx(tmp_path / (name + (".gz" if compress else "")), arrays[key], compress)
+        suffix = ".gz" if compress else ""
+        _write_idx(tmp_path / (name + suffix), arrays[key], compress)
     with pytest.warns(UserWarning, match="not genuine"):
-        (x_train, y_train), (x_test, y_test) = load_mnist(tmp_path)
+        (_, y_train), (x_test, _) = load_mnist(tmp_path)
     np.testing.assert_array_equal(x_test, arrays["x_test"])
     np.testing.assert_array_equal(y_train, arrays["y_train"])
 
@@ -77,7 +78,7 @@ def test_truncated_idx_file_is_named(tmp_path):
         _write_idx(tmp_path / name, arrays[key])
     images = tmp_path / _IDX_NAMES["x_train"]
     images.write_bytes(images.read_bytes()[:-100])
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte.*truncated"):
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.*truncated"):
         load_mnist(tmp_path)
 
 
@@ -85,7 +86,7 @@ def test_truncated_npz_is_refused(tmp_path):
     np.savez(tmp_path / "mnist.npz", **_fake_mnist())
     data = (tmp_path / "mnist.npz").read_bytes()
     (tmp_path / "mnist.npz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="mnist.npz"):
+    with pytest.raises(ValueError, match=r"mnist\.npz"):
         load_mnist(tmp_path / "mnist.npz")
 
 
@@ -111,7 +112,7 @@ def test_wrong_layout_is_refused(tmp_path, change, message):
 def test_offline_without_copy_says_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.delenv("SKMNIST_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    with pytest.raises(FileNotFoundError, match="keras/datasets/mnist.npz"):
+    with pytest.raises(FileNotFoundError, match=r"keras/datasets/mnist\.npz"):
         load_mnist(download=False)
 
 
