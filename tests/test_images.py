@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from skmnist import DigitImagePreprocessor, preprocess_digit_image
+
+PIL = pytest.importorskip("PIL.Image")
+
+
+def _stroke(height=120, width=90, ink=0, paper=255, box=(20, 100, 30, 50)):
+    page = np.full((height, width), paper, dtype=np.uint8)
+    top, bottom, left, right = box
+    page[top:bottom, left:right] = ink
+    return page
+
+
+def _check_mnist_style(digit):
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    rows, columns = np.nonzero(digit)
+    assert rows.max() - rows.min() + 1 <= 20 and columns.max() - columns.min() + 1 <= 20
+    centre = ndimage.center_of_mass(digit.astype(float))
+    assert np.allclose(centre, (13.5, 13.5), atol=1)
+    assert digit[0].max() == 0  # dark background
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        _stroke(),  # dark ink on white paper
+        _stroke(ink=255, paper=0),  # light ink on black
+        _stroke(box=(5, 60, 5, 20)),  # off-centre
+    ],
+    ids=["dark-on-light", "light-on-dark", "off-centre"],
+)
+def test_digit_becomes_mnist_style(page):
+    _check_mnist_style(preprocess_digit_image(page))
+
+
+def test_colour_and_pil_images():
+    colour = np.stack([_stroke()] * 3, axis=-1)
+    from_array = preprocess_digit_image(colour)
+    from_pil = preprocess_digit_image(PIL.fromarray(colour).convert("RGBA"))
+    _check_mnist_style(from_array)
+    np.testing.assert_array_equal(from_array, from_pil)
+
+
+def test_aspect_ratio_is_kept():
+    digit = preprocess_digit_image(_stroke(box=(10, 110, 40, 60)))  # 100 x 20 stroke
+    rows, columns = np.nonzero(digit > 50)
+    assert rows.max() - rows.min() + 1 == 20
+    assert columns.max() - columns.min() + 1 <= 6
+
+
+def test_blank_image_is_refused():
+    with pytest.raises(ValueError, match="blank"):
+        preprocess_digit_image(np.full((30, 30), 255, dtype=np.uint8))
+
+
+def test_transformer_matches_the_function():
+    pages = [_stroke(), _stroke(ink=255, paper=0)]
+    out = DigitImagePreprocessor().fit_transform(pages)
+    assert out.shape == (2, 28, 28)
+    np.testing.assert_array_equal(out[0], preprocess_digit_image(pages[0]))
