@@ -267,8 +267,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     def _check_model_compatibility(self, y) -> None:
         if self.n_classes_ < 2:
             raise ValueError(
-                "MNISTClassifier needs samples of at least 2 classes in y; got "
-                f"only class {self.classes_[0]!r}."
+                "MNISTClassifier needs at least 2 classes in y, but y has one "
+                f"class only: {self.classes_[0]}."
             )
         super()._check_model_compatibility(y)
 
