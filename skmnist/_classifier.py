@@ -12,6 +12,7 @@ from scikeras.utils import loss_name
 from scikeras.wrappers import KerasClassifier
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
@@ -249,8 +250,6 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     def _combine_with_class_weight(self, y, sample_weight):
         if self.class_weight is None:
             return sample_weight
-        from sklearn.utils.class_weight import compute_sample_weight
-
         weights = compute_sample_weight(self.class_weight, y)
         if sample_weight is not None:
             weights = weights * np.asarray(sample_weight, dtype=float)
@@ -480,4 +479,5 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             )
             for start in range(0, len(X), _PREDICT_CHUNK_ROWS)
         ]
-        return np.concatenate(chunks) if chunks else np.empty((0, self.n_outputs_))
+        # validate_data refuses empty X, so there is at least one chunk.
+        return np.concatenate(chunks)
