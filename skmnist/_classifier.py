@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import warnings
 from numbers import Integral, Real
 
 import keras
@@ -23,7 +24,9 @@ from sklearn.utils.validation import (
 
 from skmnist._random import draw_seeds, isolated_random_state
 from skmnist._scikeras_compat import MixinsFirst, mark_legacy_tags_as_migrated
+from skmnist._training import epoch_runner, fit_compiled_epochs, runs_compiled_epochs
 from skmnist._workspace import (
+    CompletedEpochs,
     borrowed_workspace,
     build_optimizer,
     collect_discarded_models,
@@ -346,58 +349,84 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         compile_config = json.dumps(compile_config, sort_keys=True, default=repr)
         return (*self._architecture_key(), self.dropout, compile_config)
 
-    def _build_workspace(self) -> keras.Model:
+    def _build_workspace(self):
         workspace = self._build_network(np.random.RandomState(0))
         workspace.compile(**self._keras_compile_kwargs())
         build_optimizer(workspace)
-        return workspace
+        return epoch_runner(workspace)
 
     def _fit_keras_model(
         self, X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs
     ) -> None:
         fit_args = self._keras_fit_arguments(epochs, initial_epoch, kwargs)
-        seeded = self._random_state is not None
+        X, y, sample_weight = self._hold_out_validation_rows(
+            X, y, sample_weight, fit_args
+        )
         # A fresh seed per training call, so that continued training (warm_start,
         # partial_fit) does not replay earlier shuffles.
         random_state = np.random.RandomState(
-            [self._seed, initial_epoch] if seeded else None
+            None if self._random_state is None else [self._seed, initial_epoch]
         )
-        X, y, sample_weight = self._split_and_shuffle(
-            X, y, sample_weight, fit_args, random_state
-        )
-        randomness = (
-            isolated_random_state(draw_seeds(random_state, 1)[0])
-            if seeded
-            else contextlib.nullcontext()
-        )
-        with borrowed_workspace(self._training_key(), self._build_workspace) as model:
-            copy_training_state(self.model_, model)
+        completed = CompletedEpochs(self.model_)
+        fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), completed]
+        with borrowed_workspace(self._training_key(), self._build_workspace) as runner:
+            copy_training_state(self.model_, runner.model)
             try:
-                with randomness:
-                    history = model.fit(
-                        x=X, y=y, sample_weight=sample_weight, **fit_args
+                if runs_compiled_epochs(fit_args):
+                    fit_compiled_epochs(
+                        runner,
+                        X,
+                        y,
+                        sample_weight,
+                        random_state=random_state,
+                        **fit_args,
                     )
-            finally:
-                copy_training_state(model, self.model_)
-        self._record_history(history.history, warm_start, initial_epoch)
+                else:
+                    self._fit_with_keras_loop(
+                        runner.model, X, y, sample_weight, fit_args, random_state
+                    )
+            except KeyboardInterrupt:
+                warnings.warn(
+                    f"Training interrupted after {len(completed.history.get('loss', []))}"
+                    f" of {epochs} epochs; the model keeps the weights of the last "
+                    "completed epoch (see history_).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            else:
+                # Callbacks such as EarlyStopping may change the weights after the
+                # last epoch.
+                copy_training_state(runner.model, self.model_)
+        self._record_history(completed.history, warm_start, initial_epoch)
 
-    def _split_and_shuffle(self, X, y, sample_weight, fit_args, random_state):
-        """Hold out the validation rows as Keras would, then shuffle the rest.
+    def _hold_out_validation_rows(self, X, y, sample_weight, fit_args):
+        """Split off ``validation_split`` of the rows as Keras does: the last ones."""
+        validation_split = fit_args.pop("validation_split")
+        if validation_split and fit_args.get("validation_data") is None:
+            (X, y, sample_weight), fit_args["validation_data"] = train_validation_split(
+                (X, y, sample_weight), validation_split
+            )
+        return X, y, sample_weight
+
+    def _fit_with_keras_loop(self, model, X, y, sample_weight, fit_args, random_state):
+        """Train with ``Model.fit``, for what the compiled epochs do not cover.
 
         Keras reshuffles every epoch, but on TensorFlow with a constant seed (see
         ``isolated_random_state``); shuffling once more here with the estimator's
         own seed makes each epoch's order depend on ``random_state``.
         """
-        if fit_args["validation_split"] and fit_args.get("validation_data") is None:
-            (X, y, sample_weight), fit_args["validation_data"] = train_validation_split(
-                (X, y, sample_weight), fit_args.pop("validation_split")
-            )
-        if not fit_args["shuffle"]:
-            return X, y, sample_weight
-        order = random_state.permutation(len(X))
-        if sample_weight is not None:
-            sample_weight = sample_weight[order]
-        return X[order], y[order], sample_weight
+        if fit_args["shuffle"]:
+            order = random_state.permutation(len(X))
+            X, y = X[order], y[order]
+            if sample_weight is not None:
+                sample_weight = sample_weight[order]
+        randomness = (
+            contextlib.nullcontext()
+            if self._random_state is None
+            else isolated_random_state(draw_seeds(random_state, 1)[0])
+        )
+        with randomness:
+            model.fit(x=X, y=y, sample_weight=sample_weight, **fit_args)
 
     def _keras_fit_arguments(self, epochs, initial_epoch, kwargs) -> dict:
         return {

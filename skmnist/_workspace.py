@@ -69,6 +69,25 @@ def copy_training_state(source: keras.Model, target: keras.Model) -> None:
     _assign_all(source.optimizer.variables, target.optimizer.variables)
 
 
+class CompletedEpochs(keras.callbacks.Callback):
+    """Keep each completed epoch: copy the training state of the model being
+    trained (a workspace) into ``target`` and record the epoch's logs.
+
+    If training stops part-way, by an error or Ctrl-C, ``target`` holds the state
+    after the last completed epoch and ``history`` the logs up to it.
+    """
+
+    def __init__(self, target: keras.Model):
+        super().__init__()
+        self.target = target
+        self.history: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        copy_training_state(self.model, self.target)
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+
+
 def build_optimizer(model: keras.Model) -> None:
     """Create the optimizer's slot variables now rather than on the first step, so
     that training state can be copied before any training happened."""

@@ -1,0 +1,304 @@
+"""Whole-epoch compiled training: one compiled call per epoch, not per mini-batch.
+
+For a network as small as the MNIST perceptron, ``keras.Model.fit`` spends more
+time dispatching one compiled step per mini-batch and feeding it through its input
+pipeline than doing arithmetic. Here the training data is put on the device once
+per fit, each epoch's shuffled order is a small index array, and one compiled loop
+gathers every mini-batch and runs Keras's own ``train_step`` on it, so the loss,
+metrics, sample weights and optimizer behave exactly as in ``Model.fit``. The
+epoch loop around it follows ``Model.fit`` too: callbacks, ``validation_data``,
+``validation_freq``, ``stop_training`` and the returned ``History``. As with
+Keras's ``steps_per_execution``, the batch-level callback hooks run once per
+compiled call, here once per epoch; callbacks that need every batch are trained
+with ``Model.fit`` instead (see :func:`runs_compiled_epochs`).
+"""
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+# Model.fit arguments that the compiled epoch loop implements.
+_SUPPORTED_FIT_ARGUMENTS = frozenset(
+    {
+        "batch_size",
+        "epochs",
+        "initial_epoch",
+        "verbose",
+        "callbacks",
+        "shuffle",
+        "validation_data",
+        "validation_batch_size",
+        "validation_freq",
+    }
+)
+
+_BATCH_HOOKS = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+)
+
+
+def runs_compiled_epochs(fit_arguments: dict) -> bool:
+    """Whether :func:`fit_compiled_epochs` can stand in for ``Model.fit`` here.
+
+    It can on the TensorFlow and JAX backends, for the arguments it implements,
+    unless a callback acts on individual batches (``ModelCheckpoint`` with an
+    integer ``save_freq``, ``TerminateOnNaN``, ``TensorBoard``, ...).
+    """
+    return (
+        keras.backend.backend() in _EPOCH_RUNNERS
+        and set(fit_arguments) <= _SUPPORTED_FIT_ARGUMENTS
+        and not any(
+            _acts_on_batches(callback)
+            for callback in fit_arguments.get("callbacks") or ()
+        )
+    )
+
+
+def _acts_on_batches(callback: keras.callbacks.Callback) -> bool:
+    return any(
+        getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook)
+        for hook in _BATCH_HOOKS
+    )
+
+
+def epoch_runner(model: keras.Model) -> "_EpochRunner":
+    """The compiled epoch functions for a compiled ``model`` on this backend."""
+    return _EPOCH_RUNNERS.get(keras.backend.backend(), _EpochRunner)(model)
+
+
+def fit_compiled_epochs(
+    runner,
+    x: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    *,
+    random_state: np.random.RandomState,
+    batch_size: int,
+    epochs: int = 1,
+    initial_epoch: int = 0,
+    verbose: int = 0,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    shuffle: bool = True,
+    validation_data: tuple | None = None,
+    validation_batch_size: int | None = None,
+    validation_freq: int | list = 1,
+) -> keras.callbacks.History:
+    """Train ``runner.model`` as ``Model.fit`` does, one compiled call per epoch.
+
+    The arguments are those of ``Model.fit``, except ``random_state``, which
+    draws each epoch's order of the samples when ``shuffle`` is True.
+    """
+    model = runner.model
+    n_samples = len(x)
+    steps = math.ceil(n_samples / batch_size)
+    # Create the loss and metrics variables now: compiled functions cannot.
+    model._symbolic_build(data_batch=(x[:1], y[:1]))
+    data = runner.to_device(x, y, sample_weight)
+    callbacks = keras.callbacks.CallbackList(
+        callbacks,
+        add_history=True,
+        add_progbar=verbose != 0,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps,
+        model=model,
+    )
+    model.stop_training = False
+    callbacks.on_train_begin()
+    logs = {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        callbacks.on_train_batch_begin(0)
+        order = random_state.permutation(n_samples) if shuffle else np.arange(n_samples)
+        runner.run_epoch(data, order.astype(np.int32), batch_size)
+        logs = {
+            name: float(value) for name, value in model.get_metrics_result().items()
+        }
+        callbacks.on_train_batch_end(steps - 1, logs)
+        # Keras's own rule for which epochs are validated.
+        if validation_data is not None and model._should_eval(epoch, validation_freq):
+            logs.update(
+                _validation_logs(
+                    model,
+                    validation_data,
+                    validation_batch_size or batch_size,
+                    callbacks,
+                )
+            )
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    model.optimizer.finalize_variable_values(model.trainable_weights)
+    callbacks.on_train_end(logs=logs)
+    return model.history
+
+
+def _validation_logs(model, validation_data, batch_size, callbacks) -> dict:
+    val_x, val_y, val_sample_weight = keras.utils.unpack_x_y_sample_weight(
+        tuple(validation_data)
+    )
+    val_logs = model.evaluate(
+        val_x,
+        val_y,
+        sample_weight=val_sample_weight,
+        batch_size=batch_size,
+        callbacks=callbacks,
+        return_dict=True,
+    )
+    return {f"val_{name}": float(value) for name, value in val_logs.items()}
+
+
+class _EpochRunner:
+    """A compiled model and its compiled epochs; none on backends without them."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+    def to_device(self, *arrays) -> tuple:
+        raise NotImplementedError
+
+    def run_epoch(self, data: tuple, order: np.ndarray, batch_size: int) -> None:
+        raise NotImplementedError
+
+
+class _TensorFlowEpochs(_EpochRunner):
+    """Epochs as XLA-compiled ``tf.while_loop``\\ s over Keras's ``train_step``.
+
+    Functions are traced once per batch size and input signature, with the
+    number of samples left dynamic, so refitting on new data of the same kind
+    reuses them (XLA compiles once per distinct number of samples).
+    """
+
+    def __init__(self, model: keras.Model):
+        super().__init__(model)
+        self._full_batch_loops = {}
+        self._single_steps = {}
+
+    def to_device(self, *arrays) -> tuple:
+        import tensorflow as tf
+
+        return tuple(tf.convert_to_tensor(a) for a in arrays if a is not None)
+
+    def run_epoch(self, data: tuple, order: np.ndarray, batch_size: int) -> None:
+        import tensorflow as tf
+
+        n_full = len(order) // batch_size * batch_size
+        if n_full:
+            loop = self._full_batch_loop(data, batch_size)
+            loop(*data, tf.constant(order[:n_full]))
+        if n_full < len(order):
+            # The last, smaller batch has a shape of its own; one graph step
+            # rather than an XLA program compiled for every remainder size.
+            rows = tf.constant(order[n_full:])
+            self._single_step(data)(*(tf.gather(a, rows) for a in data))
+
+    def _full_batch_loop(self, data: tuple, batch_size: int):
+        import tensorflow as tf
+
+        signature = self._signature(data)
+        key = (batch_size, *signature)
+        if key not in self._full_batch_loops:
+            model = self.model
+
+            def train_full_batches(*arrays_and_order):
+                *arrays, order = arrays_and_order
+                n_batches = tf.shape(order)[0] // batch_size
+
+                def step(i):
+                    rows = tf.slice(order, [i * batch_size], [batch_size])
+                    model.train_step(tuple(tf.gather(a, rows) for a in arrays))
+                    return (i + 1,)
+
+                tf.while_loop(lambda i: i < n_batches, step, (tf.constant(0),))
+
+            self._full_batch_loops[key] = tf.function(
+                train_full_batches,
+                input_signature=[*signature, tf.TensorSpec((None,), tf.int32)],
+                jit_compile=True,
+            )
+        return self._full_batch_loops[key]
+
+    def _single_step(self, data: tuple):
+        import tensorflow as tf
+
+        signature = self._signature(data)
+        if signature not in self._single_steps:
+            model = self.model
+
+            def train_one_batch(*arrays):
+                model.train_step(arrays)
+
+            self._single_steps[signature] = tf.function(
+                train_one_batch, input_signature=list(signature), jit_compile=False
+            )
+        return self._single_steps[signature]
+
+    @staticmethod
+    def _signature(data: tuple) -> tuple:
+        import tensorflow as tf
+
+        return tuple(tf.TensorSpec((None, *a.shape[1:]), a.dtype) for a in data)
+
+
+class _JaxEpochs(_EpochRunner):
+    """Epochs as jitted ``lax.fori_loop``\\ s over Keras's stateless ``train_step``.
+
+    The model's variables are read before and written back after each epoch, so
+    between epochs (where callbacks run) the Keras model is up to date.
+    """
+
+    def __init__(self, model: keras.Model):
+        super().__init__(model)
+        self._epochs = {}
+
+    def to_device(self, *arrays) -> tuple:
+        import jax.numpy as jnp
+
+        return tuple(jnp.asarray(a) for a in arrays if a is not None)
+
+    def run_epoch(self, data: tuple, order: np.ndarray, batch_size: int) -> None:
+        model = self.model
+        variables = (
+            model.trainable_variables,
+            model.non_trainable_variables,
+            model.optimizer.variables,
+            model.metrics_variables,
+        )
+        state = tuple([v.value for v in group] for group in variables)
+        state = self._epoch(batch_size)(state, data, order)
+        for group, values in zip(variables, state, strict=True):
+            for variable, value in zip(group, values, strict=True):
+                variable.assign(value)
+
+    def _epoch(self, batch_size: int):
+        if batch_size not in self._epochs:
+            import jax
+
+            model = self.model
+
+            def train_epoch(state, data, order):
+                n_full = order.shape[0] // batch_size * batch_size
+
+                def step(i, state):
+                    rows = jax.lax.dynamic_slice(
+                        order, (i * batch_size,), (batch_size,)
+                    )
+                    return model.train_step(state, tuple(a[rows] for a in data))[1]
+
+                state = jax.lax.fori_loop(0, n_full // batch_size, step, state)
+                if n_full < order.shape[0]:
+                    rows = order[n_full:]
+                    state = model.train_step(state, tuple(a[rows] for a in data))[1]
+                return state
+
+            self._epochs[batch_size] = jax.jit(train_epoch)
+        return self._epochs[batch_size]
+
+
+_EPOCH_RUNNERS = {"tensorflow": _TensorFlowEpochs, "jax": _JaxEpochs}
