@@ -342,7 +342,13 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         )
 
     def _training_key(self) -> tuple:
-        compile_config = self.model_.get_compile_config()
+        with warnings.catch_warnings():
+            # Keras 3.15 on JAX reads the learning rate with np.array(variable),
+            # which NumPy 2 deprecates; nothing the user can act on.
+            warnings.filterwarnings(
+                "ignore", "__array__ implementation", DeprecationWarning
+            )
+            compile_config = self.model_.get_compile_config()
         # Keras numbers optimizer names per instance ("rm_sprop_7"); the name
         # has no effect on training.
         compile_config["optimizer"]["config"].pop("name", None)
@@ -386,12 +392,13 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                         runner.model, X, y, sample_weight, fit_args, random_state
                     )
             except KeyboardInterrupt:
+                completed.settle()
                 warnings.warn(
-                    f"Training interrupted after {len(completed.history.get('loss', []))}"
-                    f" of {epochs} epochs; the model keeps the weights of the last "
-                    "completed epoch (see history_).",
+                    f"Training interrupted after {completed.epochs} of {epochs} "
+                    "epochs; the model keeps the weights of the last completed "
+                    "epoch (see history_).",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
             else:
                 # Callbacks such as EarlyStopping may change the weights after the

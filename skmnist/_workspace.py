@@ -74,18 +74,33 @@ class CompletedEpochs(keras.callbacks.Callback):
     trained (a workspace) into ``target`` and record the epoch's logs.
 
     If training stops part-way, by an error or Ctrl-C, ``target`` holds the state
-    after the last completed epoch and ``history`` the logs up to it.
+    after the last completed epoch and ``history`` the logs up to it: call
+    :meth:`settle` then, in case the stop came in the middle of a copy.
     """
 
     def __init__(self, target: keras.Model):
         super().__init__()
         self.target = target
         self.history: dict[str, list[float]] = {}
+        self._unsettled_logs = None
 
     def on_epoch_end(self, epoch, logs=None):
+        self._unsettled_logs = dict(logs or {})
+        self.settle()
+
+    def settle(self) -> None:
+        """Finish keeping the epoch whose copy was interrupted, if any."""
+        if self._unsettled_logs is None:
+            return
         copy_training_state(self.model, self.target)
-        for name, value in (logs or {}).items():
+        for name, value in self._unsettled_logs.items():
             self.history.setdefault(name, []).append(float(value))
+        self._unsettled_logs = None
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs kept so far."""
+        return len(next(iter(self.history.values()), []))
 
 
 def build_optimizer(model: keras.Model) -> None:

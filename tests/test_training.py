@@ -1,0 +1,199 @@
+"""The compiled epoch loop keeps Model.fit's semantics (both backends: see
+test_jax_backend.py, which runs this module under KERAS_BACKEND=jax)."""
+
+import os
+import signal
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from skmnist import MNISTClassifier
+from skmnist._training import epoch_runner, fit_compiled_epochs, runs_compiled_epochs
+
+N_SAMPLES, N_FEATURES, N_CLASSES = 300, 20, 4
+BATCH_SIZE = 32  # 300 = 9 full batches and a last batch of 12
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.rand(N_SAMPLES, N_FEATURES).astype(np.float32)
+    y = (X[:, :N_CLASSES].argmax(axis=1)).astype(np.int64)
+    weights = rng.uniform(0.5, 2, N_SAMPLES).astype(np.float32)
+    return X, y, weights
+
+
+def make_model(dropout=0.0):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((N_FEATURES,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(dropout, seed=3),
+            keras.layers.Dense(N_CLASSES, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer="rmsprop",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_epochs_train_as_model_fit_does(data, weighted):
+    X, y, weights = data
+    sample_weight = weights if weighted else None
+    reference = make_model()
+    expected = reference.fit(
+        X,
+        y,
+        sample_weight=sample_weight,
+        batch_size=BATCH_SIZE,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+    )
+    model = make_model()
+    history = fit_compiled_epochs(
+        epoch_runner(model), X, y, sample_weight,
+        random_state=np.random.RandomState(0), batch_size=BATCH_SIZE, epochs=3,
+        shuffle=False,
+    )  # fmt: skip
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert set(history.history) == set(expected.history)
+    for name, values in expected.history.items():
+        np.testing.assert_allclose(history.history[name], values, rtol=1e-4)
+    assert int(model.optimizer.iterations) == 3 * 10
+
+
+def test_every_sample_is_seen_once_per_epoch_in_a_fresh_order(data, monkeypatch):
+    X, y, _ = data
+    model = make_model()
+    runner = epoch_runner(model)
+    orders = []
+    run_epoch = runner.run_epoch
+
+    def spy(data, order, batch_size):
+        orders.append(order.copy())
+        run_epoch(data, order, batch_size)
+
+    monkeypatch.setattr(runner, "run_epoch", spy)
+    fit_compiled_epochs(
+        runner, X, y, random_state=np.random.RandomState(0), batch_size=BATCH_SIZE,
+        epochs=3,
+    )  # fmt: skip
+    assert len(orders) == 3
+    for order in orders:
+        np.testing.assert_array_equal(np.sort(order), np.arange(N_SAMPLES))
+    assert not np.array_equal(orders[0], orders[1])
+    assert int(model.optimizer.iterations) == 3 * 10
+
+
+def test_validation_and_validation_freq(data):
+    X, y, _ = data
+    model = make_model()
+    history = fit_compiled_epochs(
+        epoch_runner(model), X[:200], y[:200], random_state=np.random.RandomState(0),
+        batch_size=BATCH_SIZE, epochs=4, validation_data=(X[200:], y[200:]),
+        validation_freq=2,
+    )  # fmt: skip
+    assert len(history.history["loss"]) == 4
+    assert len(history.history["val_loss"]) == 2  # after epochs 2 and 4
+    expected = model.evaluate(X[200:], y[200:], verbose=0, return_dict=True)
+    assert history.history["val_loss"][-1] == pytest.approx(expected["loss"])
+
+
+class CountCalls(keras.callbacks.Callback):
+    def __init__(self, stop_after_epoch=None):
+        super().__init__()
+        self.epochs = []
+        self.stop_after_epoch = stop_after_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append((epoch, sorted(logs)))
+        if epoch == self.stop_after_epoch:
+            self.model.stop_training = True
+
+
+class CountBatches(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_epoch_callbacks_run_every_epoch_and_can_stop_training(data):
+    X, y, _ = data
+    counter = CountCalls(stop_after_epoch=1)
+    clf = MNISTClassifier(hidden_units=8, epochs=5, callbacks=[counter])
+    assert runs_compiled_epochs({"callbacks": [counter]})
+    clf.fit(X, y)
+    assert counter.epochs == [(0, ["accuracy", "loss"]), (1, ["accuracy", "loss"])]
+    assert len(clf.history_["loss"]) == 2
+
+
+def test_batch_callbacks_get_every_batch_from_keras_fit(data):
+    X, y, _ = data
+    counter = CountBatches()
+    assert not runs_compiled_epochs({"callbacks": [counter]})
+    MNISTClassifier(
+        hidden_units=8, epochs=2, batch_size=BATCH_SIZE, callbacks=[counter]
+    ).fit(X, y)
+    assert counter.batches == 2 * 10
+
+
+def test_keras_fit_arguments_without_a_compiled_loop_still_work(data):
+    X, y, _ = data
+    clf = MNISTClassifier(hidden_units=8, epochs=2, fit__steps_per_epoch=3).fit(X, y)
+    assert int(clf.model_.optimizer.iterations) == 2 * 3
+
+
+class InterruptAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_the_completed_epochs(data):
+    X, y, _ = data
+    params = {"hidden_units": 8, "batch_size": BATCH_SIZE, "random_state": 0}
+    clf = MNISTClassifier(epochs=5, callbacks=[InterruptAtEpoch(2)], **params)
+    with pytest.warns(UserWarning, match="interrupted after 2 of 5 epochs"):
+        clf.fit(X, y)
+    assert len(clf.history_["loss"]) == 2
+    two_epochs = MNISTClassifier(epochs=2, **params).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), two_epochs.predict_proba(X))
+    # A second fit starts from scratch, as if the first had not happened.
+    clf.set_params(callbacks=None)
+    clf.fit(X, y)
+    fresh = MNISTClassifier(epochs=5, **params).fit(X, y)
+    assert len(clf.history_["loss"]) == 5
+    np.testing.assert_array_equal(clf.predict_proba(X), fresh.predict_proba(X))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to this process")
+def test_a_real_sigint_stops_training(data):
+    X, y, _ = data
+    clf = MNISTClassifier(hidden_units=8, epochs=100_000, batch_size=BATCH_SIZE)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    with pytest.warns(UserWarning, match="Training interrupted"):
+        clf.fit(X, y)
+    timer.join()
+    assert time.perf_counter() - start < 60
+    epochs = len(clf.history_["loss"])
+    assert 0 < epochs < 100_000
+    assert clf.predict(X).shape == (N_SAMPLES,)
