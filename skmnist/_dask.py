@@ -165,6 +165,30 @@ def dask_client(
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         },
     )
-    with cluster, Client(cluster) as client:
-        client.register_plugin(TensorFlowThreadsPlugin())
-        yield client
+    try:
+        with Client(cluster) as client:
+            client.register_plugin(TensorFlowThreadsPlugin())
+            yield client
+    finally:
+        with _quiet_kills_of_idle_workers():
+            cluster.close()
+
+
+class _DropKillWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "still alive after" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_kills_of_idle_workers() -> Iterator[None]:
+    """Hide the nanny's "Worker process still alive after 4.0 seconds, killing"
+    while the cluster closes: a worker process with TensorFlow loaded often takes
+    longer than the nanny's grace period to exit on a busy machine, and killing
+    it then loses nothing, as all work is done."""
+    nanny_logger = logging.getLogger("distributed.nanny")
+    kill_filter = _DropKillWarnings()
+    nanny_logger.addFilter(kill_filter)
+    try:
+        yield
+    finally:
+        nanny_logger.removeFilter(kill_filter)
