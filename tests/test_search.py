@@ -99,6 +99,16 @@ def test_workers_size_tensorflow_threads_to_their_own_threads(client):
         assert report == {"configured": (1, 1), "tf_Compute": 1, "tf_XLAEigen": 1}
 
 
+def test_dask_client_connects_to_a_running_scheduler(client):
+    with dask_client(client.scheduler.address) as remote:
+        assert remote.nthreads() == client.nthreads()
+        plugins = remote.run(lambda dask_worker: sorted(dask_worker.plugins), wait=True)
+        for names in plugins.values():
+            assert TensorFlowThreadsPlugin.name in names
+    # Leaving it closes the connection only, not the cluster.
+    assert len(client.nthreads()) == 2
+
+
 def test_plugin_warns_where_tensorflow_already_runs_with_other_pools():
     # This pytest process has run TensorFlow with its default pools (0: one per
     # core), which can no longer change: the plugin must say so, not pretend.
