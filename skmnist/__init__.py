@@ -11,6 +11,7 @@ from skmnist._version import __version__
 
 if TYPE_CHECKING:
     from skmnist._classifier import MNISTClassifier
+    from skmnist._dask import TensorFlowThreadsPlugin
     from skmnist._images import (
         DigitImagePreprocessor,
         load_digit_image,
@@ -26,12 +27,14 @@ _PUBLIC_NAMES = {
     "DigitImagePreprocessor": "skmnist._images",
     "load_digit_image": "skmnist._images",
     "preprocess_digit_image": "skmnist._images",
+    "TensorFlowThreadsPlugin": "skmnist._dask",
 }
 
 __all__ = [
     "DigitImagePreprocessor",
     "MNISTClassifier",
     "PixelScaler",
+    "TensorFlowThreadsPlugin",
     "__version__",
     "load_digit_image",
     "make_mnist_pipeline",

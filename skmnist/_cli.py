@@ -1,4 +1,4 @@
-"""The ``skmnist`` command line: train, evaluate and predict.
+"""The ``skmnist`` command line: train, evaluate, predict and search.
 
 Heavy imports (TensorFlow through the estimators) happen inside the commands, so
 ``skmnist --help`` answers at once.
@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a model saved by 'skmnist train'")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.set_defaults(command=_predict)
+
+    _add_search_parser(commands)
     return parser
 
 
@@ -137,6 +139,256 @@ def _predict(args) -> int:
         best = int(np.argmax(proba))
         print(f"{Path(name).name}: {pipeline.classes_[best]} ({proba[best]:.3f})")
     return 1 if failed else 0
+
+
+def _add_search_parser(commands) -> None:
+    search = commands.add_parser(
+        "search",
+        help="grid or randomized search with cross-validation on a dask cluster",
+        description="Cross-validate every combination of --param values of the "
+        "MNIST pipeline on a dask.distributed cluster (a local one of worker "
+        "processes unless --scheduler is given), print the results sorted by "
+        "score and the best parameters, refit the best pipeline on all the "
+        "training data, report its test accuracy and save it. Needs "
+        "'pip install skmnist[dask]'. The last line printed is "
+        "'test_acc: <accuracy>'.",
+        epilog="example: skmnist search --param clf__hidden_units=128,512 "
+        "--param clf__optimizer__learning_rate=1e-3,3e-4 --limit 10000 --cv 3",
+    )
+    search.add_argument(
+        "--param",
+        action="append",
+        type=_search_param,
+        required=True,
+        metavar="NAME=V1[,V2...]",
+        help="a pipeline parameter and the values to try, e.g. "
+        "clf__hidden_units=128,512 or clf__optimizer__learning_rate=1e-3,3e-4; "
+        "values read as int, float, true/false, none, else text; repeat for "
+        "several parameters",
+    )
+    search.add_argument(
+        "--cv", type=_positive_int, default=3, help="folds per candidate (default: 3)"
+    )
+    search.add_argument(
+        "--n-iter",
+        type=_positive_int,
+        default=None,
+        help="try this many combinations drawn at random (RandomizedSearchCV) "
+        "instead of all of them",
+    )
+    search.add_argument(
+        "--scoring",
+        default=None,
+        help="a scikit-learn scorer name, e.g. balanced_accuracy (default: accuracy)",
+    )
+    search.add_argument(
+        "--random-state",
+        type=int,
+        default=None,
+        help="seeds every fit and the --n-iter draw: equal seeds give equal scores "
+        "on any cluster",
+    )
+    search.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="use only the first N training images (default: all 60000)",
+    )
+    _add_data_argument(search)
+    search.add_argument(
+        "--output",
+        default=DEFAULT_MODEL,
+        help=f"where to save the refitted best pipeline (default: {DEFAULT_MODEL})",
+    )
+    cluster = search.add_argument_group("cluster")
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a running dask scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(default: start a local cluster)",
+    )
+    cluster.add_argument(
+        "--n-workers",
+        type=_non_negative_int,
+        default=None,
+        help="worker processes of the local cluster (default: one per available "
+        "core divided by --threads-per-worker); 0 searches in this process, "
+        "without dask",
+    )
+    cluster.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=None,
+        help="fits each local worker runs at once; TensorFlow's thread pools in "
+        "every worker are sized to it (default: 1)",
+    )
+    search.set_defaults(command=_search, parser=search)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _search_param(text: str) -> tuple[str, list]:
+    """``name=v1,v2`` -> ``(name, [v1, v2])`` with each value parsed."""
+    name, equals, values = text.partition("=")
+    name = name.strip()
+    if not equals or not name.replace("__", "_").isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE[,VALUE...] such as clf__hidden_units=128,512, "
+            f"got {text!r}"
+        )
+    parsed = [_parse_value(value.strip()) for value in values.split(",")]
+    if any(value == "" for value in parsed):
+        raise argparse.ArgumentTypeError(f"empty value in {text!r}")
+    return name, parsed
+
+
+def _parse_value(text: str):
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def _param_grid(args) -> dict:
+    """The grid of ``--param`` options, checked against the pipeline, so that a
+    typo is a usage error now rather than a failed fit on the cluster."""
+    from sklearn.base import clone
+
+    from skmnist import make_mnist_pipeline
+
+    grid = {}
+    for name, values in args.param:
+        if name in grid:
+            args.parser.error(f"argument --param: {name} given twice")
+        grid[name] = values
+    pipeline = make_mnist_pipeline()
+    for name, values in grid.items():
+        for value in values:
+            candidate = clone(pipeline)
+            try:
+                candidate.set_params(**{name: value})
+                for _, step in candidate.steps:
+                    step._validate_params()
+            except (ValueError, TypeError) as error:
+                # The first line only: scikit-learn goes on with advice for
+                # Python code ("set it in the constructor").
+                message = str(error).splitlines()[0]
+                if name not in candidate.get_params():
+                    known = sorted(key for key in pipeline.get_params() if "__" in key)
+                    message += f" Known parameters: {', '.join(known)}."
+                args.parser.error(f"argument --param: {name}={value!r}: {message}")
+    return grid
+
+
+def _search(args) -> int:
+    from sklearn.metrics import get_scorer_names
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    from skmnist import make_mnist_pipeline
+    from skmnist.datasets import load_mnist
+
+    local = args.n_workers is not None or args.threads_per_worker is not None
+    if args.scheduler is not None and local:
+        args.parser.error(
+            "--n-workers and --threads-per-worker configure a local cluster; "
+            "set the workers of a remote one where they are started"
+        )
+    grid = _param_grid(args)
+    pipeline = make_mnist_pipeline(random_state=args.random_state)
+    if args.scoring is not None and args.scoring not in get_scorer_names():
+        args.parser.error(
+            f"argument --scoring: unknown scorer {args.scoring!r}; the names are "
+            "listed by sklearn.metrics.get_scorer_names()"
+        )
+    if args.n_workers != 0:
+        try:
+            from skmnist._dask import dask_client
+        except ImportError as error:
+            raise SystemExit(
+                f"skmnist search: error: {error}; install the dask extra "
+                "(pip install 'skmnist[dask]') or search in this process with "
+                "--n-workers 0"
+            ) from error
+    # With joblib's dask backend, n_jobs=-1 means every thread of the cluster.
+    options = {
+        "scoring": args.scoring,
+        "cv": args.cv,
+        "n_jobs": None if args.n_workers == 0 else -1,
+    }
+    if args.n_iter is None:
+        search = GridSearchCV(pipeline, grid, **options)
+    else:
+        search = RandomizedSearchCV(
+            pipeline,
+            grid,
+            n_iter=args.n_iter,
+            random_state=args.random_state,
+            **options,
+        )
+    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
+    x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+
+    if args.n_workers == 0:
+        search.fit(x_train, y_train)
+    else:
+        import joblib
+
+        with dask_client(
+            args.scheduler,
+            n_workers=args.n_workers,
+            threads_per_worker=args.threads_per_worker or 1,
+        ) as client:
+            print(f"dask cluster: {_describe_cluster(client)}", flush=True)
+            with joblib.parallel_config(backend="dask"):
+                search.fit(x_train, y_train)
+
+    print(_results_table(search.cv_results_))
+    print(f"best parameters: {_format_params(search.best_params_)}")
+    print(f"best cv score: {search.best_score_:.4f}")
+    _save_atomically(search.best_estimator_, Path(args.output))
+    print(f"saved the refitted best pipeline to {args.output}")
+    print(f"test_acc: {search.best_estimator_.score(x_test, y_test):.4f}")
+    return 0
+
+
+def _describe_cluster(client) -> str:
+    threads = client.nthreads()
+    return (
+        f"{len(threads)} workers, {sum(threads.values())} threads "
+        f"(scheduler {client.scheduler.address})"
+    )
+
+
+def _results_table(cv_results: dict) -> str:
+    """The candidates, best first: rank, mean and std of the test score, mean fit
+    time and parameters."""
+    rows = sorted(
+        range(len(cv_results["params"])),
+        key=lambda i: (cv_results["rank_test_score"][i], i),
+    )
+    lines = [f"{'rank':>4}  {'score':>6}  {'std':>6}  {'fit_s':>6}  params"]
+    for i in rows:
+        lines.append(
+            f"{cv_results['rank_test_score'][i]:>4}  "
+            f"{cv_results['mean_test_score'][i]:>6.4f}  "
+            f"{cv_results['std_test_score'][i]:>6.4f}  "
+            f"{cv_results['mean_fit_time'][i]:>6.1f}  "
+            f"{_format_params(cv_results['params'][i])}"
+        )
+    return "\n".join(lines)
+
+
+def _format_params(params: dict) -> str:
+    return " ".join(f"{name}={value!r}" for name, value in sorted(params.items()))
 
 
 def _load_model(path: str):
