@@ -44,9 +44,12 @@ print({name: np.round(values, 4).tolist() for name, values in history.items()})
 # Learning curves
 # ---------------
 # :func:`~skmnist.plot_learning_curves` takes the pipeline (or the classifier,
-# or its ``history_``) and draws one panel per quantity. Training accuracy
-# rising above validation accuracy is the network starting to memorise its
-# training images.
+# or its ``history_``) and draws one panel per quantity. Keras averages the
+# training loss and accuracy over each epoch, while the network improves, but
+# computes the validation ones at the epoch's end: that is why the first
+# training point lies below the first validation one. Training accuracy rising
+# clearly above validation accuracy later on is the network starting to
+# memorise its training images.
 axes = plot_learning_curves(pipe)
 assert [ax.get_title() for ax in axes] == ["loss", "accuracy"]
 assert all(len(ax.get_lines()) == 2 for ax in axes)  # training and validation

@@ -37,7 +37,7 @@ if fast:
 
 # %%
 # The images are 28x28 grey levels 0..255, light ink on a dark background:
-fig, axes = plt.subplots(1, 10, figsize=(10, 1.6))
+fig, axes = plt.subplots(1, 10, figsize=(10, 1.6), layout="constrained")
 for ax, image, label in zip(axes, x_train[:10], y_train[:10], strict=True):
     ax.imshow(image, cmap="gray_r")
     ax.set_title(str(label))
@@ -105,7 +105,7 @@ proba = pipe.predict_proba(x_test[:10])
 predicted = pipe.predict(x_test[:10])
 assert np.array_equal(predicted, pipe.classes_[proba.argmax(axis=1)])
 
-fig, axes = plt.subplots(1, 10, figsize=(10, 1.8))
+fig, axes = plt.subplots(1, 10, figsize=(10, 1.8), layout="constrained")
 for ax, image, digit, p in zip(axes, x_test, predicted, proba.max(1), strict=False):
     ax.imshow(image, cmap="gray_r")
     ax.set_title(f"{digit} ({p:.2f})", fontsize=9)
