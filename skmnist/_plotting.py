@@ -7,10 +7,14 @@ function is called, so that ``import skmnist`` works without it.
 import math
 from collections.abc import Mapping
 from numbers import Integral
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.utils import check_consistent_length, column_or_1d
 from sklearn.utils.validation import check_is_fitted
+
+if TYPE_CHECKING:
+    from sklearn.metrics import ConfusionMatrixDisplay
 
 
 def _import_pyplot(caller: str):
@@ -146,7 +150,7 @@ def _panels(history: dict) -> list:
 
 def plot_confusion_matrix(
     y_true, y_pred, *, labels=None, normalize=None, ax=None, colorbar=False
-):
+) -> "ConfusionMatrixDisplay":
     """Plot the confusion matrix of predicted against true digits.
 
     A thin layer over
