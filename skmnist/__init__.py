@@ -18,6 +18,11 @@ if TYPE_CHECKING:
         preprocess_digit_image,
     )
     from skmnist._pipeline import make_mnist_pipeline
+    from skmnist._plotting import (
+        plot_confusion_matrix,
+        plot_learning_curves,
+        plot_misclassified,
+    )
     from skmnist._scaler import PixelScaler
 
 _PUBLIC_NAMES = {
@@ -28,6 +33,9 @@ _PUBLIC_NAMES = {
     "load_digit_image": "skmnist._images",
     "preprocess_digit_image": "skmnist._images",
     "TensorFlowThreadsPlugin": "skmnist._dask",
+    "plot_confusion_matrix": "skmnist._plotting",
+    "plot_learning_curves": "skmnist._plotting",
+    "plot_misclassified": "skmnist._plotting",
 }
 
 __all__ = [
@@ -38,6 +46,9 @@ __all__ = [
     "__version__",
     "load_digit_image",
     "make_mnist_pipeline",
+    "plot_confusion_matrix",
+    "plot_learning_curves",
+    "plot_misclassified",
     "preprocess_digit_image",
 ]
 

@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("model", help="a model saved by 'skmnist train'")
     _add_data_argument(evaluate)
+    evaluate.add_argument(
+        "--plot",
+        metavar="FILE",
+        default=None,
+        help="also write one figure with the confusion matrix and the first 25 "
+        "misclassified test digits to FILE (.png, .pdf, .svg, ...); needs "
+        "matplotlib (pip install 'skmnist[plot]')",
+    )
     evaluate.set_defaults(command=_evaluate)
 
     predict = commands.add_parser(
@@ -111,12 +119,19 @@ def _evaluate(args) -> int:
 
     from skmnist.datasets import load_mnist
 
+    if args.plot is not None:
+        _check_plot_file(args.plot)  # before the slow part, not after
     pipeline = _load_model(args.model)
     _, (x_test, y_test) = load_mnist(args.data)
     predicted = pipeline.predict(x_test)
     print(classification_report(y_test, predicted, digits=4))
     print("confusion matrix (rows: true digit, columns: predicted digit)")
     print(confusion_matrix(y_test, predicted))
+    if args.plot is not None:
+        from skmnist._plotting import _evaluation_figure
+
+        _evaluation_figure(x_test, y_test, predicted).savefig(args.plot)
+        print(f"wrote the confusion matrix and misclassified digits to {args.plot}")
     print(f"test_acc: {(predicted == y_test).mean():.4f}")
     return 0
 
@@ -389,6 +404,27 @@ def _results_table(cv_results: dict) -> str:
 
 def _format_params(params: dict) -> str:
     return " ".join(f"{name}={value!r}" for name, value in sorted(params.items()))
+
+
+def _check_plot_file(path: str) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit(
+            "skmnist: error: --plot needs matplotlib: pip install 'skmnist[plot]'"
+        ) from None
+    matplotlib.use("Agg")  # write files; never open a window
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise SystemExit(
+            f"skmnist: error: --plot {path}: the file name must end in one of "
+            f"{', '.join('.' + name for name in sorted(formats))}"
+        )
+    if not Path(path).parent.is_dir():
+        raise SystemExit(f"skmnist: error: --plot {path}: no such folder")
 
 
 def _load_model(path: str):

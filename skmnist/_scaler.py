@@ -103,8 +103,8 @@ class PixelScaler(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, *image_shape_), dtype float32
-            Pixels in ``[0, max_value]``.
+        X_original : ndarray of float32
+            Pixels in ``[0, max_value]``, of shape ``(n_samples, *image_shape_)``.
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)

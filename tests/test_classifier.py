@@ -187,9 +187,7 @@ def test_early_stopping_with_validation_split(digits_flat):
     # restore_best_weights acts after the last epoch; the estimator has its result.
     split_at = int(np.floor(len(X) * (1 - 0.3)))  # Keras keeps the last rows
     X_val, y_val = X[split_at:], y[split_at:]
-    best = keras.losses.sparse_categorical_crossentropy(
-        y_val, clf.predict_proba(X_val)
-    )
+    best = keras.losses.sparse_categorical_crossentropy(y_val, clf.predict_proba(X_val))
     assert float(np.mean(best)) == pytest.approx(min(val_loss), rel=1e-4)
 
 

@@ -120,3 +120,51 @@ def test_predict_reports_unreadable_files_and_answers_the_rest(
     assert result.returncode == 1
     assert "broken.png" in result.stderr and "error" in result.stderr
     assert result.stdout.startswith("good.png: ")
+
+
+@pytest.fixture(scope="module")
+def small_model(mnist, tmp_path_factory):
+    """A pipeline trained briefly on 2,000 images: fast, and wrong often enough to
+    have misclassified digits to plot."""
+    import joblib
+
+    from skmnist import make_mnist_pipeline
+
+    (x_train, y_train), _ = mnist
+    pipeline = make_mnist_pipeline(hidden_units=64, epochs=1, random_state=0)
+    pipeline.fit(x_train[:2000], y_train[:2000])
+    path = tmp_path_factory.mktemp("small") / "small.joblib"
+    joblib.dump(pipeline, path)
+    return path
+
+
+@pytest.mark.mnist
+def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path):
+    matplotlib_image = pytest.importorskip("matplotlib.image")
+    figure = tmp_path / "evaluation.png"
+    result = _skmnist(
+        "evaluate", str(small_model), "--data", str(mnist_path), "--plot", str(figure)
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].startswith("wrote the confusion matrix and misclassified")
+    assert lines[-2].endswith(str(figure))
+    assert lines[-1].startswith("test_acc: ")
+    pixels = matplotlib_image.imread(figure)
+    assert pixels.shape[0] > 500 and pixels.shape[1] > 1000  # two panels, side by side
+    assert pixels[..., :3].std() > 0.1  # not a blank canvas
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("evaluation.xyz", "must end in one of"), ("missing/evaluation.png", "no such")],
+)
+def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message):
+    pytest.importorskip("matplotlib")
+    # No model file exists either: the plot file is checked first.
+    result = _skmnist(
+        "evaluate", str(tmp_path / "none.joblib"), "--plot", str(tmp_path / name),
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert message in result.stderr and "--plot" in result.stderr
+    assert not (tmp_path / name).exists()
