@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         load_digit_image,
         preprocess_digit_image,
     )
+    from skmnist._persistence import load, save
     from skmnist._pipeline import make_mnist_pipeline
     from skmnist._scaler import PixelScaler
 
@@ -26,6 +27,8 @@ _PUBLIC_NAMES = {
     "DigitImagePreprocessor": "skmnist._images",
     "load_digit_image": "skmnist._images",
     "preprocess_digit_image": "skmnist._images",
+    "save": "skmnist._persistence",
+    "load": "skmnist._persistence",
 }
 
 __all__ = [
@@ -33,9 +36,11 @@ __all__ = [
     "MNISTClassifier",
     "PixelScaler",
     "__version__",
+    "load",
     "load_digit_image",
     "make_mnist_pipeline",
     "preprocess_digit_image",
+    "save",
 ]
 
 

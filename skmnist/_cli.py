@@ -7,7 +7,6 @@ Heavy imports (TensorFlow through the estimators) happen inside the commands, so
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 DEFAULT_MODEL = "mnist_pipeline.joblib"
@@ -43,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         default=DEFAULT_MODEL,
         help=f"where to save the fitted pipeline (default: {DEFAULT_MODEL})",
+    )
+    train.add_argument(
+        "--format",
+        choices=["joblib", "skmnist"],
+        default=None,
+        help="file format: 'skmnist' is pickle-free and safe to load from "
+        "untrusted sources, 'joblib' a pickle (default: skmnist if --output ends "
+        "in .skmnist, else joblib)",
     )
     train.set_defaults(command=_train)
 
@@ -98,7 +105,7 @@ def _train(args) -> int:
     )
     pipeline.fit(x_train, y_train)
     test_acc = pipeline.score(x_test, y_test)
-    _save_atomically(pipeline, Path(args.output))
+    _save_model(pipeline, Path(args.output), args.format)
     print(f"saved the fitted pipeline to {args.output}")
     print(f"test_acc: {test_acc:.4f}")
     return 0
@@ -142,25 +149,33 @@ def _predict(args) -> int:
 def _load_model(path: str):
     import joblib
 
+    from skmnist._persistence import is_skmnist_file, load
+
     if not Path(path).is_file():
         raise SystemExit(f"skmnist: error: no model file at {path}")
+    # By content, not extension: both formats load whatever the file is called.
+    if is_skmnist_file(path):
+        try:
+            return load(path)
+        except ValueError as error:
+            raise SystemExit(f"skmnist: error: {error}") from None
     return joblib.load(path)
 
 
-def _save_atomically(model, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: a crash never leaves
-    a half-written model in place of a good one."""
+def _save_model(model, path: Path, file_format: str | None) -> None:
+    """Save atomically, so that a crash never leaves a half-written model in place
+    of a good one."""
     import joblib
 
+    from skmnist._persistence import save, write_atomically
+
+    if file_format is None:
+        file_format = "skmnist" if path.suffix == ".skmnist" else "joblib"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        joblib.dump(model, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    if file_format == "skmnist":
+        save(model, path)
+    else:
+        write_atomically(path, lambda temporary: joblib.dump(model, temporary))
 
 
 if __name__ == "__main__":
