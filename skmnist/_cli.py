@@ -159,7 +159,13 @@ def _load_model(path: str):
             return load(path)
         except ValueError as error:
             raise SystemExit(f"skmnist: error: {error}") from None
-    return joblib.load(path)
+    try:
+        return joblib.load(path)
+    except Exception as error:  # unpickling garbage fails in many ways
+        raise SystemExit(
+            f"skmnist: error: {path} is neither an skmnist model file nor a joblib "
+            f"pickle ({type(error).__name__}: {error})"
+        ) from None
 
 
 def _save_model(model, path: Path, file_format: str | None) -> None:
