@@ -236,7 +236,10 @@ def _describe(estimator, models: dict, where: str) -> dict:
     params = estimator.get_params(deep=False)
     node = {
         "class": kind.__name__,
-        "params": _to_json(params, f"the hyper-parameters of {where}"),
+        "params": {
+            name: _to_json(value, f"hyper-parameter {name!r} of {where}")
+            for name, value in params.items()
+        },
         "output_config": _to_json(
             vars(estimator).get("_sklearn_output_config"), f"set_output of {where}"
         ),

@@ -180,11 +180,11 @@ def test_written_to_exactly_the_path_given(fitted_pipeline, tmp_path):
         (Pipeline([("scale", StandardScaler())]), "not StandardScaler"),
         (
             MNISTClassifier(callbacks=[keras.callbacks.EarlyStopping()]),
-            "hyper-parameters of MNISTClassifier: .*EarlyStopping",
+            "hyper-parameter 'callbacks' of MNISTClassifier: .*EarlyStopping",
         ),
         (
             make_mnist_pipeline(optimizer=keras.optimizers.Adam()),
-            "step 'clf'.*Adam.*not JSON",
+            "'optimizer' of step 'clf'.*Adam.*not JSON",
         ),
         (MNISTClassifier(random_state=np.random.RandomState(0)), "RandomState"),
         (MNISTClassifier(activation=np.tanh), "ufunc"),
