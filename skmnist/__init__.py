@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         load_digit_image,
         preprocess_digit_image,
     )
+    from skmnist._persistence import load, save
     from skmnist._pipeline import make_mnist_pipeline
     from skmnist._plotting import (
         plot_confusion_matrix,
@@ -36,6 +37,8 @@ _PUBLIC_NAMES = {
     "plot_confusion_matrix": "skmnist._plotting",
     "plot_learning_curves": "skmnist._plotting",
     "plot_misclassified": "skmnist._plotting",
+    "save": "skmnist._persistence",
+    "load": "skmnist._persistence",
 }
 
 __all__ = [
@@ -44,12 +47,14 @@ __all__ = [
     "PixelScaler",
     "TensorFlowThreadsPlugin",
     "__version__",
+    "load",
     "load_digit_image",
     "make_mnist_pipeline",
     "plot_confusion_matrix",
     "plot_learning_curves",
     "plot_misclassified",
     "preprocess_digit_image",
+    "save",
 ]
 
 

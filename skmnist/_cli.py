@@ -7,7 +7,6 @@ Heavy imports (TensorFlow through the estimators) happen inside the commands, so
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 DEFAULT_MODEL = "mnist_pipeline.joblib"
@@ -43,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         default=DEFAULT_MODEL,
         help=f"where to save the fitted pipeline (default: {DEFAULT_MODEL})",
+    )
+    train.add_argument(
+        "--format",
+        choices=["joblib", "skmnist"],
+        default=None,
+        help="file format: 'skmnist' is pickle-free and safe to load from "
+        "untrusted sources, 'joblib' a pickle (default: skmnist if --output ends "
+        "in .skmnist, else joblib)",
     )
     train.set_defaults(command=_train)
 
@@ -108,7 +115,7 @@ def _train(args) -> int:
     )
     pipeline.fit(x_train, y_train)
     test_acc = pipeline.score(x_test, y_test)
-    _save_atomically(pipeline, Path(args.output))
+    _save_model(pipeline, Path(args.output), args.format)
     print(f"saved the fitted pipeline to {args.output}")
     print(f"test_acc: {test_acc:.4f}")
     return 0
@@ -369,7 +376,7 @@ def _search(args) -> int:
     print(_results_table(search.cv_results_))
     print(f"best parameters: {_format_params(search.best_params_)}")
     print(f"best cv score: {search.best_score_:.4f}")
-    _save_atomically(search.best_estimator_, Path(args.output))
+    _save_model(search.best_estimator_, Path(args.output), None)
     print(f"saved the refitted best pipeline to {args.output}")
     print(f"test_acc: {search.best_estimator_.score(x_test, y_test):.4f}")
     return 0
@@ -430,25 +437,39 @@ def _check_plot_file(path: str) -> None:
 def _load_model(path: str):
     import joblib
 
+    from skmnist._persistence import is_skmnist_file, load
+
     if not Path(path).is_file():
         raise SystemExit(f"skmnist: error: no model file at {path}")
-    return joblib.load(path)
+    # By content, not extension: both formats load whatever the file is called.
+    if is_skmnist_file(path):
+        try:
+            return load(path)
+        except ValueError as error:
+            raise SystemExit(f"skmnist: error: {error}") from None
+    try:
+        return joblib.load(path)
+    except Exception as error:  # unpickling garbage fails in many ways
+        raise SystemExit(
+            f"skmnist: error: {path} is neither an skmnist model file nor a joblib "
+            f"pickle ({type(error).__name__}: {error})"
+        ) from None
 
 
-def _save_atomically(model, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: a crash never leaves
-    a half-written model in place of a good one."""
+def _save_model(model, path: Path, file_format: str | None) -> None:
+    """Save atomically, so that a crash never leaves a half-written model in place
+    of a good one."""
     import joblib
 
+    from skmnist._persistence import save, write_atomically
+
+    if file_format is None:
+        file_format = "skmnist" if path.suffix == ".skmnist" else "joblib"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        joblib.dump(model, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    if file_format == "skmnist":
+        save(model, path)
+    else:
+        write_atomically(path, lambda temporary: joblib.dump(model, temporary))
 
 
 if __name__ == "__main__":

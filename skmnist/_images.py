@@ -136,6 +136,10 @@ def _ink_on_dark(grey: np.ndarray) -> np.ndarray:
     background = np.median(border)
     # The border is paper: on light paper the ink is darker, on dark paper lighter.
     ink = background - grey if background >= 128 else grey - background
+    if ink.max() <= 0:
+        # Mid-grey paper with ink on the other side than its brightness suggests
+        # (light ink on 128 grey, say).
+        ink = -ink
     return np.clip(ink, 0, None)
 
 

@@ -1,0 +1,665 @@
+"""Saving and loading skmnist estimators without pickle.
+
+A saved file is a zip archive:
+
+- ``manifest.json``: format name and version, the skmnist and Keras versions that
+  wrote it, and the SHA-256 of every other member;
+- ``estimator.json``: the estimator tree (a pipeline's steps), each estimator's
+  hyper-parameters and fitted attributes, as JSON data;
+- ``models/<n>.keras``: the Keras model of each fitted classifier, in Keras's own
+  ``.keras`` format.
+
+Loading parses JSON, checks every checksum, rebuilds each estimator from its
+hyper-parameters, rebuilds its Keras network in code and reads only the weight
+arrays (HDF5 datasets) of the ``.keras`` member into it. Nothing in the file is
+unpickled, imported, deserialised as a Keras object or otherwise executed.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
+
+from skmnist._classifier import MNISTClassifier
+from skmnist._scaler import PixelScaler
+from skmnist._version import __version__
+
+FORMAT_NAME = "skmnist"
+FORMAT_VERSION = 1
+
+_MANIFEST = "manifest.json"
+_ESTIMATOR = "estimator.json"
+# A JSON member larger than this is not one skmnist wrote (the estimator
+# description is a few kilobytes plus the training history).
+_MAX_JSON_BYTES = 64 * 2**20
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"x")  # joblib's too
+
+_TAGS = ("__tuple__", "__dict__", "__ndarray__")
+# Dtype kinds stored as JSON numbers, booleans or strings, exactly.
+_ARRAY_KINDS = "biufUO"
+
+_JOBLIB_HINT = (
+    "To keep such an estimator, pickle it with joblib.dump instead (and load only "
+    "files you trust: unpickling runs code from the file)."
+)
+
+
+class ModelFileError(ValueError):
+    """The file is not an skmnist model file, or it is corrupt or was modified."""
+
+
+# -- public functions ----------------------------------------------------------
+
+
+def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
+    """Save an skmnist estimator to ``path`` without pickle.
+
+    Supports :class:`MNISTClassifier`, :class:`PixelScaler` and pipelines of them
+    such as :func:`make_mnist_pipeline`'s, fitted or not (an unfitted estimator is
+    saved as its hyper-parameters). The file is written to exactly ``path``,
+    atomically: a temporary file beside it is renamed over ``path`` once
+    complete, so an interrupted save leaves any previous file intact.
+
+    Parameters
+    ----------
+    estimator : MNISTClassifier, PixelScaler or Pipeline of them
+        The estimator to save.
+    path : str or path-like
+        The file to write, conventionally with the ``.skmnist`` extension.
+
+    Raises
+    ------
+    TypeError
+        If ``estimator`` is of another type, or has a hyper-parameter that is not
+        JSON data (numbers, strings, booleans, None, lists and dicts of them),
+        such as a list of Keras callbacks or an optimizer instance.
+
+    See Also
+    --------
+    load : Load an estimator saved by this function.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> import skmnist
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "clf.skmnist")
+    >>> skmnist.save(skmnist.MNISTClassifier(hidden_units=64), path)
+    >>> skmnist.load(path).hidden_units
+    64
+    """
+    models: dict[str, object] = {}
+    # Everything that can be refused is refused here, before any file is touched.
+    document = _describe(estimator, models, where=type(estimator).__name__)
+    write_atomically(
+        path, lambda temporary: _write_archive(temporary, document, models)
+    )
+
+
+def load(path: str | os.PathLike) -> BaseEstimator:
+    """Load an estimator saved by :func:`save`.
+
+    Reads JSON and weight arrays only: no code from the file is run, so loading an
+    untrusted file is safe (unlike unpickling one).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`skmnist.save`.
+
+    Returns
+    -------
+    estimator : MNISTClassifier, PixelScaler or Pipeline
+        The estimator, fitted if it was fitted when saved. Its predictions are
+        identical to the saved estimator's; it can be refitted, warm-started and
+        cloned.
+
+    Raises
+    ------
+    ValueError
+        If the file is not an skmnist model file (for example a joblib pickle),
+        is truncated or corrupt, was modified after saving, or was written by a
+        newer version of the format.
+
+    Examples
+    --------
+    >>> import skmnist
+    >>> pipeline = skmnist.load("mnist_pipeline.skmnist")  # doctest: +SKIP
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="skmnist-load-") as folder:
+        document, model_files = _read_archive(path, Path(folder))
+        try:
+            return _rebuild(document, model_files, where="estimator")
+        except ModelFileError as error:
+            raise ModelFileError(f"{path}: {error}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # The checksums match, so the file was written like this on purpose
+            # or by a broken writer; either way it describes no valid estimator.
+            raise ModelFileError(
+                f"{path}: invalid estimator description ({type(error).__name__}: "
+                f"{error})."
+            ) from None
+
+
+def is_skmnist_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like a file of this format (a zip archive), by content.
+
+    joblib and pickle files never are zip archives; a zip archive that is not a
+    valid skmnist file is then refused by :func:`load` with a clear message.
+    """
+    with open(path, "rb") as file:
+        return file.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary_path)``, then rename the temporary file to ``path``.
+
+    The temporary file is created in the directory of ``path`` so that the final
+    ``os.replace`` is an atomic rename: readers see either the previous file or
+    the complete new one, and a failure (or crash) while writing leaves the
+    previous file untouched.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    os.close(handle)
+    try:
+        write(temporary)
+        # Flush to disk before the rename, so a power cut cannot leave the new
+        # name pointing at unwritten data.
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# -- describing estimators as JSON ---------------------------------------------
+
+# Fitted attributes of MNISTClassifier stored in the file. The others are rebuilt
+# on load: the Keras model (from the hyper-parameters, then its weights are
+# read), the label and feature encoders (from classes_ and n_features_in_, as
+# fit builds them), the metadata the label encoder provides and the callbacks.
+_CLASSIFIER_STORED = (
+    "classes_",
+    "n_features_in_",
+    "feature_names_in_",
+    "target_type_",
+    "history_",
+    "_random_state",
+    "_seed",
+)
+_CLASSIFIER_REBUILT = (
+    "model_",
+    "target_encoder_",
+    "feature_encoder_",
+    "n_classes_",
+    "n_outputs_",
+    "n_outputs_expected_",
+    "_fit_callbacks",
+    "_predict_callbacks",
+)
+_SCALER_STORED = ("n_features_in_", "image_shape_", "feature_names_in_")
+# Set by __init__ from the hyper-parameters, or by set_output.
+_INIT_STATE = ("_user_params", "_sklearn_output_config")
+
+
+def _describe(estimator, models: dict, where: str) -> dict:
+    kind = type(estimator)
+    if kind is Pipeline:
+        return _describe_pipeline(estimator, models, where)
+    if kind is MNISTClassifier:
+        fitted = "model_" in vars(estimator)
+        stored, rebuilt = _CLASSIFIER_STORED, _CLASSIFIER_REBUILT
+    elif kind is PixelScaler:
+        fitted = "image_shape_" in vars(estimator)
+        stored, rebuilt = _SCALER_STORED, ()
+    else:
+        raise TypeError(
+            "skmnist.save saves MNISTClassifier, PixelScaler and pipelines of them "
+            f"(such as make_mnist_pipeline's), not {kind.__name__} ({where}). "
+            + _JOBLIB_HINT
+        )
+    params = estimator.get_params(deep=False)
+    node = {
+        "class": kind.__name__,
+        "params": {
+            name: _to_json(value, f"hyper-parameter {name!r} of {where}")
+            for name, value in params.items()
+        },
+        "output_config": _to_json(
+            vars(estimator).get("_sklearn_output_config"), f"set_output of {where}"
+        ),
+        "fitted": None,
+    }
+    if not fitted:
+        # An unfitted estimator is its hyper-parameters; leftovers of a failed fit
+        # are dropped.
+        return node
+    unknown = set(vars(estimator)) - {*params, *_INIT_STATE, *stored, *rebuilt}
+    if unknown:
+        raise TypeError(
+            f"{where} has attributes that skmnist.save does not know how to store "
+            f"safely: {', '.join(sorted(unknown))}. " + _JOBLIB_HINT
+        )
+    attributes = {
+        name: vars(estimator)[name] for name in stored if name in vars(estimator)
+    }
+    node["fitted"] = _to_json(attributes, f"the fitted attributes of {where}")
+    if kind is MNISTClassifier:
+        member = f"models/{len(models)}.keras"
+        models[member] = estimator.model_
+        node["model"] = {
+            "member": member,
+            # Keras's file omits the states of seed generators (dropout's), which
+            # continued training needs to replay the same dropout masks.
+            "non_trainable_variables": [
+                _array_to_json(np.asarray(variable.value), where)
+                for variable in estimator.model_.non_trainable_variables
+            ],
+        }
+    return node
+
+
+def _describe_pipeline(pipeline: Pipeline, models: dict, where: str) -> dict:
+    params = pipeline.get_params(deep=False)
+    unknown = set(vars(pipeline)) - {*params, *_INIT_STATE}
+    if unknown:
+        raise TypeError(
+            f"{where} has attributes that skmnist.save does not know how to store "
+            f"safely: {', '.join(sorted(unknown))}. " + _JOBLIB_HINT
+        )
+    steps = params.pop("steps")
+    return {
+        "class": "Pipeline",
+        "params": _to_json(params, f"the parameters of {where}"),
+        "output_config": _to_json(
+            vars(pipeline).get("_sklearn_output_config"), f"set_output of {where}"
+        ),
+        "steps": [
+            [name, _describe(step, models, where=f"step {name!r} of {where}")]
+            for name, step in steps
+        ],
+    }
+
+
+def _to_json(value, where: str):
+    """Encode ``value`` as JSON data that :func:`_from_json` decodes to an equal
+    value of the same type: tuples, dicts with non-string keys and arrays are
+    tagged (a one-key object such as ``{"__tuple__": [...]}``), because plain
+    JSON would turn them into lists and string keys."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, list):
+        return [_to_json(item, where) for item in value]
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_json(item, where) for item in value]}
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value) and not _looks_tagged(value):
+            return {key: _to_json(item, where) for key, item in value.items()}
+        return {
+            "__dict__": [
+                [_to_json(key, where), _to_json(item, where)]
+                for key, item in value.items()
+            ]
+        }
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": _array_to_json(value, where)}
+    raise TypeError(
+        f"Cannot save {where}: {type(value).__name__} {_short_repr(value)} is not "
+        "JSON data. skmnist.save stores numbers, strings, booleans, None, lists, "
+        "dicts and NumPy arrays of them only. " + _JOBLIB_HINT
+    )
+
+
+def _array_to_json(array: np.ndarray, where: str) -> dict:
+    if array.dtype.kind not in _ARRAY_KINDS:
+        raise TypeError(
+            f"Cannot save {where}: an array of dtype {array.dtype} is not supported. "
+            + _JOBLIB_HINT
+        )
+    values = array.ravel().tolist()
+    if array.dtype.kind == "O":
+        values = [_to_json(item, where) for item in values]
+        if any(isinstance(item, list | dict) for item in values):
+            raise TypeError(
+                f"Cannot save {where}: an object array holding containers. "
+                + _JOBLIB_HINT
+            )
+    return {"dtype": array.dtype.str, "shape": list(array.shape), "values": values}
+
+
+def _looks_tagged(data: dict) -> bool:
+    return len(data) == 1 and next(iter(data)) in _TAGS
+
+
+def _short_repr(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- writing the archive -------------------------------------------------------
+
+
+def _write_archive(path: str, document: dict, models: dict) -> None:
+    import keras
+
+    checksums = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="skmnist-save-") as folder,
+        zipfile.ZipFile(path, "w") as archive,
+    ):
+        estimator_json = json.dumps(document, indent=1).encode()
+        archive.writestr(_ESTIMATOR, estimator_json, zipfile.ZIP_DEFLATED)
+        checksums[_ESTIMATOR] = hashlib.sha256(estimator_json).hexdigest()
+        for member, model in models.items():
+            # Keras names the format by the file extension; the file is copied
+            # into the archive as is (it is a zip itself: no point compressing).
+            keras_file = Path(folder, "model.keras")
+            keras.saving.save_model(model, keras_file)
+            archive.write(keras_file, member, zipfile.ZIP_STORED)
+            checksums[member] = _sha256_of_file(keras_file)
+            keras_file.unlink()
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "skmnist_version": __version__,
+            "keras_version": keras.__version__,
+            "sha256": checksums,
+        }
+        archive.writestr(
+            _MANIFEST, json.dumps(manifest, indent=1).encode(), zipfile.ZIP_DEFLATED
+        )
+
+
+def _sha256_of_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- reading the archive -------------------------------------------------------
+
+
+def _read_archive(path: Path, folder: Path) -> tuple[dict, dict]:
+    """Check the manifest and every checksum; return the estimator description
+    and the extracted Keras files by member name."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no skmnist model file at {path}")
+    with open(path, "rb") as file:
+        head = file.read(len(_ZIP_MAGIC))
+    if head != _ZIP_MAGIC:
+        what = (
+            "it looks like a joblib or pickle file: load it with joblib.load, and "
+            "only if you trust it, since unpickling runs code from the file"
+            if head.startswith(_PICKLE_MAGIC)
+            else "it is not a zip archive"
+        )
+        raise ModelFileError(f"{path} is not an skmnist model file: {what}.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_members(archive, path, folder)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        # zipfile finds a truncated or damaged archive (bad CRC, missing central
+        # directory) here.
+        raise ModelFileError(
+            f"{path} is a damaged or truncated skmnist model file: {error}"
+        ) from None
+
+
+def _read_members(archive: zipfile.ZipFile, path: Path, folder: Path):
+    names = archive.namelist()
+    if _MANIFEST not in names:
+        raise ModelFileError(
+            f"{path} is a zip archive but not an skmnist model file: it has no "
+            f"{_MANIFEST}."
+        )
+    manifest = _parse_json(_read_small(archive, _MANIFEST), f"{path}: {_MANIFEST}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ModelFileError(
+            f"{path} is not an skmnist model file: its {_MANIFEST} does not name "
+            f"the {FORMAT_NAME!r} format."
+        )
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"{path}: invalid format version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by skmnist {manifest.get('skmnist_version', '?')} "
+            f"in format version {version}; this skmnist {__version__} reads "
+            f"versions up to {FORMAT_VERSION}. Upgrade skmnist to load it."
+        )
+    checksums = manifest.get("sha256")
+    expected = set(names) - {_MANIFEST}
+    if (
+        not isinstance(checksums, dict)
+        or set(checksums) != expected
+        or len(names) != len(set(names))
+        or _ESTIMATOR not in expected
+    ):
+        raise ModelFileError(
+            f"{path}: the archive's members do not match its manifest; the file "
+            "was modified or is damaged."
+        )
+    model_files = {}
+    estimator_json = b""
+    for name in sorted(expected):
+        if name == _ESTIMATOR:
+            estimator_json = _read_small(archive, name)
+            digest = hashlib.sha256(estimator_json).hexdigest()
+        else:
+            # Extract under a name of ours: member names never become paths.
+            target = folder / f"{len(model_files)}.keras"
+            with archive.open(name) as source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+            digest = _sha256_of_file(target)
+            model_files[name] = target
+        if digest != checksums[name]:
+            raise ModelFileError(
+                f"{path}: checksum mismatch for {name}; the file was modified or "
+                "is damaged."
+            )
+    return _parse_json(estimator_json, f"{path}: {_ESTIMATOR}"), model_files
+
+
+def _read_small(archive: zipfile.ZipFile, name: str) -> bytes:
+    if archive.getinfo(name).file_size > _MAX_JSON_BYTES:
+        raise ModelFileError(f"{name} is too large for an skmnist model file.")
+    return archive.read(name)
+
+
+def _parse_json(data: bytes, where: str):
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{where} is not valid JSON: {error}") from None
+
+
+# -- rebuilding estimators -----------------------------------------------------
+
+
+def _rebuild(node, model_files: dict, where: str):
+    node = _expect(node, dict, where)
+    kind = node.get("class")
+    if kind == "Pipeline":
+        steps = [
+            (_expect(name, str, where), _rebuild(step, model_files, f"step {name!r}"))
+            for name, step in (
+                _expect(pair, list, where)
+                for pair in _expect(node["steps"], list, where)
+            )
+        ]
+        estimator = Pipeline(steps, **_params(node, where))
+    elif kind == "PixelScaler":
+        estimator = PixelScaler(**_params(node, where))
+        if node.get("fitted") is not None:
+            vars(estimator).update(_fitted(node, _SCALER_STORED, where))
+    elif kind == "MNISTClassifier":
+        estimator = MNISTClassifier(**_params(node, where))
+        if node.get("fitted") is not None:
+            _restore_classifier(estimator, node, model_files, where)
+    else:
+        raise ModelFileError(f"{where}: unknown estimator class {kind!r}.")
+    output_config = _from_json(node.get("output_config"), where)
+    if output_config is not None:
+        estimator._sklearn_output_config = _expect(output_config, dict, where)
+    return estimator
+
+
+def _params(node: dict, where: str) -> dict:
+    params = _expect(_from_json(node.get("params"), where), dict, where)
+    for name in params:
+        # Hyper-parameter names only: scikeras stores unknown keyword arguments
+        # as attributes, which must not overwrite private or fitted ones.
+        if not (
+            isinstance(name, str)
+            and name.isidentifier()
+            and not name.startswith("_")
+            and not name.endswith("_")
+        ):
+            raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
+    return params
+
+
+def _fitted(node: dict, allowed: tuple, where: str) -> dict:
+    attributes = _expect(_from_json(node["fitted"], where), dict, where)
+    unknown = set(attributes) - set(allowed)
+    if unknown:
+        raise ModelFileError(f"{where}: unknown fitted attributes {sorted(unknown)}.")
+    return attributes
+
+
+def _restore_classifier(clf: MNISTClassifier, node, model_files, where) -> None:
+    attributes = _fitted(node, _CLASSIFIER_STORED, where)
+    classes = _expect(attributes.get("classes_"), np.ndarray, f"{where}: classes_")
+    vars(clf).update(attributes)
+    _expect(clf._seed, int, f"{where}: _seed")
+    # What fit builds from the training data, rebuilt from classes_ and
+    # n_features_in_: the label encoder keeps only the categories it found. fit
+    # lets it find them (sorted, in the labels' dtype); partial_fit(classes=...)
+    # gives them, in the order given.
+    try:
+        found = np.array_equal(np.unique(classes), classes)
+    except TypeError:  # unorderable object labels
+        found = False
+    clf.classes_ = None if found else classes
+    clf.target_encoder_ = clf.target_encoder.fit(classes)
+    vars(clf).update(getattr(clf.target_encoder_, "get_metadata", dict)())
+    if clf.classes_.dtype != classes.dtype or not np.array_equal(clf.classes_, classes):
+        raise ModelFileError(f"{where}: inconsistent classes_.")
+    n_features = _expect(clf.n_features_in_, int, f"{where}: n_features_in_")
+    clf.feature_encoder_ = clf.feature_encoder.fit(
+        np.zeros((1, n_features), dtype=np.float32)
+    )
+    clf._initialize_callbacks()
+    # Build with the stored seed rather than a fresh one: an unseeded build
+    # would draw from NumPy's global generator. The weights are overwritten.
+    random_state = clf._random_state
+    clf._random_state = clf._seed
+    try:
+        clf.model_ = clf._build_keras_model()
+    except Exception as error:
+        raise ModelFileError(f"{where}: cannot rebuild the network: {error}") from None
+    finally:
+        clf._random_state = random_state
+    _load_weights(
+        clf.model_, _expect(node.get("model"), dict, where), model_files, where
+    )
+
+
+def _load_weights(model, description: dict, model_files: dict, where: str) -> None:
+    member = description.get("member")
+    if member not in model_files:
+        raise ModelFileError(f"{where}: missing Keras model {member!r}.")
+    try:
+        # Reads the weight arrays only; the file's Keras config is never parsed.
+        model.load_weights(model_files[member])
+    except Exception as error:
+        raise ModelFileError(
+            f"{where}: the Keras weights do not fit the network the "
+            f"hyper-parameters describe: {error}"
+        ) from None
+    states = _expect(description.get("non_trainable_variables"), list, where)
+    variables = model.non_trainable_variables
+    if len(states) != len(variables):
+        raise ModelFileError(f"{where}: wrong number of non-trainable variables.")
+    for variable, state in zip(variables, states, strict=True):
+        value = _array_from_json(_expect(state, dict, where), where)
+        if value.shape != tuple(variable.shape):
+            raise ModelFileError(f"{where}: wrong shape of {variable.path}.")
+        variable.assign(value.astype(variable.dtype))
+
+
+def _from_json(data, where: str):
+    if data is None or isinstance(data, bool | int | float | str):
+        return data
+    if isinstance(data, list):
+        return [_from_json(item, where) for item in data]
+    if isinstance(data, dict) and not _looks_tagged(data):
+        return {key: _from_json(item, where) for key, item in data.items()}
+    if isinstance(data, dict):
+        ((tag, content),) = data.items()
+        if tag == "__tuple__":
+            return tuple(
+                _from_json(item, where) for item in _expect(content, list, where)
+            )
+        if tag == "__dict__":
+            pairs = [
+                _expect(pair, list, where) for pair in _expect(content, list, where)
+            ]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ModelFileError(f"{where}: malformed dict.")
+            try:
+                return {
+                    _from_json(key, where): _from_json(item, where)
+                    for key, item in pairs
+                }
+            except TypeError:  # an unhashable key
+                raise ModelFileError(f"{where}: malformed dict.") from None
+        if tag == "__ndarray__":
+            return _array_from_json(_expect(content, dict, where), where)
+    raise ModelFileError(f"{where}: unexpected JSON value {_short_repr(data)}.")
+
+
+def _array_from_json(data: dict, where: str) -> np.ndarray:
+    try:
+        dtype = np.dtype(data["dtype"])
+        shape = tuple(_expect(size, int, where) for size in data["shape"])
+        values = _expect(data["values"], list, where)
+        if dtype.kind not in _ARRAY_KINDS or any(
+            isinstance(item, list | dict) for item in values
+        ):
+            raise ModelFileError(f"{where}: unsupported array dtype {dtype}.")
+        array = np.empty(len(values), dtype=dtype)
+        array[:] = values
+        return array.reshape(shape)
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, ModelFileError):
+            raise
+        raise ModelFileError(f"{where}: malformed array: {error}") from None
+
+
+def _expect(value, kind, where: str):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ModelFileError(
+            f"{where}: expected {getattr(kind, '__name__', kind)}, got "
+            f"{type(value).__name__}."
+        )
+    return value

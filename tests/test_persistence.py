@@ -1,0 +1,502 @@
+"""skmnist.save / skmnist.load: the pickle-free file format."""
+
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import joblib
+import keras
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import skmnist
+from skmnist import MNISTClassifier, PixelScaler, _persistence, make_mnist_pipeline
+
+TINY = {"hidden_units": 16, "epochs": 1, "batch_size": 32, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def data(digits):
+    images, labels = digits
+    return images[:240], labels[:240]
+
+
+@pytest.fixture(scope="module")
+def fitted_pipeline(data):
+    images, labels = data
+    return make_mnist_pipeline(dropout=0.2, **TINY).fit(images, labels)
+
+
+@pytest.fixture(scope="module")
+def saved_pipeline(fitted_pipeline, tmp_path_factory):
+    path = tmp_path_factory.mktemp("saved") / "pipeline.skmnist"
+    skmnist.save(fitted_pipeline, path)
+    return path
+
+
+def _variables(clf):
+    model = clf.model_
+    return [np.asarray(v.value) for v in model.variables + model.optimizer.variables]
+
+
+def _assert_same_fitted_classifier(loaded, original):
+    for name in (
+        "classes_",
+        "n_classes_",
+        "n_features_in_",
+        "n_outputs_",
+        "n_outputs_expected_",
+        "target_type_",
+        "history_",
+        "_seed",
+        "_random_state",
+    ):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
+    assert loaded.classes_.dtype == original.classes_.dtype
+    assert loaded.get_params() == original.get_params()
+    for ours, theirs in zip(_variables(loaded), _variables(original), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_pipeline_round_trip_is_exact(fitted_pipeline, saved_pipeline, data):
+    images, _ = data
+    loaded = skmnist.load(saved_pipeline)
+    assert type(loaded) is Pipeline
+    assert [name for name, _ in loaded.steps] == ["scale", "clf"]
+    assert loaded[0].image_shape_ == fitted_pipeline[0].image_shape_ == (8, 8)
+    _assert_same_fitted_classifier(loaded[-1], fitted_pipeline[-1])
+    np.testing.assert_array_equal(
+        loaded.predict_proba(images), fitted_pipeline.predict_proba(images)
+    )
+    np.testing.assert_array_equal(
+        loaded.predict(images), fitted_pipeline.predict(images)
+    )
+
+
+def test_loaded_model_continues_training_exactly_as_the_original(data, tmp_path):
+    # Covers the optimizer state and dropout's seed generator, which Keras's own
+    # file (and so a joblib pickle) leaves out: one more epoch must give the same
+    # weights.
+    images, labels = data
+    original = make_mnist_pipeline(dropout=0.2, **TINY).fit(images, labels)
+    skmnist.save(original, tmp_path / "pipeline.skmnist")
+    loaded = skmnist.load(tmp_path / "pipeline.skmnist")
+    X = original[0].transform(images)
+    original[-1].partial_fit(X, labels)
+    loaded[-1].partial_fit(X, labels)
+    assert len(loaded[-1].history_["loss"]) == 2
+    np.testing.assert_array_equal(
+        loaded.predict_proba(images), original.predict_proba(images)
+    )
+
+
+def test_loaded_estimator_refits_warm_starts_and_clones(saved_pipeline, data):
+    images, labels = data
+    loaded = skmnist.load(saved_pipeline)
+    before = loaded.predict_proba(images)
+    loaded.set_params(clf__warm_start=True).fit(images, labels)
+    assert not np.array_equal(loaded.predict_proba(images), before)
+    fresh = clone(loaded).set_params(clf__warm_start=False).fit(images, labels)
+    assert fresh.score(images, labels) >= 0
+    assert clone(loaded).get_params()["clf__hidden_units"] == 16
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["zero", "one", "two"]),
+        np.array(["zero", "one", "two"], dtype=object),
+        np.array([3, 5, 7], dtype=np.uint8),
+        np.array([1.0, 2.0, 4.0]),
+        np.array([True, False, False]),
+    ],
+    ids=["str", "object", "uint8", "float", "bool"],
+)
+def test_class_labels_keep_their_dtype(labels, digits_flat, tmp_path):
+    X, y = digits_flat
+    y = labels[y[:150] % len(labels)]
+    clf = MNISTClassifier(**TINY).fit(X[:150], y)
+    skmnist.save(clf, tmp_path / "clf.skmnist")
+    loaded = skmnist.load(tmp_path / "clf.skmnist")
+    assert loaded.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+    assert loaded.predict(X).dtype == clf.predict(X).dtype
+
+
+def test_feature_names_class_weight_and_routed_parameters(digits_flat, tmp_path):
+    pd = pytest.importorskip("pandas")
+    X, y = digits_flat
+    frame = pd.DataFrame(X[:150]).add_prefix("px")
+    clf = MNISTClassifier(
+        class_weight={0: 2.0, 1: 0.5}, optimizer__learning_rate=0.01, **TINY
+    ).fit(frame, y[:150])
+    skmnist.save(clf, tmp_path / "clf.skmnist")
+    loaded = skmnist.load(tmp_path / "clf.skmnist")
+    np.testing.assert_array_equal(loaded.feature_names_in_, clf.feature_names_in_)
+    assert loaded.class_weight == {0: 2.0, 1: 0.5}
+    assert loaded.optimizer__learning_rate == 0.01
+    np.testing.assert_array_equal(loaded.predict_proba(frame), clf.predict_proba(frame))
+
+
+def test_unfitted_estimators_are_saved_as_their_parameters(tmp_path):
+    pipeline = make_mnist_pipeline(hidden_units=32, epochs=2)
+    skmnist.save(pipeline, tmp_path / "unfitted.skmnist")
+    loaded = skmnist.load(tmp_path / "unfitted.skmnist")
+    assert loaded.get_params()["clf__hidden_units"] == 32
+    with pytest.raises(NotFittedError):
+        loaded.predict(np.zeros((1, 8, 8)))
+
+
+def test_scaler_alone_round_trips(tmp_path):
+    images = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    scaler = PixelScaler(max_value=30).set_output(transform="pandas").fit(images)
+    skmnist.save(scaler, tmp_path / "scaler")
+    loaded = skmnist.load(tmp_path / "scaler")
+    assert loaded.image_shape_ == (3, 4) and loaded.max_value == 30
+    assert loaded.transform(images).equals(scaler.transform(images))
+
+
+def test_written_to_exactly_the_path_given(fitted_pipeline, tmp_path):
+    path = tmp_path / "no-extension"
+    skmnist.save(fitted_pipeline, str(path))
+    assert os.listdir(tmp_path) == ["no-extension"]
+    assert _persistence.is_skmnist_file(path)
+
+
+@pytest.mark.parametrize(
+    "estimator, message",
+    [
+        (LogisticRegression(), "not LogisticRegression"),
+        (Pipeline([("scale", StandardScaler())]), "not StandardScaler"),
+        (
+            MNISTClassifier(callbacks=[keras.callbacks.EarlyStopping()]),
+            "hyper-parameter 'callbacks' of MNISTClassifier: .*EarlyStopping",
+        ),
+        (
+            make_mnist_pipeline(optimizer=keras.optimizers.Adam()),
+            "'optimizer' of step 'clf'.*Adam.*not JSON",
+        ),
+        (MNISTClassifier(random_state=np.random.RandomState(0)), "RandomState"),
+        (MNISTClassifier(activation=np.tanh), "ufunc"),
+    ],
+    ids=["other-estimator", "other-step", "callbacks", "optimizer", "rng", "callable"],
+)
+def test_unsaveable_estimators_are_refused_suggesting_joblib(
+    estimator, message, tmp_path
+):
+    with pytest.raises(TypeError, match=message) as error:
+        skmnist.save(estimator, tmp_path / "refused.skmnist")
+    assert "joblib" in str(error.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_save_leaves_the_previous_file_intact(
+    fitted_pipeline, saved_pipeline, tmp_path, monkeypatch
+):
+    path = tmp_path / "model.skmnist"
+    path.write_bytes(saved_pipeline.read_bytes())
+    before = path.read_bytes()
+
+    def crash(model, filepath):  # after estimator.json went into the archive
+        with open(filepath, "wb") as half_written:
+            half_written.write(b"PK\x03\x04 half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.saving, "save_model", crash)
+    with pytest.raises(OSError, match="disk full"):
+        skmnist.save(fitted_pipeline, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.skmnist"]  # no temporary file left
+
+
+def test_loading_unpickles_nothing(saved_pipeline, monkeypatch, data):
+    def refuse(*args, **kwargs):
+        raise AssertionError("skmnist.load must not unpickle")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(np, "load", refuse)
+    monkeypatch.setattr(keras.saving, "load_model", refuse)
+    assert skmnist.load(saved_pipeline).predict(data[0][:3]).shape == (3,)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.mkdir, ("pwned",))
+
+
+def test_a_pickle_is_refused_and_not_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    joblib.dump(_Payload(), "model.skmnist")
+    with pytest.raises(ValueError, match="joblib or pickle file"):
+        skmnist.load("model.skmnist")
+    assert not (tmp_path / "pwned").exists()
+
+
+# -- damaged, modified and foreign files ---------------------------------------
+
+
+def _members(path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write_members(path, members: dict) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
+def _edit_json(members: dict, name: str, edit) -> None:
+    document = json.loads(members[name])
+    edit(document)
+    members[name] = json.dumps(document).encode()
+
+
+def _resign(members: dict) -> None:
+    """Recompute the manifest's checksums, as a deliberate forger would."""
+    _edit_json(
+        members,
+        "manifest.json",
+        lambda manifest: manifest["sha256"].update(
+            {
+                name: hashlib.sha256(content).hexdigest()
+                for name, content in members.items()
+                if name != "manifest.json"
+            }
+        ),
+    )
+
+
+def _set_hidden_units(document):
+    params = document["steps"][1][1]["params"]
+    params["hidden_units"] = 8
+
+
+def _tampered(saved, edit):
+    members = _members(saved)
+    edit(members)
+    return members
+
+
+def _future_version(members):
+    _edit_json(members, "manifest.json", lambda m: m.update(format_version=99))
+
+
+def _wrong_checksum(members):
+    _edit_json(
+        members,
+        "manifest.json",
+        lambda m: m["sha256"].update({"estimator.json": "0" * 64}),
+    )
+
+
+def _changed_json(members):
+    _edit_json(members, "estimator.json", _set_hidden_units)
+
+
+def _changed_json_resigned(members):
+    _changed_json(members)
+    _resign(members)
+
+
+def _changed_weights(members):
+    weights = bytearray(members["models/0.keras"])
+    weights[len(weights) // 2] ^= 0xFF
+    members["models/0.keras"] = bytes(weights)
+
+
+def _extra_member(members):
+    members["extra.py"] = b"print('hello')"
+
+
+def _no_manifest(members):
+    del members["manifest.json"]
+
+
+def _other_format(members):
+    _edit_json(members, "manifest.json", lambda m: m.update(format="keras"))
+
+
+def _private_parameter(members):
+    _edit_json(
+        members,
+        "estimator.json",
+        lambda d: d["steps"][1][1]["params"].update(_fit_keras_model="x"),
+    )
+    _resign(members)
+
+
+def _garbage_json(members):
+    members["estimator.json"] = b"{not json"
+    _resign(members)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_future_version, "format version 99.*Upgrade skmnist"),
+        (_wrong_checksum, r"checksum mismatch for estimator\.json"),
+        (_changed_json, r"checksum mismatch for estimator\.json"),
+        (_changed_weights, r"checksum mismatch for models/0\.keras"),
+        (_changed_json_resigned, "weights do not fit the network"),
+        (_extra_member, "members do not match its manifest"),
+        (_no_manifest, r"no manifest\.json"),
+        (_other_format, "does not name the 'skmnist' format"),
+        (_private_parameter, "invalid parameter name '_fit_keras_model'"),
+        (_garbage_json, r"estimator\.json is not valid JSON"),
+    ],
+    ids=lambda value: getattr(value, "__name__", "")[1:] or None,
+)
+def test_modified_files_are_refused(saved_pipeline, tmp_path, edit, message):
+    path = tmp_path / "modified.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+    with pytest.raises(ValueError, match=message):
+        skmnist.load(path)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.3, 0.6, 0.9, 0.999])
+def test_truncated_files_are_refused(saved_pipeline, tmp_path, fraction):
+    content = saved_pipeline.read_bytes()
+    path = tmp_path / "truncated.skmnist"
+    path.write_bytes(content[: int(len(content) * fraction)])
+    with pytest.raises(ValueError, match="skmnist model file"):
+        skmnist.load(path)
+
+
+def test_flipped_bytes_anywhere_are_refused(saved_pipeline, tmp_path):
+    content = saved_pipeline.read_bytes()
+    rng = np.random.RandomState(0)
+    path = tmp_path / "flipped.skmnist"
+    for position in rng.choice(len(content), 25, replace=False):
+        damaged = bytearray(content)
+        damaged[position] ^= 0x55
+        path.write_bytes(bytes(damaged))
+        try:
+            skmnist.load(path)
+        except ValueError:
+            continue
+        # A flip in a field no reader uses (a timestamp, a comment) is harmless;
+        # checksums guard everything that is read.
+        assert _members(path) == _members(saved_pipeline)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (os.urandom(500), "not a zip archive"),
+        (b"", "not a zip archive"),
+        (b"PK\x03\x04" + os.urandom(200), "damaged or truncated"),
+    ],
+    ids=["random", "empty", "zip-magic-then-garbage"],
+)
+def test_foreign_files_are_refused(content, message, tmp_path):
+    path = tmp_path / "foreign.skmnist"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        skmnist.load(path)
+
+
+def test_a_plain_keras_file_is_refused(fitted_pipeline, tmp_path):
+    path = tmp_path / "model.keras"
+    keras.saving.save_model(fitted_pipeline[-1].model_, path)
+    with pytest.raises(ValueError, match=r"no manifest\.json"):
+        skmnist.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no skmnist model file"):
+        skmnist.load(tmp_path / "absent.skmnist")
+
+
+def test_the_archive_holds_a_standard_keras_model(saved_pipeline, data):
+    # Keras itself can read the model (in its safe mode) without skmnist.
+    keras_bytes = _members(saved_pipeline)["models/0.keras"]
+    model = keras.saving.load_model(
+        _to_file(keras_bytes, saved_pipeline.with_suffix(".keras")), safe_mode=True
+    )
+    assert model.output_shape == (None, 10)
+
+
+def _to_file(content: bytes, path):
+    path.write_bytes(content)
+    return path
+
+
+# -- command line --------------------------------------------------------------
+
+
+def _skmnist(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "skmnist", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.mnist
+def test_cli_trains_to_the_safe_format_and_detects_it_by_content(mnist_path, tmp_path):
+    model = tmp_path / "model.skmnist"
+    train = _skmnist(
+        "train", "--data", str(mnist_path), "--epochs", "1", "--hidden-units", "16",
+        "--random-state", "0", "--output", str(model),
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert zipfile.is_zipfile(model)
+    pipeline = skmnist.load(model)
+    assert pipeline[-1].hidden_units == 16
+    # The same file under a joblib name still loads: formats are told by content.
+    renamed = tmp_path / "model.joblib"
+    renamed.write_bytes(model.read_bytes())
+    evaluate = _skmnist("evaluate", str(renamed), "--data", str(mnist_path))
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert float(evaluate.stdout.strip().splitlines()[-1].split()[1]) > 0.8
+
+
+def test_cli_refuses_a_damaged_model_in_one_line(saved_pipeline, tmp_path):
+    path = tmp_path / "damaged.skmnist"
+    path.write_bytes(saved_pipeline.read_bytes()[:1000])
+    result = _skmnist("predict", str(path), "digit.png")
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("skmnist: error: ")
+    assert "damaged or truncated" in last_line
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_format_option_overrides_the_extension(tmp_path):
+    from skmnist import _cli
+
+    pipeline = make_mnist_pipeline()
+    _cli._save_model(pipeline, tmp_path / "a.bin", "skmnist")
+    _cli._save_model(pipeline, tmp_path / "b.skmnist", None)
+    _cli._save_model(pipeline, tmp_path / "c.skmnist", "joblib")
+    _cli._save_model(pipeline, tmp_path / "d.joblib", None)
+    assert _persistence.is_skmnist_file(tmp_path / "a.bin")
+    assert _persistence.is_skmnist_file(tmp_path / "b.skmnist")
+    assert not _persistence.is_skmnist_file(tmp_path / "c.skmnist")
+    assert isinstance(joblib.load(tmp_path / "d.joblib"), Pipeline)
+    for name in ("a.bin", "b.skmnist", "c.skmnist", "d.joblib"):
+        assert isinstance(_cli._load_model(str(tmp_path / name)), Pipeline)
+
+
+def test_classes_given_to_partial_fit_keep_their_order(digits_flat, tmp_path):
+    X, y = digits_flat
+    labels = np.array(["b", "a", "c"])[y[:150] % 3]
+    clf = MNISTClassifier(**TINY).partial_fit(X[:150], labels, classes=["c", "a", "b"])
+    skmnist.save(clf, tmp_path / "clf.skmnist")
+    loaded = skmnist.load(tmp_path / "clf.skmnist")
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
