@@ -31,13 +31,8 @@ from skmnist._workspace import (
     build_optimizer,
     collect_discarded_models,
     copy_training_state,
-    inference_function,
+    forward_pass,
 )
-
-# Rows per call of the compiled forward pass: bounds the memory of the hidden
-# activations when predicting on a large X.
-_PREDICT_CHUNK_ROWS = 8192
-
 
 mark_legacy_tags_as_migrated()
 
@@ -504,16 +499,4 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         check_is_fitted(self, "model_")
         X, _ = self._validate_data(X)
         X = self.feature_encoder_.transform(X)
-        forward = inference_function(self._architecture_key(), self.model_)
-        trainable = [v.value for v in self.model_.trainable_variables]
-        non_trainable = [v.value for v in self.model_.non_trainable_variables]
-        chunks = [
-            np.asarray(
-                forward(
-                    trainable, non_trainable, X[start : start + _PREDICT_CHUNK_ROWS]
-                )
-            )
-            for start in range(0, len(X), _PREDICT_CHUNK_ROWS)
-        ]
-        # validate_data refuses empty X, so there is at least one chunk.
-        return np.concatenate(chunks)
+        return forward_pass(self._architecture_key(), self.model_)(self.model_, X)

@@ -291,7 +291,8 @@ class _JaxEpochs(_EpochRunner):
                     )
                     return model.train_step(state, tuple(a[rows] for a in data))[1]
 
-                state = jax.lax.fori_loop(0, n_full // batch_size, step, state)
+                if n_full:  # shapes are static: no loop to trace otherwise
+                    state = jax.lax.fori_loop(0, n_full // batch_size, step, state)
                 if n_full < order.shape[0]:
                     rows = order[n_full:]
                     state = model.train_step(state, tuple(a[rows] for a in data))[1]

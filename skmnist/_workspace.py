@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 
 import keras
+import numpy as np
 
 # Enough for a typical grid over a few architectures; the least recently used
 # workspace is dropped beyond this.
@@ -132,42 +133,105 @@ def _assign_all(sources: Sequence, targets: Sequence) -> None:
         target.assign(source.value)
 
 
-def inference_function(key: Hashable, model: keras.Model) -> Callable:
-    """A compiled ``(trainable, non_trainable, x) -> y`` forward pass for the
-    architecture ``key``, traced once and shared by every model of that key.
-
-    ``model`` is only used as the template the first time ``key`` is seen; the
-    function reads no variables of its own, so calling it is thread-safe.
-    """
+def forward_pass(key: Hashable, model: keras.Model) -> "CompiledForwardPass":
+    """The compiled forward pass for the architecture ``key``, shared by every
+    model of that key; ``model`` is the template the first time ``key`` is seen."""
     with _lock:
-        function = _inference_functions.get(key)
-    if function is None:
-        function = _compile_forward_pass(model)
+        forward = _inference_functions.get(key)
+    if forward is None:
+        forward = CompiledForwardPass(model)
         with _lock:
-            _remember(_inference_functions, key, function)
-    return function
+            _remember(_inference_functions, key, forward)
+    return forward
+
+
+class CompiledForwardPass:
+    """Inference for models of one architecture, compiled once per batch shape.
+
+    Batches are padded to a power of two rows (at most ``max_rows``, larger inputs
+    go in chunks), so whatever the number of samples, at most
+    ``log2(max_rows) + 1`` programs are compiled per architecture: predicting on
+    1, 3 and 7 samples does not compile three times. Weights are read from the
+    model passed at each call, never captured, so one compiled function serves
+    every model of the architecture; calls are thread-safe.
+    """
+
+    def __init__(self, template: keras.Model, max_rows: int = 8192):
+        self.max_rows = max_rows
+        self._run = _compile_forward_pass(template)
+
+    def __call__(self, model: keras.Model, X: np.ndarray) -> np.ndarray:
+        """Outputs of ``model`` for ``X``, a float32 array of at least one row."""
+        trainable = model.trainable_variables
+        non_trainable = model.non_trainable_variables
+        outputs = []
+        for start in range(0, len(X), self.max_rows):
+            chunk = X[start : start + self.max_rows]
+            rows = len(chunk)
+            padded_rows = 1 << (rows - 1).bit_length()
+            if padded_rows != rows:
+                chunk = np.concatenate(
+                    [chunk, np.zeros((padded_rows - rows, *chunk.shape[1:]), X.dtype)]
+                )
+            outputs.append(self._run(trainable, non_trainable, chunk)[:rows])
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
 def _compile_forward_pass(model: keras.Model) -> Callable:
+    """``(trainable, non_trainable, x) -> ndarray`` for the backend in use."""
+
     def forward(trainable, non_trainable, x):
         y, _ = model.stateless_call(trainable, non_trainable, x, training=False)
         return y
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        def spec(variables):
-            return [tf.TensorSpec(v.shape, v.dtype) for v in variables]
-
-        signature = [
-            spec(model.trainable_variables),
-            spec(model.non_trainable_variables),
-            tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype),
-        ]
-        return tf.function(forward, input_signature=signature, jit_compile=True)
+        return _TensorFlowForwardPass(forward)
     if backend == "jax":
         import jax
 
-        return jax.jit(forward)
-    return forward
+        jitted = jax.jit(forward)
+
+        def run(trainable, non_trainable, x):
+            values = ([v.value for v in trainable], [v.value for v in non_trainable])
+            return np.asarray(jitted(*values, x))
+
+        return run
+    return lambda trainable, non_trainable, x: keras.ops.convert_to_numpy(
+        forward([v.value for v in trainable], [v.value for v in non_trainable], x)
+    )
+
+
+class _TensorFlowForwardPass:
+    """An XLA-compiled forward pass taking the variables themselves as inputs.
+
+    Calling a ``tf.function`` binds and converts its arguments in Python, which
+    costs more than the arithmetic for one image; its concrete function for one
+    input shape, called with the variables' resource handles, does not.
+    """
+
+    def __init__(self, forward: Callable):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._function = tf.function(forward, jit_compile=True)
+        self._concrete = {}
+
+    def __call__(self, trainable, non_trainable, x: np.ndarray) -> np.ndarray:
+        tf = self._tf
+        concrete = self._concrete.get(x.shape)
+        if concrete is None:
+            with _lock:
+                if x.shape not in self._concrete:
+                    self._concrete[x.shape] = self._function.get_concrete_function(
+                        [v.value for v in trainable],
+                        [v.value for v in non_trainable],
+                        tf.TensorSpec(x.shape, x.dtype),
+                    )
+                concrete = self._concrete[x.shape]
+        handles = [v.value.handle for v in (*trainable, *non_trainable)]
+        # The flat call skips the structured-argument binding of concrete(...).
+        outputs = concrete._call_flat(
+            [*handles, tf.constant(x)], concrete.captured_inputs
+        )
+        return outputs.numpy()

@@ -197,3 +197,13 @@ def test_a_real_sigint_stops_training(data):
     epochs = len(clf.history_["loss"])
     assert 0 < epochs < 100_000
     assert clf.predict(X).shape == (N_SAMPLES,)
+
+
+def test_fewer_samples_than_one_batch(data):
+    X, y, _ = data
+    model = make_model()
+    fit_compiled_epochs(
+        epoch_runner(model), X[:20], y[:20], random_state=np.random.RandomState(0),
+        batch_size=BATCH_SIZE, epochs=2,
+    )  # fmt: skip
+    assert int(model.optimizer.iterations) == 2
