@@ -9,7 +9,7 @@ and reaches about 98% test accuracy. This example follows it cell by cell and
 shows the skmnist line that replaces each step.
 
 With ``SKMNIST_FAST=1`` (as in CI and the documentation build) it trains on
-10,000 images for one epoch, and the test accuracy is lower, about 85-90%.
+10,000 images for one epoch, and the test accuracy is lower, above 80%.
 """
 
 import os

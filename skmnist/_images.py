@@ -11,6 +11,9 @@ _BOX = 20
 # Pixels fainter than this fraction of the brightest ink count as background
 # when cropping to the digit.
 _INK_THRESHOLD = 0.2
+# Colour to grey: the ITU-R 601-2 luma weights of R, G and B, as Pillow's
+# convert("L") uses them, for arrays and Pillow images alike.
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
 def preprocess_digit_image(image) -> np.ndarray:
@@ -24,6 +27,10 @@ def preprocess_digit_image(image) -> np.ndarray:
     ----------
     image : PIL.Image.Image or array-like of shape (height, width[, channels])
         The digit, any size, grey or colour, dark-on-light or light-on-dark.
+        Colour is turned to grey with the ITU-R 601-2 luma weights (as Pillow's
+        ``convert("L")``), so an RGB array and the same picture as a Pillow image
+        give the same digit. A Pillow image's transparent parts count as white
+        paper; an array's alpha channel is ignored.
 
     Returns
     -------
@@ -76,14 +83,9 @@ def load_digit_image(path) -> np.ndarray:
 class DigitImagePreprocessor(TransformerMixin, BaseEstimator):
     """:func:`preprocess_digit_image` as a transformer, for use in pipelines.
 
-    Parameters
-    ----------
-    None
-
-    Attributes
-    ----------
-    n_features_in_ : int
-        Not set: the input is a sequence of images of any size.
+    It has no parameters and learns nothing: ``fit`` returns it unchanged and sets
+    no attributes (not even ``n_features_in_``, as the images may have any
+    sizes), and ``transform`` preprocesses each image of a sequence of images.
 
     Examples
     --------
@@ -113,22 +115,33 @@ class DigitImagePreprocessor(TransformerMixin, BaseEstimator):
 
 def _to_grey(image) -> np.ndarray:
     if hasattr(image, "convert"):  # a PIL image
-        if image.mode in ("RGBA", "LA", "P"):
-            from PIL import Image
-
-            rgba = image.convert("RGBA")
-            paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(paper, rgba)
-        image = np.asarray(image.convert("L"))
+        image = _pil_to_array(image)
     array = np.asarray(image)
-    if array.ndim == 3:
-        array = array[..., :3].mean(axis=2)
+    if array.ndim == 3 and array.shape[2] >= 3:
+        # Colour, alpha (if any) ignored: weighted like Pillow's "L", in floats.
+        array = array[..., :3].astype(np.float64) @ _LUMA_WEIGHTS
+    elif array.ndim == 3 and array.shape[2] in (1, 2):
+        array = array[..., 0]  # grey, or grey and alpha
     if array.ndim != 2 or min(array.shape) < 1:
         raise ValueError(f"expected one 2-D image, got an array of shape {array.shape}")
     array = array.astype(np.float64)
     if not np.isfinite(array).all():
         raise ValueError("the image has NaN or infinite pixels")
     return array
+
+
+def _pil_to_array(image) -> np.ndarray:
+    """A Pillow image as an array: colour as RGB, for the same grey conversion as
+    arrays get; grey (8-bit, 16-bit, float, bilevel) as 8-bit grey."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "P", "PA"):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    if len(image.getbands()) >= 3:
+        return np.asarray(image.convert("RGB"))
+    return np.asarray(image.convert("L"))
 
 
 def _ink_on_dark(grey: np.ndarray) -> np.ndarray:

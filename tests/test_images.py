@@ -44,6 +44,36 @@ def test_colour_and_pil_images():
     np.testing.assert_array_equal(from_array, from_pil)
 
 
+def _colour_photo():
+    """Red and blue ink on yellowish paper, with soft edges: its channel mean and
+    its luma differ, and differ between the two inks."""
+    rng = np.random.default_rng(0)
+    height, width = 90, 70
+    paper = np.array([250, 230, 120], dtype=float)
+    photo = np.tile(paper, (height, width, 1))
+    ink = np.zeros((height, width))
+    ink[15:75, 30:42] = 1.0
+    ink = ndimage.gaussian_filter(ink, 1.5)
+    colours = np.where(
+        np.arange(height)[:, None, None] < 45, [200, 30, 40], [30, 40, 200]
+    )
+    photo = photo * (1 - ink[..., None]) + colours * ink[..., None]
+    photo += rng.normal(0, 2, photo.shape)
+    return np.clip(np.rint(photo), 0, 255).astype(np.uint8)
+
+
+def test_rgb_array_and_pil_image_give_the_same_digit():
+    photo = _colour_photo()
+    from_array = preprocess_digit_image(photo)
+    from_pil = preprocess_digit_image(PIL.fromarray(photo, mode="RGB"))
+    _check_mnist_style(from_array)
+    # Within 1/255 of the [0, 1] features the classifier sees.
+    np.testing.assert_allclose(from_array, from_pil, atol=1, rtol=0)
+    # The weights are Pillow's "L" (ITU-R 601-2 luma), not the channel mean.
+    from_grey = preprocess_digit_image(PIL.fromarray(photo, mode="RGB").convert("L"))
+    np.testing.assert_allclose(from_array, from_grey, atol=1, rtol=0)
+
+
 def test_aspect_ratio_is_kept():
     digit = preprocess_digit_image(_stroke(box=(10, 110, 40, 60)))  # 100 x 20 stroke
     rows, columns = np.nonzero(digit > 50)
