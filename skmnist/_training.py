@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from skmnist._workspace import quiet_expected_retracing_warnings
+
 # Model.fit arguments that the compiled epoch loop implements.
 _SUPPORTED_FIT_ARGUMENTS = frozenset(
     {
@@ -177,6 +179,7 @@ class _TensorFlowEpochs(_EpochRunner):
 
     def __init__(self, model: keras.Model):
         super().__init__(model)
+        quiet_expected_retracing_warnings()
         self._full_batch_loops = {}
         self._single_steps = {}
 

@@ -13,6 +13,7 @@ is bounded by the number of distinct architectures in use.
 
 import gc
 import itertools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -202,6 +203,33 @@ def _compile_forward_pass(model: keras.Model) -> Callable:
     )
 
 
+class _ExpectedRetracing(logging.Filter):
+    """Drop TensorFlow's "frequent retracing" warning about skmnist's functions.
+
+    TensorFlow counts traces per Python code object, so the functions that every
+    workspace and every batch shape compile once look to it like one function
+    retraced again and again; their number is bounded by the caches here.
+    """
+
+    NAMES = ("_TensorFlowEpochs", "_compile_forward_pass")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "triggered tf.function retracing" in message
+            and any(name in message for name in self.NAMES)
+        )
+
+
+def quiet_expected_retracing_warnings() -> None:
+    """Install :class:`_ExpectedRetracing` on TensorFlow's logger, once."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    if not any(isinstance(f, _ExpectedRetracing) for f in logger.filters):
+        logger.addFilter(_ExpectedRetracing())
+
+
 class _TensorFlowForwardPass:
     """An XLA-compiled forward pass taking the variables themselves as inputs.
 
@@ -213,6 +241,7 @@ class _TensorFlowForwardPass:
     def __init__(self, forward: Callable):
         import tensorflow as tf
 
+        quiet_expected_retracing_warnings()
         self._tf = tf
         self._function = tf.function(forward, jit_compile=True)
         self._concrete = {}
