@@ -2,10 +2,13 @@
 
 Run: ``python benchmarks/repeated_fits.py [--fits 60] [--estimator skmnist|scikeras]``.
 Prints one JSON object: resident memory after the 5th and the last fit, and the
-median time of early and late fits.
+median time of early and late fits. Memory is measured after a full garbage
+collection (outside the timed fit), so that it counts what the fits retain, not
+discarded models waiting for the collector.
 """
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -53,6 +56,7 @@ def measure(kind: str, n_fits: int, X: np.ndarray, y: np.ndarray) -> dict:
         start = time.perf_counter()
         make_estimator(kind, seed=i).fit(X, y)
         seconds.append(time.perf_counter() - start)
+        gc.collect()
         memory.append(resident_mb())
     early, late = seconds[5:15], seconds[-10:]
     return {

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from skmnist._version import __version__
 
 if TYPE_CHECKING:
-    from skmnist._classifier import MNISTClassifier
+    from skmnist._classifier import FitInterruptedWarning, MNISTClassifier
     from skmnist._dask import TensorFlowThreadsPlugin
     from skmnist._images import (
         DigitImagePreprocessor,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 _PUBLIC_NAMES = {
     "MNISTClassifier": "skmnist._classifier",
+    "FitInterruptedWarning": "skmnist._classifier",
     "PixelScaler": "skmnist._scaler",
     "make_mnist_pipeline": "skmnist._pipeline",
     "DigitImagePreprocessor": "skmnist._images",
@@ -43,6 +44,7 @@ _PUBLIC_NAMES = {
 
 __all__ = [
     "DigitImagePreprocessor",
+    "FitInterruptedWarning",
     "MNISTClassifier",
     "PixelScaler",
     "TensorFlowThreadsPlugin",

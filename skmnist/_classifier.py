@@ -37,6 +37,15 @@ from skmnist._workspace import (
 mark_legacy_tags_as_migrated()
 
 
+class FitInterruptedWarning(UserWarning):
+    """Ctrl-C stopped :meth:`MNISTClassifier.fit` before its last epoch.
+
+    The estimator is fitted with the epochs completed so far (see ``history_``).
+    Turn the warning into an error (``warnings.simplefilter("error",
+    FitInterruptedWarning)``) to stop a script, or a search, there instead.
+    """
+
+
 class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     """Dense(``hidden_units``) -> Dense(n_classes, softmax) network as a classifier.
 
@@ -392,7 +401,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                     f"Training interrupted after {completed.epochs} of {epochs} "
                     "epochs; the model keeps the weights of the last completed "
                     "epoch (see history_).",
-                    UserWarning,
+                    FitInterruptedWarning,
                     stacklevel=5,
                 )
             else:

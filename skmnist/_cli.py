@@ -7,6 +7,7 @@ Heavy imports (TensorFlow through the estimators) happen inside the commands, so
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 DEFAULT_MODEL = "mnist_pipeline.joblib"
@@ -102,7 +103,7 @@ def _positive_int(text: str) -> int:
 
 
 def _train(args) -> int:
-    from skmnist import make_mnist_pipeline
+    from skmnist import FitInterruptedWarning, make_mnist_pipeline
     from skmnist.datasets import load_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
@@ -113,7 +114,17 @@ def _train(args) -> int:
         random_state=args.random_state,
         verbose=2,
     )
-    pipeline.fit(x_train, y_train)
+    with warnings.catch_warnings():
+        # Ctrl-C: a partly trained model must not replace a saved one.
+        warnings.simplefilter("error", FitInterruptedWarning)
+        try:
+            pipeline.fit(x_train, y_train)
+        except FitInterruptedWarning:
+            print(
+                f"skmnist: training interrupted; nothing saved to {args.output}",
+                file=sys.stderr,
+            )
+            return 130
     test_acc = pipeline.score(x_test, y_test)
     _save_model(pipeline, Path(args.output), args.format)
     print(f"saved the fitted pipeline to {args.output}")

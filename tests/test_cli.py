@@ -168,3 +168,38 @@ def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message):
     assert result.returncode == 1
     assert message in result.stderr and "--plot" in result.stderr
     assert not (tmp_path / name).exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
+    import os
+    import signal
+
+    rng = np.random.RandomState(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(
+        data,
+        x_train=rng.randint(0, 256, (3000, 28, 28), dtype=np.uint8),
+        y_train=rng.randint(0, 10, 3000).astype(np.uint8),
+        x_test=rng.randint(0, 256, (100, 28, 28), dtype=np.uint8),
+        y_test=rng.randint(0, 10, 100).astype(np.uint8),
+    )
+    saved = tmp_path / "model.joblib"
+    saved.write_bytes(b"a model the user saved earlier")
+    command = [sys.executable, "-m", "skmnist", "train", "--data", str(data)]
+    command += ["--epochs", "100000", "--hidden-units", "16", "--output", str(saved)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for line in process.stdout:  # wait until training is under way
+            if line.startswith("Epoch 3/"):
+                break
+        os.kill(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "training interrupted; nothing saved" in stderr
+    assert "Traceback" not in stderr
+    assert saved.read_bytes() == b"a model the user saved earlier"

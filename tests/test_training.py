@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from skmnist import MNISTClassifier
+from skmnist import FitInterruptedWarning, MNISTClassifier
 from skmnist._training import epoch_runner, fit_compiled_epochs, runs_compiled_epochs
 
 N_SAMPLES, N_FEATURES, N_CLASSES = 300, 20, 4
@@ -170,7 +170,7 @@ def test_ctrl_c_keeps_the_completed_epochs(data):
     X, y, _ = data
     params = {"hidden_units": 8, "batch_size": BATCH_SIZE, "random_state": 0}
     clf = MNISTClassifier(epochs=5, callbacks=[InterruptAtEpoch(2)], **params)
-    with pytest.warns(UserWarning, match="interrupted after 2 of 5 epochs"):
+    with pytest.warns(FitInterruptedWarning, match="interrupted after 2 of 5 epochs"):
         clf.fit(X, y)
     assert len(clf.history_["loss"]) == 2
     two_epochs = MNISTClassifier(epochs=2, **params).fit(X, y)
@@ -190,7 +190,7 @@ def test_a_real_sigint_stops_training(data):
     timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
     start = time.perf_counter()
     timer.start()
-    with pytest.warns(UserWarning, match="Training interrupted"):
+    with pytest.warns(FitInterruptedWarning, match="Training interrupted"):
         clf.fit(X, y)
     timer.join()
     assert time.perf_counter() - start < 60
