@@ -271,6 +271,26 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def rst_table(rows: list[dict]) -> str:
+    """The table of :func:`markdown_table` as an rst list-table, for the docs."""
+    lines = markdown_table(rows).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    del cells[1]  # the markdown separator row
+    out = [".. list-table::", "   :header-rows: 1", ""]
+    for row in cells:
+        out.append(f"   * - {row[0]}")
+        out.extend(f"     - {cell}".rstrip() for cell in row[1:])
+    return "\n".join(out) + "\n"
+
+
+def describe_target(target: dict) -> str:
+    mark = "met" if target["met"] else "NOT MET"
+    return (
+        f"{target['target']}: {target['ratio']:.2f} x {target['versus']} "
+        f"(target <= {target['limit']:.2f}): {mark}"
+    )
+
+
 def check_targets(rows: list[dict]) -> list[dict]:
     results = []
     for description, row, name, backend, base, base_backend, limit in TARGETS:
@@ -321,6 +341,9 @@ def main() -> None:
     parser.add_argument(
         "--json", default=str(HERE / "results.json"), help="where to write the results"
     )
+    parser.add_argument(
+        "--rst-dir", help="also write the table and targets as rst there (docs/)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     data_path = args.data or os.environ.get("SKMNIST_DATA") or str(SHARED_MNIST)
@@ -345,10 +368,12 @@ def main() -> None:
     print(markdown_table(rows))
     print()
     for target in targets:
-        mark = "met" if target["met"] else "NOT MET"
-        print(
-            f"- {target['target']}: {target['ratio']:.2f} x {target['versus']} "
-            f"(target <= {target['limit']:.2f}): {mark}"
+        print(f"- {describe_target(target)}")
+    if args.rst_dir:
+        rst_dir = Path(args.rst_dir)
+        (rst_dir / "_benchmark_table.rst").write_text(rst_table(rows))
+        (rst_dir / "_benchmark_targets.rst").write_text(
+            "".join(f"* {describe_target(target)}\n" for target in targets)
         )
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -27,7 +27,14 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
+# _benchmark_*.rst: written by benchmarks/speed.py --rst-dir docs, included by
+# performance.rst.
+exclude_patterns = [
+    "_build",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "_benchmark_*.rst",
+]
 
 autosummary_generate = True
 autodoc_default_options = {"members": True, "inherited-members": False}
