@@ -40,9 +40,9 @@ mark_legacy_tags_as_migrated()
 class FitInterruptedWarning(UserWarning):
     """Ctrl-C stopped :meth:`MNISTClassifier.fit` before its last epoch.
 
-    The estimator is fitted with the epochs completed so far (see ``history_``).
-    Turn the warning into an error (``warnings.simplefilter("error",
-    FitInterruptedWarning)``) to stop a script, or a search, there instead.
+    The ``KeyboardInterrupt`` goes on, so that a script or a search stops there;
+    the estimator is left fitted with the epochs completed so far (see
+    ``history_``), and the warning says how many.
     """
 
 
@@ -379,6 +379,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         )
         completed = CompletedEpochs(self.model_)
         fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), completed]
+        trained = False
         with borrowed_workspace(self._training_key(), self._build_workspace) as runner:
             copy_training_state(self.model_, runner.model)
             try:
@@ -395,7 +396,13 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                     self._fit_with_keras_loop(
                         runner.model, X, y, sample_weight, fit_args, random_state
                     )
+                trained = True
+                # Callbacks such as EarlyStopping may change the weights after the
+                # last epoch.
+                copy_training_state(runner.model, self.model_)
             except KeyboardInterrupt:
+                if trained:  # stopped in the middle of the copy above: finish it
+                    copy_training_state(runner.model, self.model_)
                 completed.settle()
                 warnings.warn(
                     f"Training interrupted after {completed.epochs} of {epochs} "
@@ -404,11 +411,10 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                     FitInterruptedWarning,
                     stacklevel=5,
                 )
-            else:
-                # Callbacks such as EarlyStopping may change the weights after the
-                # last epoch.
-                copy_training_state(runner.model, self.model_)
-        self._record_history(completed.history, warm_start, initial_epoch)
+                raise
+            finally:
+                # Also after an error: model_ holds the epochs completed so far.
+                self._record_history(completed.history, warm_start, initial_epoch)
 
     def _hold_out_validation_rows(self, X, y, sample_weight, fit_args):
         """Split off ``validation_split`` of the rows as Keras does: the last ones."""
@@ -508,4 +514,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         check_is_fitted(self, "model_")
         X, _ = self._validate_data(X)
         X = self.feature_encoder_.transform(X)
-        return forward_pass(self._architecture_key(), self.model_)(self.model_, X)
+        forward = forward_pass(self._architecture_key(), self._build_template)
+        return forward(self.model_, X)
+
+    def _build_template(self) -> keras.Model:
+        # Not model_ itself: the shared cache must not keep this estimator alive.
+        return self._build_network(np.random.RandomState(0))

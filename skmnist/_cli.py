@@ -115,11 +115,11 @@ def _train(args) -> int:
         verbose=2,
     )
     with warnings.catch_warnings():
-        # Ctrl-C: a partly trained model must not replace a saved one.
-        warnings.simplefilter("error", FitInterruptedWarning)
+        warnings.simplefilter("ignore", FitInterruptedWarning)  # said below
         try:
             pipeline.fit(x_train, y_train)
-        except FitInterruptedWarning:
+        except KeyboardInterrupt:
+            # A partly trained model must not replace a saved one.
             print(
                 f"skmnist: training interrupted; nothing saved to {args.output}",
                 file=sys.stderr,

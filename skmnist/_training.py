@@ -5,7 +5,8 @@ time dispatching one compiled step per mini-batch and feeding it through its inp
 pipeline than doing arithmetic. Here the training data is put on the device once
 per fit, each epoch's shuffled order is a small index array, and one compiled loop
 gathers every mini-batch and runs Keras's own ``train_step`` on it, so the loss,
-metrics, sample weights and optimizer behave exactly as in ``Model.fit``. The
+metrics, sample weights and optimizer behave as in ``Model.fit`` (exactly so but
+for floating-point rounding; dropout draws other masks on TensorFlow under XLA). The
 epoch loop around it follows ``Model.fit`` too: callbacks, ``validation_data``,
 ``validation_freq``, ``stop_training`` and the returned ``History``. As with
 Keras's ``steps_per_execution``, the batch-level callback hooks run once per
@@ -48,8 +49,9 @@ def runs_compiled_epochs(fit_arguments: dict) -> bool:
     """Whether :func:`fit_compiled_epochs` can stand in for ``Model.fit`` here.
 
     It can on the TensorFlow and JAX backends, for the arguments it implements,
-    unless a callback acts on individual batches (``ModelCheckpoint`` with an
-    integer ``save_freq``, ``TerminateOnNaN``, ``TensorBoard``, ...).
+    unless a callback acts on individual batches (``ModelCheckpoint``,
+    ``TerminateOnNaN``, ``TensorBoard``, a ``LambdaCallback`` with a batch hook,
+    ...).
     """
     return (
         keras.backend.backend() in _EPOCH_RUNNERS
@@ -62,8 +64,10 @@ def runs_compiled_epochs(fit_arguments: dict) -> bool:
 
 
 def _acts_on_batches(callback: keras.callbacks.Callback) -> bool:
+    # Through the instance: LambdaCallback sets its hooks on the instance.
     return any(
-        getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook)
+        getattr(getattr(callback, hook), "__func__", None)
+        is not getattr(keras.callbacks.Callback, hook)
         for hook in _BATCH_HOOKS
     )
 

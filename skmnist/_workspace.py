@@ -95,9 +95,12 @@ class CompletedEpochs(keras.callbacks.Callback):
         if self._unsettled_logs is None:
             return
         copy_training_state(self.model, self.target)
+        # Built aside and swapped in, so that an interrupted settle can be redone
+        # without logging the epoch twice.
+        history = {name: list(values) for name, values in self.history.items()}
         for name, value in self._unsettled_logs.items():
-            self.history.setdefault(name, []).append(float(value))
-        self._unsettled_logs = None
+            history.setdefault(name, []).append(float(value))
+        self.history, self._unsettled_logs = history, None
 
     @property
     def epochs(self) -> int:
@@ -134,13 +137,15 @@ def _assign_all(sources: Sequence, targets: Sequence) -> None:
         target.assign(source.value)
 
 
-def forward_pass(key: Hashable, model: keras.Model) -> "CompiledForwardPass":
+def forward_pass(
+    key: Hashable, build_template: Callable[[], keras.Model]
+) -> "CompiledForwardPass":
     """The compiled forward pass for the architecture ``key``, shared by every
-    model of that key; ``model`` is the template the first time ``key`` is seen."""
+    model of that key; ``build_template`` makes a model of it the first time."""
     with _lock:
         forward = _inference_functions.get(key)
     if forward is None:
-        forward = CompiledForwardPass(model)
+        forward = CompiledForwardPass(build_template())
         with _lock:
             _remember(_inference_functions, key, forward)
     return forward
@@ -159,6 +164,7 @@ class CompiledForwardPass:
 
     def __init__(self, template: keras.Model, max_rows: int = 8192):
         self.max_rows = max_rows
+        self.batch_shapes: set[tuple[int, ...]] = set()  # those compiled so far
         self._run = _compile_forward_pass(template)
 
     def __call__(self, model: keras.Model, X: np.ndarray) -> np.ndarray:
@@ -174,6 +180,7 @@ class CompiledForwardPass:
                 chunk = np.concatenate(
                     [chunk, np.zeros((padded_rows - rows, *chunk.shape[1:]), X.dtype)]
                 )
+            self.batch_shapes.add(chunk.shape)
             outputs.append(self._run(trainable, non_trainable, chunk)[:rows])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 

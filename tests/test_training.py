@@ -170,7 +170,10 @@ def test_ctrl_c_keeps_the_completed_epochs(data):
     X, y, _ = data
     params = {"hidden_units": 8, "batch_size": BATCH_SIZE, "random_state": 0}
     clf = MNISTClassifier(epochs=5, callbacks=[InterruptAtEpoch(2)], **params)
-    with pytest.warns(FitInterruptedWarning, match="interrupted after 2 of 5 epochs"):
+    with (
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(FitInterruptedWarning, match="interrupted after 2 of 5 epochs"),
+    ):
         clf.fit(X, y)
     assert len(clf.history_["loss"]) == 2
     two_epochs = MNISTClassifier(epochs=2, **params).fit(X, y)
@@ -183,20 +186,80 @@ def test_ctrl_c_keeps_the_completed_epochs(data):
     np.testing.assert_array_equal(clf.predict_proba(X), fresh.predict_proba(X))
 
 
+class FailAtEpoch(InterruptAtEpoch):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("a callback failed")
+
+
+def test_an_error_leaves_weights_and_history_in_step(data):
+    X, y, _ = data
+    params = {"hidden_units": 8, "batch_size": BATCH_SIZE, "random_state": 0}
+    clf = MNISTClassifier(epochs=5, callbacks=[FailAtEpoch(3)], **params)
+    with pytest.raises(RuntimeError, match="a callback failed"):
+        clf.fit(X, y)
+    assert len(clf.history_["loss"]) == 3
+    three_epochs = MNISTClassifier(epochs=3, **params).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), three_epochs.predict_proba(X))
+
+
+class SigintAfterFirstEpoch(keras.callbacks.Callback):
+    """Sends a real SIGINT, asynchronously, once training is under way."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to this process")
 def test_a_real_sigint_stops_training(data):
     X, y, _ = data
-    clf = MNISTClassifier(hidden_units=8, epochs=100_000, batch_size=BATCH_SIZE)
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    clf = MNISTClassifier(
+        hidden_units=8,
+        epochs=100_000,
+        batch_size=BATCH_SIZE,
+        callbacks=[SigintAfterFirstEpoch()],
+    )
     start = time.perf_counter()
-    timer.start()
-    with pytest.warns(FitInterruptedWarning, match="Training interrupted"):
+    with (
+        pytest.raises(KeyboardInterrupt),
+        pytest.warns(FitInterruptedWarning, match="Training interrupted"),
+    ):
         clf.fit(X, y)
-    timer.join()
     assert time.perf_counter() - start < 60
     epochs = len(clf.history_["loss"])
     assert 0 < epochs < 100_000
     assert clf.predict(X).shape == (N_SAMPLES,)
+
+
+def test_lambda_callbacks_with_batch_hooks_get_every_batch(data):
+    X, y, _ = data
+    batches = []
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(batch)
+    )
+    assert not runs_compiled_epochs({"callbacks": [counter]})
+    epoch_only = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None)
+    assert runs_compiled_epochs({"callbacks": [epoch_only]})
+    clf = MNISTClassifier(hidden_units=8, epochs=2, batch_size=BATCH_SIZE)
+    clf.set_params(callbacks=[counter]).fit(X, y)
+    assert len(batches) == 2 * 10
+
+
+def test_dropout_draws_as_many_masks_as_model_fit(data):
+    X, y, _ = data
+    reference = make_model(dropout=0.5)
+    reference.fit(X, y, batch_size=BATCH_SIZE, epochs=2, shuffle=False, verbose=0)
+    model = make_model(dropout=0.5)
+    fit_compiled_epochs(
+        epoch_runner(model), X, y, random_state=np.random.RandomState(0),
+        batch_size=BATCH_SIZE, epochs=2, shuffle=False,
+    )  # fmt: skip
+    seed_states = [np.asarray(v) for v in model.non_trainable_variables]
+    expected = [np.asarray(v) for v in reference.non_trainable_variables]
+    assert seed_states and all(map(np.array_equal, seed_states, expected))
+    assert int(model.optimizer.iterations) == int(reference.optimizer.iterations)
+    assert not np.array_equal(model.get_weights()[0], make_model().get_weights()[0])
 
 
 def test_fewer_samples_than_one_batch(data):
