@@ -9,10 +9,19 @@ A saved file is a zip archive:
 - ``models/<n>.keras``: the Keras model of each fitted classifier, in Keras's own
   ``.keras`` format.
 
-Loading parses JSON, checks every checksum, rebuilds each estimator from its
-hyper-parameters, rebuilds its Keras network in code and reads only the weight
-arrays (HDF5 datasets) of the ``.keras`` member into it. Nothing in the file is
-unpickled, imported, deserialised as a Keras object or otherwise executed.
+Loading checks the members' declared sizes before extracting anything, checks
+every checksum, parses JSON, checks every hyper-parameter (Keras objects only as
+names, which Keras looks up, never as structures its deserialiser would take;
+routed parameters as plain values; scikit-learn's parameter constraints; a
+network no larger than the weights stored) before anything is built from it,
+then rebuilds each estimator, rebuilds its Keras network in code and reads only
+the weight arrays (HDF5 datasets) of the ``.keras`` member into it. Nothing in
+the file is unpickled, imported, deserialised as a Keras object or otherwise
+executed. What parses the untrusted bytes: ``zipfile``, ``json`` and, for the
+weights, h5py and the HDF5 library.
+
+The checksums catch damage, not forgery (a forger recomputes them); everything
+that matters for safety is checked on the content itself.
 """
 
 import hashlib
@@ -118,8 +127,15 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> BaseEstimator:
     """Load an estimator saved by :func:`save`.
 
-    Reads JSON and weight arrays only: no code from the file is run, so loading an
-    untrusted file is safe (unlike unpickling one).
+    Reads JSON and weight arrays only: nothing in the file is unpickled,
+    imported, deserialised as a Keras object or run, unlike unpickling a joblib
+    file. Every hyper-parameter is checked before anything is built from it
+    (Keras optimizers, losses, activations and metrics by name only; routed
+    parameters as plain values; scikit-learn's constraints), and the sizes the
+    archive declares, and the network size the hyper-parameters imply, are
+    checked before anything is extracted or allocated. The bytes themselves are
+    parsed by Python's ``zipfile`` and ``json`` and, for the weights, by h5py and
+    HDF5: those libraries are what an untrusted file can reach.
 
     Parameters
     ----------
@@ -137,8 +153,10 @@ def load(path: str | os.PathLike) -> BaseEstimator:
     ------
     ValueError
         If the file is not an skmnist model file (for example a joblib pickle),
-        is truncated or corrupt, was modified after saving, or was written by a
-        newer version of the format.
+        is truncated or corrupt, was modified after saving, was written by a
+        newer version of the format, is too large, or describes invalid
+        hyper-parameters (the message names the parameter) or a network larger
+        than its weights.
 
     Examples
     --------
