@@ -44,14 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MODEL,
         help=f"where to save the fitted pipeline (default: {DEFAULT_MODEL})",
     )
-    train.add_argument(
-        "--format",
-        choices=["joblib", "skmnist"],
-        default=None,
-        help="file format: 'skmnist' is pickle-free and safe to load from "
-        "untrusted sources, 'joblib' a pickle (default: skmnist if --output ends "
-        "in .skmnist, else joblib)",
-    )
+    _add_format_argument(train)
     train.set_defaults(command=_train)
 
     evaluate = commands.add_parser(
@@ -92,6 +85,17 @@ def _add_data_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="mnist.npz or a folder of IDX files (default: $SKMNIST_DATA, Keras's "
         "cache, else download)",
+    )
+
+
+def _add_format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=["joblib", "skmnist"],
+        default=None,
+        help="file format: 'skmnist' is pickle-free and safe to load from "
+        "untrusted sources, 'joblib' a pickle (default: skmnist if --output ends "
+        "in .skmnist, else joblib)",
     )
 
 
@@ -234,6 +238,7 @@ def _add_search_parser(commands) -> None:
         default=DEFAULT_MODEL,
         help=f"where to save the refitted best pipeline (default: {DEFAULT_MODEL})",
     )
+    _add_format_argument(search)
     cluster = search.add_argument_group("cluster")
     cluster.add_argument(
         "--scheduler",
@@ -387,7 +392,7 @@ def _search(args) -> int:
     print(_results_table(search.cv_results_))
     print(f"best parameters: {_format_params(search.best_params_)}")
     print(f"best cv score: {search.best_score_:.4f}")
-    _save_model(search.best_estimator_, Path(args.output), None)
+    _save_model(search.best_estimator_, Path(args.output), args.format)
     print(f"saved the refitted best pipeline to {args.output}")
     print(f"test_acc: {search.best_estimator_.score(x_test, y_test):.4f}")
     return 0

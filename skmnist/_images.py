@@ -30,7 +30,13 @@ def preprocess_digit_image(image) -> np.ndarray:
         Colour is turned to grey with the ITU-R 601-2 luma weights (as Pillow's
         ``convert("L")``), so an RGB array and the same picture as a Pillow image
         give the same digit. A Pillow image's transparent parts count as white
-        paper; an array's alpha channel is ignored.
+        paper; an array's alpha channel is ignored. Pixel values are read on the
+        0..255 scale by type, for arrays and Pillow images alike: 16-bit ones
+        (``uint16``, Pillow's ``I;16`` modes) are divided by 257; floats (Pillow's
+        ``F``) are taken as 0..1 if none exceeds 1, else as 0..255; other
+        integers (Pillow's 32-bit ``I``, in which Pillow opens some 16-bit PNGs)
+        as 0..255 if none exceeds 255, else as 16-bit; booleans (bilevel) as
+        0 and 255.
 
     Returns
     -------
@@ -116,7 +122,7 @@ class DigitImagePreprocessor(TransformerMixin, BaseEstimator):
 def _to_grey(image) -> np.ndarray:
     if hasattr(image, "convert"):  # a PIL image
         image = _pil_to_array(image)
-    array = np.asarray(image)
+    array = _to_0_255(np.asarray(image))
     if array.ndim == 3 and array.shape[2] >= 3:
         # Colour, alpha (if any) ignored: weighted like Pillow's "L", in floats.
         array = array[..., :3].astype(np.float64) @ _LUMA_WEIGHTS
@@ -130,11 +136,32 @@ def _to_grey(image) -> np.ndarray:
     return array
 
 
+def _to_0_255(array: np.ndarray) -> np.ndarray:
+    """Pixel values on the 0..255 scale, by type (see preprocess_digit_image):
+    the brightness of the paper decides which side is ink."""
+    kind = array.dtype.kind
+    if kind == "b":
+        return array.astype(np.float64) * 255
+    if kind == "f":
+        array = array.astype(np.float64)
+        finite = array[np.isfinite(array)]
+        return array * 255 if finite.size and finite.max() <= 1 else array
+    if kind == "u" and array.dtype.itemsize == 2:
+        return array.astype(np.float64) / 257
+    if kind in "iu" and array.size and array.max() > 255:
+        return array.astype(np.float64) / 257
+    return array
+
+
 def _pil_to_array(image) -> np.ndarray:
     """A Pillow image as an array: colour as RGB, for the same grey conversion as
-    arrays get; grey (8-bit, 16-bit, float, bilevel) as 8-bit grey."""
+    arrays get; 32-bit integer, 16-bit and float grey as they are (``_to_0_255``
+    scales them: Pillow's ``convert("L")`` would clip them to 0..255); other grey
+    (8-bit, bilevel) as 8-bit grey."""
     from PIL import Image
 
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return np.asarray(image)
     if image.mode in ("RGBA", "LA", "P", "PA"):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -9,15 +9,25 @@ A saved file is a zip archive:
 - ``models/<n>.keras``: the Keras model of each fitted classifier, in Keras's own
   ``.keras`` format.
 
-Loading parses JSON, checks every checksum, rebuilds each estimator from its
-hyper-parameters, rebuilds its Keras network in code and reads only the weight
-arrays (HDF5 datasets) of the ``.keras`` member into it. Nothing in the file is
-unpickled, imported, deserialised as a Keras object or otherwise executed.
+Loading checks the members' declared sizes before extracting anything, checks
+every checksum, parses JSON, checks every hyper-parameter (Keras objects only as
+names, which Keras looks up, never as structures its deserialiser would take;
+routed parameters as plain values; scikit-learn's parameter constraints; a
+network no larger than the weights stored) before anything is built from it,
+then rebuilds each estimator, rebuilds its Keras network in code and reads only
+the weight arrays (HDF5 datasets) of the ``.keras`` member into it. Nothing in
+the file is unpickled, imported, deserialised as a Keras object or otherwise
+executed. What parses the untrusted bytes: ``zipfile``, ``json`` and, for the
+weights, h5py and the HDF5 library.
+
+The checksums catch damage, not forgery (a forger recomputes them); everything
+that matters for safety is checked on the content itself.
 """
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -41,6 +51,14 @@ _ESTIMATOR = "estimator.json"
 # A JSON member larger than this is not one skmnist wrote (the estimator
 # description is a few kilobytes plus the training history).
 _MAX_JSON_BYTES = 64 * 2**20
+# Limits on the Keras members, checked (from the zip directory) before anything
+# is extracted, so that a crafted file cannot fill the disk: the size of one
+# member, of all members together, and how much better than this ratio a member
+# over 1 MiB may compress (skmnist stores the .keras members uncompressed; a
+# "zip bomb" expands a thousandfold).
+_MAX_MODEL_BYTES = 2**30
+_MAX_TOTAL_BYTES = 2 * 2**30
+_MAX_COMPRESSION_RATIO = 50
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"x")  # joblib's too
 
@@ -109,8 +127,15 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> BaseEstimator:
     """Load an estimator saved by :func:`save`.
 
-    Reads JSON and weight arrays only: no code from the file is run, so loading an
-    untrusted file is safe (unlike unpickling one).
+    Reads JSON and weight arrays only: nothing in the file is unpickled,
+    imported, deserialised as a Keras object or run, unlike unpickling a joblib
+    file. Every hyper-parameter is checked before anything is built from it
+    (Keras optimizers, losses, activations and metrics by name only; routed
+    parameters as plain values; scikit-learn's constraints), and the sizes the
+    archive declares, and the network size the hyper-parameters imply, are
+    checked before anything is extracted or allocated. The bytes themselves are
+    parsed by Python's ``zipfile`` and ``json`` and, for the weights, by h5py and
+    HDF5: those libraries are what an untrusted file can reach.
 
     Parameters
     ----------
@@ -128,8 +153,10 @@ def load(path: str | os.PathLike) -> BaseEstimator:
     ------
     ValueError
         If the file is not an skmnist model file (for example a joblib pickle),
-        is truncated or corrupt, was modified after saving, or was written by a
-        newer version of the format.
+        is truncated or corrupt, was modified after saving, was written by a
+        newer version of the format, is too large, or describes invalid
+        hyper-parameters (the message names the parameter) or a network larger
+        than its weights.
 
     Examples
     --------
@@ -143,6 +170,10 @@ def load(path: str | os.PathLike) -> BaseEstimator:
             return _rebuild(document, model_files, where="estimator")
         except ModelFileError as error:
             raise ModelFileError(f"{path}: {error}") from None
+        except RecursionError:
+            raise ModelFileError(
+                f"{path}: invalid estimator description (nested too deeply)."
+            ) from None
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             # The checksums match, so the file was written like this on purpose
             # or by a broken writer; either way it describes no valid estimator.
@@ -177,6 +208,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
     os.close(handle)
     try:
         write(temporary)
+        # mkstemp creates the file readable by its owner only; give it the mode
+        # a plain open() would have.
+        os.chmod(temporary, 0o666 & ~_umask())
         # Flush to disk before the rename, so a power cut cannot leave the new
         # name pointing at unwritten data.
         with open(temporary, "rb+") as file:
@@ -185,6 +219,21 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (setting
+    it to read it back is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # -- describing estimators as JSON ---------------------------------------------
@@ -458,6 +507,12 @@ def _read_members(archive: zipfile.ZipFile, path: Path, folder: Path):
             f"{path}: the archive's members do not match its manifest; the file "
             "was modified or is damaged."
         )
+    infos = [archive.getinfo(name) for name in sorted(expected)]
+    if sum(info.file_size for info in infos) > _MAX_TOTAL_BYTES:
+        raise ModelFileError(f"{path}: the archive is too large for an skmnist file.")
+    for info in infos:
+        if info.filename != _ESTIMATOR:
+            _check_model_size(info, path)
     model_files = {}
     estimator_json = b""
     for name in sorted(expected):
@@ -479,6 +534,22 @@ def _read_members(archive: zipfile.ZipFile, path: Path, folder: Path):
     return _parse_json(estimator_json, f"{path}: {_ESTIMATOR}"), model_files
 
 
+def _check_model_size(info: zipfile.ZipInfo, path: Path) -> None:
+    if info.file_size > _MAX_MODEL_BYTES:
+        raise ModelFileError(
+            f"{path}: {info.filename} is too large for an skmnist model file "
+            f"({info.file_size} bytes, at most {_MAX_MODEL_BYTES})."
+        )
+    if (
+        info.file_size > 2**20
+        and info.file_size > _MAX_COMPRESSION_RATIO * info.compress_size
+    ):
+        raise ModelFileError(
+            f"{path}: {info.filename} expands {info.file_size} bytes from "
+            f"{info.compress_size}: not a file skmnist wrote."
+        )
+
+
 def _read_small(archive: zipfile.ZipFile, name: str) -> bytes:
     if archive.getinfo(name).file_size > _MAX_JSON_BYTES:
         raise ModelFileError(f"{name} is too large for an skmnist model file.")
@@ -490,6 +561,8 @@ def _parse_json(data: bytes, where: str):
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{where} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ModelFileError(f"{where} is nested too deeply.") from None
 
 
 # -- rebuilding estimators -----------------------------------------------------
@@ -506,24 +579,39 @@ def _rebuild(node, model_files: dict, where: str):
                 for pair in _expect(node["steps"], list, where)
             )
         ]
-        estimator = Pipeline(steps, **_params(node, where))
+        estimator = _checked(Pipeline(steps, **_params(node, kind, where)), where)
     elif kind == "PixelScaler":
-        estimator = PixelScaler(**_params(node, where))
+        estimator = _checked(PixelScaler(**_params(node, kind, where)), where)
         if node.get("fitted") is not None:
             vars(estimator).update(_fitted(node, _SCALER_STORED, where))
     elif kind == "MNISTClassifier":
-        estimator = MNISTClassifier(**_params(node, where))
+        estimator = _checked(MNISTClassifier(**_params(node, kind, where)), where)
         if node.get("fitted") is not None:
             _restore_classifier(estimator, node, model_files, where)
     else:
         raise ModelFileError(f"{where}: unknown estimator class {kind!r}.")
     output_config = _from_json(node.get("output_config"), where)
     if output_config is not None:
-        estimator._sklearn_output_config = _expect(output_config, dict, where)
+        output_config = _expect(output_config, dict, where)
+        if not set(output_config) <= {"transform"} or not all(
+            value in _OUTPUT_CONTAINERS for value in output_config.values()
+        ):
+            raise ModelFileError(f"{where}: invalid set_output configuration.")
+        estimator._sklearn_output_config = output_config
     return estimator
 
 
-def _params(node: dict, where: str) -> dict:
+_OUTPUT_CONTAINERS = ("default", "pandas", "polars")
+# The constructor's parameters of each class, and the types allowed for those
+# that scikit-learn's parameter constraints do not check tightly enough. Keras
+# turns strings into objects by looking them up among its own names; anything
+# else (a dict naming a class or function, a list of them) it deserialises, which
+# must never happen to data from a file. Names of Keras objects are identifiers.
+_KERAS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PIPELINE_PARAMS = ("memory", "transform_input", "verbose")
+
+
+def _params(node: dict, kind: str, where: str) -> dict:
     params = _expect(_from_json(node.get("params"), where), dict, where)
     for name in params:
         # Hyper-parameter names only: scikeras stores unknown keyword arguments
@@ -535,7 +623,92 @@ def _params(node: dict, where: str) -> dict:
             and not name.endswith("_")
         ):
             raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
+    if kind == "MNISTClassifier":
+        _check_classifier_params(params, where)
+    elif kind == "Pipeline":
+        unknown = set(params) - set(_PIPELINE_PARAMS)
+        if unknown:
+            raise ModelFileError(f"{where}: unknown parameters {sorted(unknown)}.")
+        # memory is a folder for joblib's cache, which stores pickles.
+        if params.get("memory") is not None:
+            raise ModelFileError(f"{where}: parameter 'memory' must be None.")
+        transform_input = params.get("transform_input")
+        if transform_input is not None and not _is_list_of_str(transform_input):
+            raise ModelFileError(
+                f"{where}: parameter 'transform_input' must be None or a list of "
+                "strings."
+            )
     return params
+
+
+def _check_classifier_params(params: dict, where: str) -> None:
+    known = MNISTClassifier().get_params(deep=False)
+    for name, value in params.items():
+        what = f"{where}: parameter {name!r}"
+        if name in ("optimizer", "loss", "activation"):
+            if not (isinstance(value, str) and _KERAS_NAME.fullmatch(value)):
+                raise ModelFileError(f"{what} must be the name of a Keras object.")
+        elif name == "metrics":
+            if value is not None and not (
+                _is_list_of_str(value)
+                and all(_KERAS_NAME.fullmatch(item) for item in value)
+            ):
+                raise ModelFileError(
+                    f"{what} must be None or a list of names of Keras metrics."
+                )
+        elif name in ("model", "build_fn", "callbacks"):
+            if value is not None:
+                raise ModelFileError(f"{what} must be None.")
+        elif name in ("run_eagerly", "warm_start", "shuffle"):
+            if not isinstance(value, bool):
+                raise ModelFileError(f"{what} must be a boolean.")
+        elif name == "validation_batch_size":
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            ):
+                raise ModelFileError(f"{what} must be None or a positive integer.")
+        elif name == "random_state":
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool)
+            ):
+                raise ModelFileError(f"{what} must be None or an integer.")
+        elif name == "class_weight":
+            if isinstance(value, dict) and not all(
+                _is_scalar(key)
+                and isinstance(weight, int | float)
+                and not isinstance(weight, bool)
+                for key, weight in value.items()
+            ):
+                raise ModelFileError(f"{what} must map class labels to numbers.")
+        elif name not in known:
+            # Routed (optimizer__learning_rate, fit__..., loss__...) or other
+            # keyword arguments, which scikeras stores as attributes: plain
+            # values only, and never in place of a method or property.
+            if not _is_scalar(value):
+                raise ModelFileError(
+                    f"{what} must be a number, string, boolean or None."
+                )
+            if hasattr(MNISTClassifier, name):
+                raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
+
+
+def _is_scalar(value) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _is_list_of_str(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _checked(estimator: BaseEstimator, where: str) -> BaseEstimator:
+    """Run scikit-learn's parameter validation (types and ranges) now, at load
+    time, rather than at the next fit."""
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as error:
+        message = str(error).splitlines()[0]
+        raise ModelFileError(f"{where}: invalid hyper-parameter: {message}") from None
+    return estimator
 
 
 def _fitted(node: dict, allowed: tuple, where: str) -> dict:
@@ -551,6 +724,8 @@ def _restore_classifier(clf: MNISTClassifier, node, model_files, where) -> None:
     classes = _expect(attributes.get("classes_"), np.ndarray, f"{where}: classes_")
     vars(clf).update(attributes)
     _expect(clf._seed, int, f"{where}: _seed")
+    if clf._random_state is not None:
+        _expect(clf._random_state, int, f"{where}: _random_state")
     # What fit builds from the training data, rebuilt from classes_ and
     # n_features_in_: the label encoder keeps only the categories it found. fit
     # lets it find them (sorted, in the labels' dtype); partial_fit(classes=...)
@@ -565,6 +740,26 @@ def _restore_classifier(clf: MNISTClassifier, node, model_files, where) -> None:
     if clf.classes_.dtype != classes.dtype or not np.array_equal(clf.classes_, classes):
         raise ModelFileError(f"{where}: inconsistent classes_.")
     n_features = _expect(clf.n_features_in_, int, f"{where}: n_features_in_")
+    if n_features < 1:
+        raise ModelFileError(f"{where}: invalid n_features_in_ {n_features}.")
+    description = _expect(node.get("model"), dict, where)
+    member = description.get("member")
+    if member not in model_files:
+        raise ModelFileError(f"{where}: missing Keras model {member!r}.")
+    # Before anything is allocated for the network: its weights are in the
+    # member, so hyper-parameters that imply more weight bytes than the member
+    # holds were forged (a huge hidden_units would exhaust memory).
+    n_outputs = 1 if clf._binary_output() else clf.n_classes_
+    implied = 4 * (  # float32
+        (n_features + 1) * clf.hidden_units + (clf.hidden_units + 1) * n_outputs
+    )
+    size = model_files[member].stat().st_size
+    if implied > size:
+        raise ModelFileError(
+            f"{where}: the hyper-parameters describe a network of {implied} weight "
+            f"bytes, more than the {size}-byte Keras model {member} holds; the "
+            "file was modified or is damaged."
+        )
     clf.feature_encoder_ = clf.feature_encoder.fit(
         np.zeros((1, n_features), dtype=np.float32)
     )
@@ -579,18 +774,13 @@ def _restore_classifier(clf: MNISTClassifier, node, model_files, where) -> None:
         raise ModelFileError(f"{where}: cannot rebuild the network: {error}") from None
     finally:
         clf._random_state = random_state
-    _load_weights(
-        clf.model_, _expect(node.get("model"), dict, where), model_files, where
-    )
+    _load_weights(clf.model_, description, model_files[member], where)
 
 
-def _load_weights(model, description: dict, model_files: dict, where: str) -> None:
-    member = description.get("member")
-    if member not in model_files:
-        raise ModelFileError(f"{where}: missing Keras model {member!r}.")
+def _load_weights(model, description: dict, keras_file: Path, where: str) -> None:
     try:
         # Reads the weight arrays only; the file's Keras config is never parsed.
-        model.load_weights(model_files[member])
+        model.load_weights(keras_file)
     except Exception as error:
         raise ModelFileError(
             f"{where}: the Keras weights do not fit the network the "

@@ -203,3 +203,27 @@ def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
     assert "training interrupted; nothing saved" in stderr
     assert "Traceback" not in stderr
     assert saved.read_bytes() == b"a model the user saved earlier"
+
+
+def test_search_format_option_is_parsed_like_train_s():
+    from skmnist._cli import _parser
+
+    for command in ("train", "search"):
+        extra = ["--param", "clf__epochs=1"] if command == "search" else []
+        args = _parser().parse_args([command, *extra, "--format", "skmnist"])
+        assert args.format == "skmnist"
+        assert _parser().parse_args([command, *extra]).format is None
+
+
+@pytest.mark.mnist
+def test_search_saves_in_the_format_asked_for(mnist_path, tmp_path):
+    from skmnist._persistence import is_skmnist_file, load
+
+    model = tmp_path / "best.bin"  # an extension that names no format
+    _skmnist(
+        "search", "--param", "clf__hidden_units=8", "--param", "clf__epochs=1",
+        "--cv", "2", "--limit", "300", "--n-workers", "0", "--random-state", "0",
+        "--data", str(mnist_path), "--output", str(model), "--format", "skmnist",
+    )  # fmt: skip
+    assert is_skmnist_file(model)
+    assert load(model).get_params()["clf__hidden_units"] == 8

@@ -91,3 +91,60 @@ def test_transformer_matches_the_function():
     out = DigitImagePreprocessor().fit_transform(pages)
     assert out.shape == (2, 28, 28)
     np.testing.assert_array_equal(out[0], preprocess_digit_image(pages[0]))
+
+
+def _scan(dtype, paper, ink):
+    """_stroke at another bit depth: paper and ink on that type's scale."""
+    page = np.full((120, 90), paper, dtype=dtype)
+    page[20:100, 30:50] = ink
+    page[60:100, 50:70] = (paper + ink) / 2  # some mid-tone ink too
+    return page
+
+
+@pytest.mark.parametrize(
+    "page, mode",
+    [
+        (_scan(np.uint16, 65535, 1000), "I;16"),
+        (_scan(np.uint16, 0, 30000), "I;16"),
+        (_scan(np.int32, 65535, 1000), "I"),
+        (_scan(np.int32, 255, 0), "I"),
+        (_scan(np.float32, 1.0, 0.0), "F"),
+        (_scan(np.float32, 0.0, 0.5), "F"),
+        (_scan(np.float32, 255.0, 0.0), "F"),
+    ],
+    ids=[
+        "16-bit",
+        "16-bit-dark",
+        "32-bit",
+        "32-bit-8-bit-range",
+        "float",
+        "float-dark",
+        "float-255",
+    ],
+)
+def test_deep_grey_pil_images_keep_their_ink(page, mode):
+    image = PIL.fromarray(page)
+    assert image.mode == mode
+    from_pil = preprocess_digit_image(image)
+    _check_mnist_style(from_pil)
+    np.testing.assert_array_equal(from_pil, preprocess_digit_image(page))
+    # The same as the 8-bit scan, within rounding.
+    scale = 255 / (65535 if page.max() > 255 else 1 if page.max() <= 1 else 255)
+    eight_bit = np.rint(page.astype(float) * scale).astype(np.uint8)
+    np.testing.assert_allclose(
+        from_pil, preprocess_digit_image(eight_bit), atol=2, rtol=0
+    )
+
+
+def test_16_bit_big_endian_pil_image():
+    page = _scan(np.uint16, 65535, 1000)
+    image = PIL.frombytes("I;16B", page.shape[::-1], page.astype(">u2").tobytes())
+    np.testing.assert_array_equal(
+        preprocess_digit_image(image), preprocess_digit_image(page)
+    )
+
+
+def test_pillow_would_have_clipped_these():
+    # What the Pillow conversion alone does: the reason skmnist scales itself.
+    ink = np.asarray(PIL.fromarray(_scan(np.uint16, 65535, 1000)).convert("L"))
+    assert ink.min() == 255

@@ -500,3 +500,238 @@ def test_classes_given_to_partial_fit_keep_their_order(digits_flat, tmp_path):
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+# -- forged hyper-parameters and sizes -----------------------------------------
+# Each file below has checksums recomputed, as a deliberate forger would, so only
+# the checks on the content itself can refuse it.
+
+
+def _forge_params(**changes):
+    def edit(members):
+        _edit_json(
+            members,
+            "estimator.json",
+            lambda d: d["steps"][1][1]["params"].update(changes),
+        )
+        _resign(members)
+
+    return edit
+
+
+def _forge_fitted(**changes):
+    def edit(members):
+        _edit_json(
+            members,
+            "estimator.json",
+            lambda d: d["steps"][1][1]["fitted"].update(changes),
+        )
+        _resign(members)
+
+    return edit
+
+
+_KERAS_FUNCTION = {"class_name": "function", "module": "builtins", "config": "relu"}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_forge_params(activation=_KERAS_FUNCTION), "'activation' must be the name"),
+        (_forge_params(activation="keras.src>relu"), "'activation' must be the name"),
+        (_forge_params(optimizer={"class_name": "Adam"}), "'optimizer' must be"),
+        (_forge_params(loss=["mse"]), "'loss' must be the name"),
+        (_forge_params(metrics=[_KERAS_FUNCTION]), "'metrics' must be None or"),
+        (_forge_params(metrics="accuracy"), "'metrics' must be None or"),
+        (_forge_params(callbacks=[]), "'callbacks' must be None"),
+        (_forge_params(model="mnist_mlp"), "'model' must be None"),
+        (_forge_params(build_fn={"class_name": "x"}), "'build_fn' must be None"),
+        (_forge_params(run_eagerly="yes"), "'run_eagerly' must be a boolean"),
+        (_forge_params(optimizer__beta_1=[_KERAS_FUNCTION]), "'optimizer__beta_1'"),
+        (_forge_params(loss__reduction={"a": 1}), "'loss__reduction' must be"),
+        (_forge_params(fit="not a method"), "invalid parameter name 'fit'"),
+        (_forge_params(epochs=-3), "'epochs' parameter of MNISTClassifier"),
+        (_forge_params(hidden_units=2.5), "'hidden_units' parameter"),
+        (_forge_params(dropout=1.5), "'dropout' parameter"),
+        (_forge_params(class_weight={"0": [1]}), "'class_weight' must map"),
+        (_forge_params(validation_batch_size=0), "'validation_batch_size' must"),
+        (_forge_fitted(_random_state="0"), "_random_state: expected int"),
+    ],
+    ids=[
+        "activation-dict",
+        "activation-module-path",
+        "optimizer-dict",
+        "loss-list",
+        "metrics-dicts",
+        "metrics-str",
+        "callbacks",
+        "model",
+        "build_fn",
+        "run_eagerly",
+        "routed-list",
+        "routed-dict",
+        "method-name",
+        "negative-epochs",
+        "float-hidden-units",
+        "dropout-range",
+        "class-weight",
+        "validation-batch-size",
+        "random-state",
+    ],
+)
+def test_forged_hyper_parameters_are_refused_before_keras_sees_them(
+    saved_pipeline, tmp_path, monkeypatch, edit, message
+):
+    path = tmp_path / "forged.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a forged value reached Keras's deserialiser")
+
+    monkeypatch.setattr(keras.saving, "deserialize_keras_object", refuse)
+    monkeypatch.setattr(
+        "keras.src.saving.serialization_lib.deserialize_keras_object", refuse
+    )
+    monkeypatch.setattr(MNISTClassifier, "_build_keras_model", refuse)
+    with pytest.raises(_persistence.ModelFileError, match=message):
+        skmnist.load(path)
+
+
+def _pipeline_memory(members):
+    _edit_json(
+        members, "estimator.json", lambda d: d["params"].update(memory="/tmp/cache")
+    )
+    _resign(members)
+
+
+def _scaler_range(members):
+    _edit_json(
+        members,
+        "estimator.json",
+        lambda d: d["steps"][0][1]["params"].update(max_value=-1),
+    )
+    _resign(members)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_pipeline_memory, "'memory' must be None"),
+        (_scaler_range, "'max_value' parameter of PixelScaler"),
+    ],
+    ids=["pipeline-memory", "scaler-max-value"],
+)
+def test_forged_pipeline_and_scaler_parameters_are_refused(
+    saved_pipeline, tmp_path, edit, message
+):
+    path = tmp_path / "forged.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+    with pytest.raises(_persistence.ModelFileError, match=message):
+        skmnist.load(path)
+
+
+def test_forged_unfitted_parameters_are_refused_too(tmp_path):
+    path = tmp_path / "unfitted.skmnist"
+    skmnist.save(MNISTClassifier(), path)
+    members = _members(path)
+    _edit_json(
+        members, "estimator.json", lambda d: d["params"].update(metrics=[{"a": 1}])
+    )
+    _resign(members)
+    _write_members(path, members)
+    with pytest.raises(_persistence.ModelFileError, match="'metrics'"):
+        skmnist.load(path)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _forge_params(hidden_units=10**8),
+        _forge_fitted(n_features_in_=10**10),
+    ],
+    ids=["hidden-units", "n-features"],
+)
+def test_huge_networks_are_refused_before_they_are_allocated(
+    saved_pipeline, tmp_path, monkeypatch, edit
+):
+    path = tmp_path / "huge.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was built")
+
+    monkeypatch.setattr(MNISTClassifier, "_build_keras_model", refuse)
+    with pytest.raises(_persistence.ModelFileError, match="weight bytes, more than"):
+        skmnist.load(path)
+
+
+def test_oversized_members_are_refused_before_extraction(saved_pipeline, monkeypatch):
+    monkeypatch.setattr(_persistence, "_MAX_MODEL_BYTES", 1000)
+    monkeypatch.setattr(
+        _persistence.shutil,
+        "copyfileobj",
+        lambda *args: pytest.fail("the member was extracted"),
+    )
+    with pytest.raises(_persistence.ModelFileError, match="too large"):
+        skmnist.load(saved_pipeline)
+
+
+def test_oversized_archives_are_refused(saved_pipeline, monkeypatch):
+    monkeypatch.setattr(_persistence, "_MAX_TOTAL_BYTES", 1000)
+    with pytest.raises(_persistence.ModelFileError, match="too large"):
+        skmnist.load(saved_pipeline)
+
+
+def test_zip_bombs_are_refused_before_extraction(saved_pipeline, tmp_path, monkeypatch):
+    members = _members(saved_pipeline)
+    members["models/0.keras"] = bytes(8 * 2**20)  # deflates a thousandfold
+    _resign(members)
+    path = tmp_path / "bomb.skmnist"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    monkeypatch.setattr(
+        _persistence.shutil,
+        "copyfileobj",
+        lambda *args: pytest.fail("the member was extracted"),
+    )
+    with pytest.raises(_persistence.ModelFileError, match="expands"):
+        skmnist.load(path)
+
+
+@pytest.mark.parametrize("where", ["top", "params"])
+def test_deeply_nested_json_is_refused(saved_pipeline, tmp_path, where):
+    members = _members(saved_pipeline)
+    depth = 100_000
+    if where == "top":
+        members["estimator.json"] = b"[" * depth + b"]" * depth
+    else:
+        document = json.loads(members["estimator.json"])
+        nested = "N"
+        text = json.dumps(document).replace(
+            '"hidden_units": 16',
+            '"optimizer__x": '
+            + '{"__tuple__": [' * 5000
+            + json.dumps(nested)
+            + "]}" * 5000,
+        )
+        members["estimator.json"] = text.encode()
+    _resign(members)
+    path = tmp_path / "deep.skmnist"
+    _write_members(path, members)
+    with pytest.raises(_persistence.ModelFileError, match="nested too deeply"):
+        skmnist.load(path)
+
+
+def test_saved_files_get_the_default_permissions(fitted_pipeline, tmp_path):
+    mask = os.umask(0o027)
+    try:
+        skmnist.save(fitted_pipeline, tmp_path / "a.skmnist")
+        _persistence.write_atomically(
+            tmp_path / "b.joblib", lambda temporary: joblib.dump(1, temporary)
+        )
+    finally:
+        os.umask(mask)
+    for name in ("a.skmnist", "b.joblib"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640
+    assert _persistence._umask() == mask
