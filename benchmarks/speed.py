@@ -5,9 +5,10 @@ Run: ``python benchmarks/speed.py [--repeats 3] [--backends tensorflow,jax]``.
 Every row is measured in this one run, on real MNIST (``SKMNIST_DATA``, else
 ``../shared/data/mnist.npz``), and reported as the median of ``--repeats`` runs
 with its ratio to the row's baseline: the seed notebook's Keras code on
-TensorFlow. Keras fixes its backend per process, so each backend is measured in a
-worker subprocess; memory over repeated fits runs ``repeated_fits.py`` in fresh
-processes. Prints a markdown table and the targets, and writes JSON.
+TensorFlow. Keras fixes its backend per process, so each backend is measured in
+worker subprocesses, fits in a fresh one per repeat, alternating between the
+backends; memory over repeated fits runs ``repeated_fits.py`` in fresh processes.
+Prints a markdown table and the targets, and writes JSON.
 """
 
 import argparse
@@ -124,30 +125,61 @@ def summary(seconds: list[float], **extra) -> dict:
     }
 
 
-def measure_backend(backend: str, repeats: int, data_path: str) -> list[dict]:
-    """All rows for one backend; run in a worker process with that backend."""
+def measure_fits(backend: str, data_path: str) -> list[dict]:
+    """One timed fit of each contender, with its test accuracy (worker process)."""
+    x_train, y_train, x_test, y_test = load(backend, data_path)
+    rows = []
+    for name in contenders(backend):
+        contender = make_contender(name)
+        seconds = timed(contender.fit, x_train, y_train)
+        rows.append(
+            {"backend": backend, "row": "fit", "contender": name,
+             "seconds": [seconds], "accuracy": [contender.score(x_test, y_test)]}
+        )  # fmt: skip
+    return rows
+
+
+def measure_use(backend: str, repeats: int, data_path: str) -> list[dict]:
+    """Prediction and persistence rows of fitted contenders (worker process)."""
+    x_train, y_train, x_test, _ = load(backend, data_path)
+    fitted = {
+        name: make_contender(name).fit(x_train, y_train) for name in contenders(backend)
+    }
+    rows = measure_predict(fitted, x_test, repeats) + measure_pickles(
+        fitted, x_test[:1]
+    )
+    return [{"backend": backend, **row} for row in rows]
+
+
+def load(backend: str, data_path: str):
     import keras
 
     assert keras.backend.backend() == backend
     with np.load(data_path) as data:
-        x_train, y_train = data["x_train"], data["y_train"]
-        x_test, y_test = data["x_test"], data["y_test"]
-    names = [SEED, PIPELINE] + ([MLP] if backend == "tensorflow" else [])
-    rows, fitted, fit_seconds = [], {}, {name: [] for name in names}
-    for _ in range(repeats):  # interleaved, so that drifts in load hit all alike
-        for name in names:
-            contender = make_contender(name)
-            fit_seconds[name].append(timed(contender.fit, x_train, y_train))
-            fitted[name] = contender
-    for name in names:
-        accuracy = fitted[name].score(x_test, y_test)
-        rows.append(
-            {"row": "fit", "contender": name, **summary(fit_seconds[name]),
-             "test_accuracy": accuracy}
-        )  # fmt: skip
-    rows += measure_predict(fitted, x_test, repeats)
-    rows += measure_pickles(fitted, x_test[:1])
-    return [{"backend": backend, **row} for row in rows]
+        return data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+
+
+def contenders(backend: str) -> list[str]:
+    # MLPClassifier does not depend on the Keras backend: measured once.
+    return [SEED, PIPELINE] + ([MLP] if backend == "tensorflow" else [])
+
+
+def merge_fit_runs(runs: list[dict]) -> list[dict]:
+    """One fit row per contender and backend from the repeated one-fit runs."""
+    merged = {}
+    for run in runs:
+        key = (run["backend"], run["contender"])
+        if key in merged:
+            merged[key]["seconds"] += run["seconds"]
+            merged[key]["accuracy"] += run["accuracy"]
+        else:
+            merged[key] = {**run, "seconds": list(run["seconds"]),
+                           "accuracy": list(run["accuracy"])}  # fmt: skip
+    return [
+        {"backend": row["backend"], "row": "fit", "contender": row["contender"],
+         **summary(row["seconds"]), "test_accuracy": statistics.median(row["accuracy"])}
+        for row in merged.values()
+    ]  # fmt: skip
 
 
 def measure_predict(fitted: dict, x_test, repeats: int) -> list[dict]:
@@ -320,11 +352,11 @@ def check_targets(rows: list[dict]) -> list[dict]:
     return results
 
 
-def run_worker(backend: str, repeats: int, data_path: str) -> list[dict]:
+def run_worker(backend: str, part: str, repeats: int, data_path: str) -> list[dict]:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     output = subprocess.run(
-        [sys.executable, __file__, "--worker", backend, "--repeats", str(repeats),
-         "--data", data_path],
+        [sys.executable, __file__, "--worker", backend, "--part", part,
+         "--repeats", str(repeats), "--data", data_path],
         env=env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     return json.loads(output.strip().splitlines()[-1])
@@ -345,21 +377,33 @@ def main() -> None:
         "--rst-dir", help="also write the table and targets as rst there (docs/)"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=["fit", "use"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     data_path = args.data or os.environ.get("SKMNIST_DATA") or str(SHARED_MNIST)
     if args.worker:
         warnings.simplefilter(
             "ignore"
         )  # MLPClassifier's ConvergenceWarning at 5 epochs
-        rows = measure_backend(args.worker, args.repeats, data_path)
+        if args.part == "fit":
+            rows = measure_fits(args.worker, data_path)
+        else:
+            rows = measure_use(args.worker, args.repeats, data_path)
         print(json.dumps(rows))
         return
     if not Path(data_path).is_file():
         sys.exit(f"MNIST not found at {data_path}: pass --data or set SKMNIST_DATA")
-    rows = []
-    for backend in args.backends.split(","):
-        print(f"measuring the {backend} backend...", file=sys.stderr, flush=True)
-        rows += run_worker(backend, args.repeats, data_path)
+    backends = args.backends.split(",")
+    fit_runs = []
+    # Repeats alternate between the backends, each fit in a fresh process, so
+    # that changes in machine load hit every contender alike.
+    for repeat in range(args.repeats):
+        for backend in backends:
+            print(f"fit {repeat + 1}/{args.repeats}, {backend}...", file=sys.stderr)
+            fit_runs += run_worker(backend, "fit", 1, data_path)
+    rows = merge_fit_runs(fit_runs)
+    for backend in backends:
+        print(f"predict and save, {backend}...", file=sys.stderr, flush=True)
+        rows += run_worker(backend, "use", args.repeats, data_path)
     if args.repeated_fits:
         print("measuring repeated fits...", file=sys.stderr, flush=True)
         rows += measure_repeated_fits(args.repeated_fits)

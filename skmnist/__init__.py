@@ -17,7 +17,7 @@ if TYPE_CHECKING:
         load_digit_image,
         preprocess_digit_image,
     )
-    from skmnist._persistence import load, save
+    from skmnist._persistence import ModelFileError, load, save
     from skmnist._pipeline import make_mnist_pipeline
     from skmnist._plotting import (
         plot_confusion_matrix,
@@ -39,6 +39,7 @@ _PUBLIC_NAMES = {
     "plot_learning_curves": "skmnist._plotting",
     "plot_misclassified": "skmnist._plotting",
     "save": "skmnist._persistence",
+    "ModelFileError": "skmnist._persistence",
     "load": "skmnist._persistence",
 }
 
@@ -46,6 +47,7 @@ __all__ = [
     "DigitImagePreprocessor",
     "FitInterruptedWarning",
     "MNISTClassifier",
+    "ModelFileError",
     "PixelScaler",
     "TensorFlowThreadsPlugin",
     "__version__",
