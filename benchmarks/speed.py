@@ -34,9 +34,14 @@ MLP = "MLPClassifier pipeline"
 TARGETS = [
     # (description, row, contender, backend, baseline contender, baseline backend,
     #  largest allowed ratio)
-    ("pipeline fit, TensorFlow", "fit", PIPELINE, "tensorflow", SEED, "tensorflow",
-     0.60),
-    ("pipeline fit, JAX", "fit", PIPELINE, "jax", SEED, "tensorflow", 0.45),
+    ("pipeline fit, TensorFlow, first in a process", "fit, first in a process",
+     PIPELINE, "tensorflow", SEED, "tensorflow", 0.60),
+    ("pipeline fit, TensorFlow, again", "fit, again", PIPELINE, "tensorflow", SEED,
+     "tensorflow", 0.60),
+    ("pipeline fit, JAX, first in a process", "fit, first in a process", PIPELINE,
+     "jax", SEED, "tensorflow", 0.45),
+    ("pipeline fit, JAX, again", "fit, again", PIPELINE, "jax", SEED, "tensorflow",
+     0.45),
     ("10,000-image predict_proba, TensorFlow", "predict 10,000", PIPELINE,
      "tensorflow", SEED, "tensorflow", 0.25),
     # Keras's model.predict "with its defaults": the default backend, TensorFlow.
@@ -126,16 +131,18 @@ def summary(seconds: list[float], **extra) -> dict:
 
 
 def measure_fits(backend: str, data_path: str) -> list[dict]:
-    """One timed fit of each contender, with its test accuracy (worker process)."""
+    """Two timed fits of each contender in this fresh worker process: the first,
+    which pays for tracing and compiling, and a second, as in a grid search."""
     x_train, y_train, x_test, y_test = load(backend, data_path)
     rows = []
     for name in contenders(backend):
-        contender = make_contender(name)
-        seconds = timed(contender.fit, x_train, y_train)
-        rows.append(
-            {"backend": backend, "row": "fit", "contender": name,
-             "seconds": [seconds], "accuracy": [contender.score(x_test, y_test)]}
-        )  # fmt: skip
+        for row in ("fit, first in a process", "fit, again"):
+            contender = make_contender(name)
+            seconds = timed(contender.fit, x_train, y_train)
+            rows.append(
+                {"backend": backend, "row": row, "contender": name,
+                 "seconds": [seconds], "accuracy": [contender.score(x_test, y_test)]}
+            )  # fmt: skip
     return rows
 
 
@@ -165,10 +172,10 @@ def contenders(backend: str) -> list[str]:
 
 
 def merge_fit_runs(runs: list[dict]) -> list[dict]:
-    """One fit row per contender and backend from the repeated one-fit runs."""
+    """One row per measurement, contender and backend from the repeated runs."""
     merged = {}
     for run in runs:
-        key = (run["backend"], run["contender"])
+        key = (run["row"], run["backend"], run["contender"])
         if key in merged:
             merged[key]["seconds"] += run["seconds"]
             merged[key]["accuracy"] += run["accuracy"]
@@ -176,7 +183,7 @@ def merge_fit_runs(runs: list[dict]) -> list[dict]:
             merged[key] = {**run, "seconds": list(run["seconds"]),
                            "accuracy": list(run["accuracy"])}  # fmt: skip
     return [
-        {"backend": row["backend"], "row": "fit", "contender": row["contender"],
+        {"backend": row["backend"], "row": row["row"], "contender": row["contender"],
          **summary(row["seconds"]), "test_accuracy": statistics.median(row["accuracy"])}
         for row in merged.values()
     ]  # fmt: skip
@@ -334,7 +341,7 @@ def check_targets(rows: list[dict]) -> list[dict]:
             continue
         ratio = measured["median_s"] / baseline["median_s"]
         met = ratio <= limit
-        if row == "fit":
+        if row.startswith("fit"):
             met = met and measured["test_accuracy"] >= 0.975
         results.append(
             {"target": description, "ratio": ratio, "limit": limit, "met": met,
