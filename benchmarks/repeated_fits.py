@@ -73,11 +73,15 @@ def measure(kind: str, n_fits: int, X: np.ndarray, y: np.ndarray) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fits", type=int, default=60)
+    parser.add_argument(
+        "--fits", type=int, default=60, help="at least 20: fits 6-15 are the early ones"
+    )
     parser.add_argument(
         "--estimator", choices=["skmnist", "scikeras"], default="skmnist"
     )
     args = parser.parse_args()
+    if args.fits < 20:
+        parser.error(f"--fits must be at least 20, got {args.fits}")
     rng = np.random.RandomState(0)
     X = rng.rand(2000, 784).astype(np.float32)
     y = rng.randint(0, 10, 2000)

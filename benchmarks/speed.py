@@ -376,7 +376,9 @@ def main() -> None:
         "--backends", default="tensorflow,jax", help="comma-separated Keras backends"
     )
     parser.add_argument("--data", help="path of mnist.npz (default: SKMNIST_DATA)")
-    parser.add_argument("--repeated-fits", type=int, default=30, help="(30; 0: skip)")
+    parser.add_argument(
+        "--repeated-fits", type=int, default=30, help="30 (at least 20; 0: skip)"
+    )
     parser.add_argument(
         "--json", default=str(HERE / "results.json"), help="where to write the results"
     )
@@ -387,6 +389,8 @@ def main() -> None:
     parser.add_argument("--part", choices=["fit", "use"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     data_path = args.data or os.environ.get("SKMNIST_DATA") or str(SHARED_MNIST)
+    if 0 < args.repeated_fits < 20:
+        parser.error("--repeated-fits must be 0 (skip) or at least 20")
     if args.worker:
         warnings.simplefilter(
             "ignore"
