@@ -360,7 +360,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         return (*self._architecture_key(), self.dropout, compile_config)
 
     def _build_workspace(self):
-        workspace = self._build_network(np.random.RandomState(0))
+        workspace = self._build_template()
         workspace.compile(**self._keras_compile_kwargs())
         build_optimizer(workspace)
         return epoch_runner(workspace)
@@ -518,5 +518,6 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         return forward(self.model_, X)
 
     def _build_template(self) -> keras.Model:
-        # Not model_ itself: the shared cache must not keep this estimator alive.
+        """A network of this architecture for the shared caches, with weights of
+        no importance: not model_, which the caches must not keep alive."""
         return self._build_network(np.random.RandomState(0))

@@ -195,20 +195,20 @@ class _TensorFlowEpochs(_EpochRunner):
     def run_epoch(self, data: tuple, order: np.ndarray, batch_size: int) -> None:
         import tensorflow as tf
 
+        signature = tuple(tf.TensorSpec((None, *a.shape[1:]), a.dtype) for a in data)
         n_full = len(order) // batch_size * batch_size
         if n_full:
-            loop = self._full_batch_loop(data, batch_size)
+            loop = self._full_batch_loop(signature, batch_size)
             loop(*data, tf.constant(order[:n_full]))
         if n_full < len(order):
             # The last, smaller batch has a shape of its own; one graph step
             # rather than an XLA program compiled for every remainder size.
             rows = tf.constant(order[n_full:])
-            self._single_step(data)(*(tf.gather(a, rows) for a in data))
+            self._single_step(signature)(*(tf.gather(a, rows) for a in data))
 
-    def _full_batch_loop(self, data: tuple, batch_size: int):
+    def _full_batch_loop(self, signature: tuple, batch_size: int):
         import tensorflow as tf
 
-        signature = self._signature(data)
         key = (batch_size, *signature)
         if key not in self._full_batch_loops:
             model = self.model
@@ -231,10 +231,9 @@ class _TensorFlowEpochs(_EpochRunner):
             )
         return self._full_batch_loops[key]
 
-    def _single_step(self, data: tuple):
+    def _single_step(self, signature: tuple):
         import tensorflow as tf
 
-        signature = self._signature(data)
         if signature not in self._single_steps:
             model = self.model
 
@@ -245,12 +244,6 @@ class _TensorFlowEpochs(_EpochRunner):
                 train_one_batch, input_signature=list(signature), jit_compile=False
             )
         return self._single_steps[signature]
-
-    @staticmethod
-    def _signature(data: tuple) -> tuple:
-        import tensorflow as tf
-
-        return tuple(tf.TensorSpec((None, *a.shape[1:]), a.dtype) for a in data)
 
 
 class _JaxEpochs(_EpochRunner):

@@ -198,16 +198,13 @@ def _compile_forward_pass(model: keras.Model) -> Callable:
     if backend == "jax":
         import jax
 
-        jitted = jax.jit(forward)
+        forward = jax.jit(forward)
 
-        def run(trainable, non_trainable, x):
-            values = ([v.value for v in trainable], [v.value for v in non_trainable])
-            return np.asarray(jitted(*values, x))
+    def run(trainable, non_trainable, x):
+        values = ([v.value for v in trainable], [v.value for v in non_trainable])
+        return keras.ops.convert_to_numpy(forward(*values, x))
 
-        return run
-    return lambda trainable, non_trainable, x: keras.ops.convert_to_numpy(
-        forward([v.value for v in trainable], [v.value for v in non_trainable], x)
-    )
+    return run
 
 
 class _ExpectedRetracing(logging.Filter):

@@ -507,28 +507,26 @@ def test_classes_given_to_partial_fit_keep_their_order(digits_flat, tmp_path):
 # the checks on the content itself can refuse it.
 
 
-def _forge_params(**changes):
+def _forge(part, **changes):
+    """An edit of the classifier's ``params`` or ``fitted`` part of the file."""
+
     def edit(members):
         _edit_json(
             members,
             "estimator.json",
-            lambda d: d["steps"][1][1]["params"].update(changes),
+            lambda d: d["steps"][1][1][part].update(changes),
         )
         _resign(members)
 
     return edit
+
+
+def _forge_params(**changes):
+    return _forge("params", **changes)
 
 
 def _forge_fitted(**changes):
-    def edit(members):
-        _edit_json(
-            members,
-            "estimator.json",
-            lambda d: d["steps"][1][1]["fitted"].update(changes),
-        )
-        _resign(members)
-
-    return edit
+    return _forge("fitted", **changes)
 
 
 _KERAS_FUNCTION = {"class_name": "function", "module": "builtins", "config": "relu"}
