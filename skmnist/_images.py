@@ -1,5 +1,6 @@
 """Turning a photo or scan of one handwritten digit into an MNIST-style image."""
 
+import math
 import os
 
 import numpy as np
@@ -29,6 +30,11 @@ _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 # A picture with transparency is drawn in its alpha channel when its ink on
 # white paper shows less than this fraction of the contrast its alpha has.
 _ALPHA_CONTRAST = 0.5
+# A digit needs a few hundred pixels across: a Pillow image of more pixels than
+# this (a 100-megapixel photo, say) is first reduced by averaging blocks of
+# pixels, which keeps the float arithmetic below to a few hundred megabytes.
+_MAX_PIXELS = 4096 * 4096
+_EXIF_ORIENTATION = 0x0112
 _LAYOUTS = (
     "(height, width), (height, width, channels) with 1 (grey), 2 (grey and "
     "alpha), 3 (RGB) or 4 (RGBA) channels, or (1, height, width)"
@@ -57,7 +63,9 @@ def preprocess_digit_image(image) -> np.ndarray:
         luma weights (as Pillow's ``convert("L")``), so an RGB array and the
         same picture as a Pillow image give the same digit. A Pillow image's
         EXIF orientation is applied (as :func:`PIL.ImageOps.exif_transpose`
-        does), so a phone photo is read upright. Transparent parts (a Pillow
+        does), so a phone photo is read upright; one of more than 4096x4096
+        pixels is first reduced by averaging blocks of pixels
+        (:meth:`PIL.Image.Image.reduce`), to spare memory. Transparent parts (a Pillow
         image's, or an array's alpha channel) count as white paper, unless the
         picture is drawn in the alpha channel: when the ink would barely show
         on white paper (a light digit on a transparent canvas, as drawing apps
@@ -102,7 +110,9 @@ def load_digit_image(path) -> np.ndarray:
     """Read an image file (PNG, JPEG, ...) and preprocess it with
     :func:`preprocess_digit_image`.
 
-    The EXIF orientation of the file (phone photos) is applied first.
+    The EXIF orientation of the file (phone photos) is applied first. A JPEG
+    of more than 4096x4096 pixels is decoded at a reduced scale (Pillow's
+    ``draft``), any other image is reduced after decoding, to spare memory.
 
     Parameters
     ----------
@@ -142,6 +152,10 @@ def load_digit_image(path) -> np.ndarray:
     name = os.fspath(path)
     try:
         with Image.open(path) as image:
+            factor = _reduction(image.size)
+            if factor > 1:
+                # A large JPEG decodes at a half, quarter or eighth of its size.
+                image.draft(None, (image.width // factor, image.height // factor))
             picture = _pil_to_array(image)
     except FileNotFoundError as error:
         raise ValueError(f"cannot read {name!r}: no such file") from error
@@ -153,10 +167,16 @@ def load_digit_image(path) -> np.ndarray:
         raise ValueError(
             f"cannot read {name!r}: not an image file that Pillow can read"
         ) from error
-    except Image.DecompressionBombError as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # The warning too, for callers who turned Pillow's warning into errors.
         raise ValueError(
             f"cannot read {name!r}: the image is too large to decode safely, "
             f"possibly a decompression bomb ({error})"
+        ) from error
+    except MemoryError as error:
+        raise ValueError(
+            f"cannot read {name!r}: the image is too large to decode in the "
+            "memory available"
         ) from error
     except Exception as error:
         # Pillow's decoders fail on damaged files with OSError ("image file is
@@ -296,19 +316,34 @@ def _pil_to_array(image) -> np.ndarray:
     RGB, with transparency as RGBA, for the same grey and alpha handling as
     arrays get; 32-bit integer, 16-bit and float grey as they are
     (``_to_0_255`` scales them: Pillow's ``convert("L")`` would clip them to
-    0..255); other grey (8-bit, bilevel) as 8-bit grey."""
+    0..255); other grey (8-bit, bilevel) as 8-bit grey. Reduced where larger
+    than ``_MAX_PIXELS`` (16-bit grey excepted: Pillow cannot reduce it)."""
     from PIL import ImageOps
 
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+    # exif_transpose copies even an upright image: only turn what needs it.
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):
         return np.asarray(image)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        "transparency" in image.info
-    ):
-        return np.asarray(image.convert("RGBA"))
-    if len(image.getbands()) >= 3:
-        return np.asarray(image.convert("RGB"))
-    return np.asarray(image.convert("L"))
+    if image.mode not in ("I", "F"):
+        if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            "transparency" in image.info
+        ):
+            mode = "RGBA"
+        else:
+            mode = "RGB" if len(image.getbands()) >= 3 else "L"
+        if image.mode != mode:
+            image = image.convert(mode)
+    factor = _reduction(image.size)
+    if factor > 1:
+        image = image.reduce(factor)
+    return np.asarray(image)
+
+
+def _reduction(size: tuple[int, int]) -> int:
+    """The whole factor that brings an image of ``size`` within _MAX_PIXELS."""
+    width, height = size
+    return max(1, math.ceil(math.sqrt(width * height / _MAX_PIXELS)))
 
 
 def _ink_on_dark(grey: np.ndarray) -> np.ndarray:

@@ -362,3 +362,30 @@ def test_unreadable_files_raise_value_error_naming_the_file(make, problem, tmp_p
     message = str(info.value)
     assert repr(str(path)) in message and problem in message, message
     assert "\n" not in message
+
+
+def test_large_photos_are_reduced_before_the_float_arithmetic(tmp_path):
+    import tracemalloc
+
+    from PIL import ImageDraw
+
+    from skmnist import load_digit_image
+
+    big = PIL.new("L", (6000, 4000), 255)  # 24 megapixels
+    ImageDraw.Draw(big).line([(2000, 800), (4000, 800), (3000, 3200)], 0, 300)
+    big.save(tmp_path / "big.jpg", quality=90)
+    one_float_copy = big.width * big.height * 8
+    tracemalloc.start()
+    try:
+        from_image = preprocess_digit_image(big)
+        image_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        from_file = load_digit_image(tmp_path / "big.jpg")
+        file_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Not one float copy of the full image (unreduced, the peak is about 3).
+    assert image_peak < one_float_copy and file_peak < one_float_copy
+    _check_mnist_style(from_image)
+    np.testing.assert_array_equal(from_image, preprocess_digit_image(big.reduce(2)))
+    assert np.corrcoef(from_image.ravel(), from_file.ravel())[0, 1] > 0.98
