@@ -162,7 +162,7 @@ def test_mnist_digits_come_back_almost_unchanged(mnist):
     difference = np.abs(out.astype(int) - digits)
     unchanged = (difference == 0).all(axis=(1, 2)).mean()
     # Now 73% unchanged, 0.14 levels apart; before MNIST's recipe was
-    # followed, 14% and 14.8.
+    # followed, 14% and 14.5.
     assert unchanged >= 0.6, unchanged
     assert difference.mean() < 0.3, difference.mean()
 
