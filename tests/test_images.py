@@ -208,6 +208,7 @@ def _seven(size=(60, 80)):
         (6, PIL.Transpose.ROTATE_90),
         (8, PIL.Transpose.ROTATE_270),
     ],
+    ids=["orientation-3", "orientation-6", "orientation-8"],
 )
 def test_exif_orientation_is_honoured(orientation, stored, tmp_path):
     from skmnist import load_digit_image
@@ -295,6 +296,7 @@ def test_one_image_of_a_stack_is_read_as_grey():
         ((3, 28, 28), r"expected one 2-D image.*got an array of shape \(3, 28, 28\)"),
         ((28, 28, 5), r"expected one 2-D image.*got an array of shape \(28, 28, 5\)"),
     ],
+    ids=["1x28x3", "1x5x4", "3x28x28", "28x28x5"],
 )
 def test_shapes_that_are_no_image_or_two_are_refused(shape, match):
     page = np.zeros(shape, dtype=np.uint8)
