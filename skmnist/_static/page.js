@@ -16,6 +16,14 @@
   let timer = null;
   let sent = 0;  // numbers requests, so that a late answer never overwrites a newer one
   let shown = 0;
+  const panel = document.querySelector(".answer");
+
+  // "idle" (nothing drawn), "waiting" (an answer for the latest drawing is due)
+  // or "ready" (the answer shown is for the drawing as it is): for tests and
+  // styling.
+  function state(name) {
+    panel.dataset.state = name;
+  }
 
   const rows = [];
   for (let digit = 0; digit < 10; digit++) {
@@ -33,6 +41,7 @@
     context.fillStyle = "#ffffff";
     context.fillRect(0, 0, pad.width, pad.height);
     inked = false;
+    state("idle");
     digitText.textContent = "\u2013";
     statusText.textContent = "Draw a digit to see what the model reads.";
     for (const row of rows) {
@@ -98,8 +107,12 @@
   }
 
   function predictSoon(delay) {
+    state("waiting");
     clearTimeout(timer);
-    timer = setTimeout(predict, delay);
+    timer = setTimeout(() => {
+      timer = null;
+      predict();
+    }, delay);
   }
 
   function predict() {
@@ -113,11 +126,20 @@
           shown = number;
           if (response.ok) show(body);
           else fail(body.detail || response.statusText);
+          settle(number);
         })
         .catch((error) => {
-          if (number >= shown) fail("no answer from the server (" + error.message + ")");
+          if (number < shown) return;
+          fail("no answer from the server (" + error.message + ")");
+          settle(number);
         });
     }, "image/png");
+  }
+
+  function settle(number) {
+    // The answer to the latest drawing, with no stroke going on and no newer
+    // request scheduled.
+    if (number === sent && drawing === null && timer === null) state("ready");
   }
 
   function show(answer) {
@@ -138,6 +160,7 @@
 
   document.getElementById("clear").addEventListener("click", () => {
     clearTimeout(timer);
+    timer = null;
     shown = ++sent;  // drops answers still on their way
     blank();
   });
