@@ -42,7 +42,6 @@ def create_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    root_path: str = "",
 ) -> FastAPI:
     """The web application serving ``model``: the page, ``/predict``, ``/health``
     and ``/model``.
@@ -59,9 +58,6 @@ def create_app(
         is read, so a larger one is never held in memory.
     max_image_pixels : int, default=4096 * 4096
         Images with more pixels get status 413, before they are decoded.
-    root_path : str, default=""
-        The path prefix under which a reverse proxy forwards to this app, such
-        as ``"/mnist"``.
 
     Returns
     -------
@@ -100,7 +96,6 @@ def create_app(
         title="skmnist",
         version=__version__,
         description="Handwritten digit classification with an skmnist model.",
-        root_path=root_path,
     )
     app.mount(
         "/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static"
@@ -191,7 +186,10 @@ def serve(
         The address to listen on; the default answers this machine only.
     port : int, default=8000
         The TCP port; 0 picks a free one.
-    root_path, max_upload_bytes
+    root_path : str, default=""
+        The path prefix under which a reverse proxy forwards to this service,
+        such as ``"/mnist"``, for the proxy to strip.
+    max_upload_bytes : int, default=10 MiB
         See :func:`create_app`.
     log_level : str, default="info"
         uvicorn's log level.
@@ -201,7 +199,7 @@ def serve(
     """
     import uvicorn
 
-    app = create_app(model, max_upload_bytes=max_upload_bytes, root_path=root_path)
+    app = create_app(model, max_upload_bytes=max_upload_bytes)
     # Bound and listening before the announcement, so that whoever reads it can
     # connect at once, and port 0 is announced as the port it became.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -217,8 +215,9 @@ def serve(
         listener.listen(2048)
         bound_port = listener.getsockname()[1]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
+        behind = f", for a proxy's {root_path}/" if root_path else ""
         announce(
-            f"serving on http://{shown}:{bound_port}{root_path}/ "
+            f"serving on http://{shown}:{bound_port}/{behind} "
             f"(API docs at /docs; Ctrl-C to stop)"
         )
         config = uvicorn.Config(

@@ -445,6 +445,26 @@ def test_real_server_refuses_an_oversized_upload(server):
         assert http.get("health").status_code == 200
 
 
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_behind_a_proxy_that_strips_a_root_path(model_file, tmp_path):
+    """As nginx's ``location /mnist/ { proxy_pass http://127.0.0.1:PORT/; }``
+    forwards: the prefix stripped, the links and API docs keeping it."""
+    httpx = pytest.importorskip("httpx")
+    proxied = _Server(model_file, tmp_path, "--root-path", "/mnist/")
+    try:
+        assert "for a proxy's /mnist/" in proxied.log.read_text()
+        with httpx.Client(base_url=proxied.url, timeout=REQUEST_TIMEOUT) as http:
+            page = http.get("")
+            assert page.status_code == 200
+            for reference in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+                assert not reference.startswith("/"), reference  # stays relative
+            assert http.get("static/page.js").status_code == 200
+            assert "'/mnist/openapi.json'" in http.get("docs").text
+    finally:
+        proxied.stop()
+
+
 # -- the page in a real browser --------------------------------------------------
 
 
