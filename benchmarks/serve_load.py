@@ -14,9 +14,6 @@ without HTTP. Without ``--model`` it first trains a small model on
 import argparse
 import io
 import json
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from skmnist._serve import _ServerProcess
 
 STARTUP_TIMEOUT = 300
 REQUEST_TIMEOUT = 60
@@ -67,40 +66,6 @@ def in_process_rate(model_path: Path, pngs: list[bytes], seconds: float = 5) -> 
         model.predict_proba(digit[np.newaxis])
         done += 1
     return done / (time.perf_counter() - start)
-
-
-class Server:
-    """``skmnist serve`` in a subprocess on a free port of 127.0.0.1."""
-
-    def __init__(self, model_path: Path, log_path: Path):
-        self._log = open(log_path, "w")
-        self.log_path = log_path
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "skmnist", "serve", str(model_path)]
-            + ["--host", "127.0.0.1", "--port", "0"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            found = re.search(r"serving on (http://\S+/)", log_path.read_text())
-            if found:
-                self.url = found.group(1)
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit(f"the server did not start:\n{log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self._log.close()
 
 
 def load(url: str, pngs: list[bytes], requests: int, concurrency: int) -> dict:
@@ -173,16 +138,13 @@ def main() -> int:
             train_model(model_path)
         pngs = digit_pngs(200)
         baseline = in_process_rate(model_path, pngs)
-        server = Server(model_path, folder / "server.log")
-        try:
+        with _ServerProcess(
+            model_path, folder / "server.log", startup_timeout=STARTUP_TIMEOUT
+        ) as server:
             load(server.url, pngs, args.concurrency, args.concurrency)  # warm-up
             results = load(server.url, pngs, args.requests, args.concurrency)
-        finally:
-            server.stop()
     results["in_process_rps"] = round(baseline, 1)
-    results["throughput_vs_in_process"] = round(
-        results["throughput_rps"] / baseline, 2
-    )
+    results["throughput_vs_in_process"] = round(results["throughput_rps"] / baseline, 2)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

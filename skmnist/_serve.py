@@ -10,7 +10,13 @@ uvicorn are imported only here, so they stay an optional extra
 from __future__ import annotations
 
 import io
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,9 +103,7 @@ def create_app(
         version=__version__,
         description="Handwritten digit classification with an skmnist model.",
     )
-    app.mount(
-        "/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static"
-    )
+    app.mount("/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static")
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -228,6 +232,56 @@ def serve(
         listener.close()
 
 
+class _ServerProcess:
+    """``skmnist serve`` in a child process on a free port of 127.0.0.1, as the
+    tests and the load benchmark run it: waited for within ``startup_timeout``
+    seconds, and stopped by :meth:`stop` or on leaving a ``with`` block."""
+
+    def __init__(self, model_path, log_path, *options: str, startup_timeout=180):
+        self.log_path = Path(log_path)
+        command = [sys.executable, "-m", "skmnist", "serve", str(model_path)]
+        # A file, not a pipe, so that the server never blocks on its log; the
+        # child keeps its own copy of the descriptor.
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [*command, "--host", "127.0.0.1", "--port", "0", *options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            self.url = self._wait_for_address(startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_address(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(r"serving on (http://\S+/)", self.log_path.read_text())
+            if found:
+                return found.group(1)
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"the server did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
 async def _read_upload(request: Request, limit: int) -> bytes:
     """The image bytes of a raw or multipart body, never reading more than
     ``limit`` bytes of it."""
@@ -251,9 +305,7 @@ async def _read_upload(request: Request, limit: int) -> bytes:
         data = b"".join([chunk async for chunk in counted.stream()])
     else:
         async with counted.form(max_files=1, max_fields=10) as form:
-            files = [
-                value for _, value in form.multi_items() if hasattr(value, "read")
-            ]
+            files = [value for _, value in form.multi_items() if hasattr(value, "read")]
             if len(files) != 1:
                 raise HTTPException(
                     400, f"expected one file in the form upload, got {len(files)}"

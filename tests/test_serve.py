@@ -8,12 +8,10 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +24,7 @@ Image = pytest.importorskip("PIL.Image")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import skmnist  # noqa: E402
-from skmnist._serve import create_app  # noqa: E402
+from skmnist._serve import _ServerProcess, create_app  # noqa: E402
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "_static"
 # Generous: the server imports TensorFlow and loads the model on a loaded machine.
@@ -191,7 +189,9 @@ def test_blank_image_is_422_no_digit_found(client, paper):
 @pytest.mark.mnist
 def test_multipart_without_exactly_one_file_is_400(client, photos):
     data, _ = photos[0]
-    _error(client.post("/predict", files={"note": (None, "hi")}), 400, "one file.*got 0")
+    _error(
+        client.post("/predict", files={"note": (None, "hi")}), 400, "one file.*got 0"
+    )
     two = [
         ("a", ("a.png", data, "image/png")),
         ("b", ("b.png", data, "image/png")),
@@ -302,51 +302,18 @@ def test_serve_bad_port_is_a_usage_error():
 # -- a real uvicorn server -------------------------------------------------------
 
 
-class _Server:
-    """``skmnist serve`` in a subprocess: started on a free port of 127.0.0.1,
-    waited for (bounded), and always stopped."""
-
-    def __init__(self, model_file: Path, folder: Path, *options: str):
-        self.log = folder / "server.log"
-        self._log = open(self.log, "w")  # a file, not a pipe: nothing can block
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "skmnist", "serve", str(model_file)]
-            + ["--host", "127.0.0.1", "--port", "0", *options],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            self.url = self._wait_for_address()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_for_address(self) -> str:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            found = re.search(r"serving on (http://\S+/)", self.log.read_text())
-            if found:
-                return found.group(1)
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"the server did not start:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self._log.close()
+def _start_server(model_file, folder, *options):
+    return _ServerProcess(
+        model_file,
+        folder / "server.log",
+        *options,
+        startup_timeout=STARTUP_TIMEOUT,
+    )
 
 
 @pytest.fixture(scope="module")
 def server(model_file, tmp_path_factory):
-    running = _Server(
+    running = _start_server(
         model_file,
         tmp_path_factory.mktemp("server"),
         "--max-upload-bytes",
@@ -363,7 +330,7 @@ def server(model_file, tmp_path_factory):
 def test_real_server_says_where_it_listens_and_answers(server):
     httpx = pytest.importorskip("httpx")
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", server.url)
-    assert "Ctrl-C to stop" in server.log.read_text()
+    assert "Ctrl-C to stop" in server.log_path.read_text()
     response = httpx.get(server.url + "health", timeout=REQUEST_TIMEOUT)
     assert response.json() == {"status": "ok"}
 
@@ -399,9 +366,7 @@ def _abandoned_upload(url: str, declared: int, sent: int) -> None:
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_disconnects_and_truncated_images_do_not_disturb_other_requests(
-    server, photos
-):
+def test_disconnects_and_truncated_images_do_not_disturb_other_requests(server, photos):
     httpx = pytest.importorskip("httpx")
     with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
         expected = [http.post("predict", content=d).json() for d, _ in photos]
@@ -430,7 +395,7 @@ def test_disconnects_and_truncated_images_do_not_disturb_other_requests(
     assert all(r.status_code == 400 for r in truncated), [r.text for r in truncated]
     assert len(answers) >= 2 * len(photos) and all(answers)
     assert server.process.poll() is None
-    assert "Traceback" not in server.log.read_text()
+    assert "Traceback" not in server.log_path.read_text()
     with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
         assert http.get("health").json() == {"status": "ok"}
 
@@ -451,9 +416,9 @@ def test_behind_a_proxy_that_strips_a_root_path(model_file, tmp_path):
     """As nginx's ``location /mnist/ { proxy_pass http://127.0.0.1:PORT/; }``
     forwards: the prefix stripped, the links and API docs keeping it."""
     httpx = pytest.importorskip("httpx")
-    proxied = _Server(model_file, tmp_path, "--root-path", "/mnist/")
+    proxied = _start_server(model_file, tmp_path, "--root-path", "/mnist/")
     try:
-        assert "for a proxy's /mnist/" in proxied.log.read_text()
+        assert "for a proxy's /mnist/" in proxied.log_path.read_text()
         with httpx.Client(base_url=proxied.url, timeout=REQUEST_TIMEOUT) as http:
             page = http.get("")
             assert page.status_code == 200
@@ -516,9 +481,7 @@ _ZERO = [
 def _prediction(page) -> dict:
     """Waits until the page shows the answer for the drawing as it is, then
     reads it, the chart and the canvas."""
-    page.wait_for_selector(
-        ".answer[data-state=ready]", timeout=REQUEST_TIMEOUT * 1000
-    )
+    page.wait_for_selector(".answer[data-state=ready]", timeout=REQUEST_TIMEOUT * 1000)
     page.wait_for_timeout(300)  # the bars' 0.15 s transition
     return page.evaluate(
         """() => ({
