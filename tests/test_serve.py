@@ -283,6 +283,25 @@ def test_api_and_predict_command_agree(client, model_file, photos, tmp_path):
         assert line == f"{path.name}: {answer['label']} ({best:.3f})"
 
 
+def test_serve_help_is_immediate_and_imports_neither_tensorflow_nor_fastapi():
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom skmnist._cli import main\n"
+            "try:\n    main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({'tensorflow', 'fastapi', 'uvicorn'} & set(sys.modules)),"
+            " file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert "usage: skmnist serve" in probe.stdout
+    assert "--root-path" in probe.stdout and "--max-upload-bytes" in probe.stdout
+    assert probe.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_serve_without_a_model_file_is_a_one_line_error(tmp_path):
     result = _skmnist("serve", str(tmp_path / "missing.skmnist"), "--port", "0")
     assert result.returncode == 1
