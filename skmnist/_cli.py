@@ -1,4 +1,4 @@
-"""The ``skmnist`` command line: train, evaluate, predict and search.
+"""The ``skmnist`` command line: train, evaluate, predict, search and serve.
 
 Heavy imports (TensorFlow through the estimators) happen inside the commands, so
 ``skmnist --help`` answers at once.
@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.set_defaults(command=_predict)
 
     _add_search_parser(commands)
+    _add_serve_parser(commands)
     return parser
 
 
@@ -427,6 +428,77 @@ def _results_table(cv_results: dict) -> str:
 
 def _format_params(params: dict) -> str:
     return " ".join(f"{name}={value!r}" for name, value in sorted(params.items()))
+
+
+def _add_serve_parser(commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="a web page to draw digits on and a prediction API",
+        description="Serve a saved model over HTTP: a page at / to draw a digit "
+        "on and see the prediction, POST /predict for images (raw body or "
+        "multipart upload), GET /health, GET /model, and the API's "
+        "documentation at /docs. Needs 'pip install skmnist[serve]'.",
+    )
+    serve.add_argument("model", help="a model saved by 'skmnist train'")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only; "
+        "0.0.0.0 for every network)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="TCP port (default: 8000; 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--max-upload-bytes",
+        type=_positive_int,
+        default=10 * 2**20,
+        metavar="N",
+        help="larger uploads are refused with status 413 (default: 10 MiB)",
+    )
+    serve.add_argument(
+        "--root-path",
+        default="",
+        metavar="PREFIX",
+        help="the path prefix under which a reverse proxy forwards to this "
+        "service, e.g. /mnist (default: none)",
+    )
+    serve.set_defaults(command=_serve)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
+    return value
+
+
+def _serve(args) -> int:
+    try:
+        from skmnist._serve import serve
+    except ImportError as error:
+        raise SystemExit(
+            f"skmnist: error: serve needs FastAPI and uvicorn ({error}): "
+            "pip install 'skmnist[serve]'"
+        ) from None
+    model = _load_model(args.model)
+    try:
+        serve(
+            model,
+            host=args.host,
+            port=args.port,
+            root_path=args.root_path.rstrip("/"),
+            max_upload_bytes=args.max_upload_bytes,
+            announce=lambda line: print(line, flush=True),
+        )
+    except (OSError, TypeError) as error:
+        # The port is taken, the address is not this machine's, or the file
+        # holds no classifier.
+        raise SystemExit(f"skmnist: error: {error}") from None
+    return 0
 
 
 def _check_plot_file(path: str) -> None:

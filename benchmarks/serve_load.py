@@ -1,0 +1,156 @@
+"""Load on ``skmnist serve``: throughput, latency and failed requests.
+
+Run: ``python benchmarks/serve_load.py [--model FILE] [--requests 2000]
+[--concurrency 16]``. Starts ``skmnist serve`` on a free port of 127.0.0.1 (it
+never listens elsewhere), posts canvas-sized PNGs of MNIST test digits from
+``--concurrency`` client threads until ``--requests`` requests are answered, stops
+the server and prints one JSON object: throughput, p50/p99 latency, failed
+requests, and as a baseline measured in the same run the rate of the same
+predictions made in this process one at a time (read PNG, preprocess, predict),
+without HTTP. Without ``--model`` it first trains a small model on
+``$SKMNIST_DATA`` (one epoch on 10,000 digits).
+"""
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from skmnist._serve import _ServerProcess
+
+STARTUP_TIMEOUT = 300
+REQUEST_TIMEOUT = 60
+
+
+def digit_pngs(count: int) -> list[bytes]:
+    """MNIST test digits drawn as the page sends them: black on a white 280x280
+    canvas."""
+    from PIL import Image
+
+    from skmnist.datasets import load_mnist
+
+    _, (x_test, _) = load_mnist()
+    pngs = []
+    for digit in x_test[:count]:
+        image = Image.fromarray(255 - digit).resize((280, 280))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    return pngs
+
+
+def train_model(path: Path) -> None:
+    from skmnist import make_mnist_pipeline, save
+    from skmnist.datasets import load_mnist
+
+    (x_train, y_train), _ = load_mnist()
+    pipeline = make_mnist_pipeline(epochs=1, random_state=0)
+    save(pipeline.fit(x_train[:10_000], y_train[:10_000]), path)
+
+
+def in_process_rate(model_path: Path, pngs: list[bytes], seconds: float = 5) -> float:
+    """Predictions per second without HTTP: the baseline."""
+    from skmnist import load, load_digit_image
+
+    model = load(model_path)
+    model.predict_proba(load_digit_image(io.BytesIO(pngs[0]))[np.newaxis])
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        digit = load_digit_image(io.BytesIO(pngs[done % len(pngs)]))
+        model.predict_proba(digit[np.newaxis])
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def load(url: str, pngs: list[bytes], requests: int, concurrency: int) -> dict:
+    import httpx
+
+    latencies, failures = [], []
+    lock = threading.Lock()
+    issued = 0
+
+    def client():
+        nonlocal issued
+        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as http:
+            while True:
+                with lock:
+                    if issued >= requests:
+                        return
+                    index = issued
+                    issued += 1
+                start = time.perf_counter()
+                try:
+                    response = http.post(
+                        "predict",
+                        content=pngs[index % len(pngs)],
+                        headers={"content-type": "image/png"},
+                    )
+                    ok = response.status_code == 200 and "label" in response.json()
+                    problem = None if ok else f"status {response.status_code}"
+                except httpx.HTTPError as error:
+                    problem = f"{type(error).__name__}: {error}"
+                elapsed = time.perf_counter() - start
+                with lock:
+                    latencies.append(elapsed)
+                    if problem:
+                        failures.append(problem)
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        # Bounded: every request has a timeout, so this only guards a hang.
+        thread.join(timeout=REQUEST_TIMEOUT * requests)
+    seconds = time.perf_counter() - start
+    milliseconds = np.array(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "concurrency": concurrency,
+        "failed": len(failures),
+        "first_failures": failures[:5],
+        "seconds": round(seconds, 2),
+        "throughput_rps": round(len(latencies) / seconds, 1),
+        "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
+        "p99_ms": round(float(np.percentile(milliseconds, 99)), 1),
+        "max_ms": round(float(milliseconds.max()), 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a saved model (default: train a small one)")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        model_path = Path(args.model) if args.model else folder / "model.skmnist"
+        if not args.model:
+            train_model(model_path)
+        pngs = digit_pngs(200)
+        baseline = in_process_rate(model_path, pngs)
+        with _ServerProcess(
+            model_path, folder / "server.log", startup_timeout=STARTUP_TIMEOUT
+        ) as server:
+            load(server.url, pngs, args.concurrency, args.concurrency)  # warm-up
+            results = load(server.url, pngs, args.requests, args.concurrency)
+    results["in_process_rps"] = round(baseline, 1)
+    results["throughput_vs_in_process"] = round(results["throughput_rps"] / baseline, 2)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The ``skmnist serve`` web service: a prediction API and a draw-a-digit page.
+
+An image posted to ``/predict`` goes through the same
+:func:`~skmnist.load_digit_image` as ``skmnist predict`` reads files with, so the
+page, the API and the command line give one answer for one PNG. FastAPI and
+uvicorn are imported only here, so they stay an optional extra
+(``pip install 'skmnist[serve]'``).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from skmnist._images import load_digit_image
+from skmnist._version import __version__
+
+#: Default limit on the bytes of one upload (413 above it).
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 2**20
+#: Default limit on the pixels of one image (413 above it): decoding turns a few
+#: compressed bytes into width x height pixels, and preprocessing into floats.
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+_PAGE = "_static"
+
+
+class _TooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"the upload is larger than the limit of {limit} bytes")
+
+
+def create_app(
+    model,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> FastAPI:
+    """The web application serving ``model``: the page, ``/predict``, ``/health``
+    and ``/model``.
+
+    Parameters
+    ----------
+    model : fitted classifier or pipeline
+        Anything with ``predict_proba`` and ``classes_`` that takes MNIST-style
+        images of shape (n, 28, 28), such as a fitted
+        :func:`~skmnist.make_mnist_pipeline`. It is shared by all requests, which
+        call only its ``predict_proba``.
+    max_upload_bytes : int, default=10 MiB
+        Requests with a larger body get status 413; the body is counted while it
+        is read, so a larger one is never held in memory.
+    max_image_pixels : int, default=4096 * 4096
+        Images with more pixels get status 413, before they are decoded.
+
+    Returns
+    -------
+    app : fastapi.FastAPI
+        An ASGI application, to run with uvicorn or any ASGI server.
+
+    Examples
+    --------
+    With ``pipeline`` a fitted :func:`~skmnist.make_mnist_pipeline`:
+
+    >>> from fastapi.testclient import TestClient
+    >>> client = TestClient(create_app(pipeline))  # doctest: +SKIP
+    >>> with open("my_digit.png", "rb") as image:  # doctest: +SKIP
+    ...     answer = client.post("/predict", content=image.read()).json()
+    >>> sorted(answer)  # doctest: +SKIP
+    ['label', 'probabilities']
+    """
+    for attribute in ("predict_proba", "classes_"):
+        if not hasattr(model, attribute):
+            raise TypeError(
+                f"the model to serve must be a fitted classifier with "
+                f"{attribute}; got {type(model).__name__}"
+            )
+    for name, value in [
+        ("max_upload_bytes", max_upload_bytes),
+        ("max_image_pixels", max_image_pixels),
+    ]:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    classes = [_plain(label) for label in model.classes_]
+    description = {
+        "estimator": type(model).__name__,
+        "classes": classes,
+        "params": _scalar_params(model),
+        "skmnist_version": __version__,
+    }
+
+    app = FastAPI(
+        title="skmnist",
+        version=__version__,
+        description="Handwritten digit classification with an skmnist model.",
+    )
+    app.mount("/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(_static_file("index.html"), media_type="text/html")
+
+    @app.get("/health")
+    def health() -> dict:
+        """Whether the service is up: ``{"status": "ok"}``."""
+        return {"status": "ok"}
+
+    @app.get("/model")
+    def describe_model() -> dict:
+        """The served model: its estimator class, classes, hyper-parameters
+        (those that are numbers, text, booleans or null) and skmnist's version."""
+        return description
+
+    @app.post(
+        "/predict",
+        responses={
+            400: {"description": "not a readable image, or a truncated one"},
+            413: {"description": "over the size limit"},
+            415: {"description": "not an image format that Pillow reads"},
+            422: {"description": "no digit found (a blank image)"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "description": "An image (PNG, JPEG, ...) of one digit, any size, "
+                "dark ink on light paper or light on dark: the raw request body, "
+                "or the one file of a multipart/form-data upload.",
+                "required": True,
+                "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"}
+                            },
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def predict(request: Request) -> dict:
+        """The digit in the posted image and the probability of every class:
+        ``{"label": 7, "probabilities": {"0": ..., ..., "9": ...}}``."""
+        try:
+            data = await _read_upload(request, max_upload_bytes)
+        except ClientDisconnect:
+            # Nobody is left to answer; end quietly rather than log an error.
+            return JSONResponse({"detail": "the client disconnected"}, 400)
+        # Decoding and the network are CPU work: off the event loop, so that
+        # other requests (and /health) are answered meanwhile.
+        proba = await run_in_threadpool(_predict_proba, model, data, max_image_pixels)
+        best = int(np.argmax(proba))
+        return {
+            "label": classes[best],
+            "probabilities": {
+                str(label): float(p) for label, p in zip(classes, proba, strict=True)
+            },
+        }
+
+    return app
+
+
+def serve(
+    model,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    root_path: str = "",
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    log_level: str = "info",
+    announce=print,
+) -> None:
+    """Serve ``model`` with uvicorn until interrupted (Ctrl-C or SIGTERM).
+
+    Parameters
+    ----------
+    model : fitted classifier or pipeline
+        See :func:`create_app`.
+    host : str, default="127.0.0.1"
+        The address to listen on; the default answers this machine only.
+    port : int, default=8000
+        The TCP port; 0 picks a free one.
+    root_path : str, default=""
+        The path prefix under which a reverse proxy forwards to this service,
+        such as ``"/mnist"``, for the proxy to strip.
+    max_upload_bytes : int, default=10 MiB
+        See :func:`create_app`.
+    log_level : str, default="info"
+        uvicorn's log level.
+    announce : callable, default=print
+        Called with one line saying where the service listens, once it accepts
+        connections.
+    """
+    import uvicorn
+
+    app = create_app(model, max_upload_bytes=max_upload_bytes)
+    # Bound and listening before the announcement, so that whoever reads it can
+    # connect at once, and port 0 is announced as the port it became.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        try:
+            listener.bind((host, port))
+        except OSError as error:
+            raise OSError(
+                f"cannot listen on {host} port {port}: {error.strerror or error}"
+            ) from None
+        listener.listen(2048)
+        bound_port = listener.getsockname()[1]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        behind = f", for a proxy's {root_path}/" if root_path else ""
+        announce(
+            f"serving on http://{shown}:{bound_port}/{behind} "
+            f"(API docs at /docs; Ctrl-C to stop)"
+        )
+        config = uvicorn.Config(
+            app, log_level=log_level, root_path=root_path, proxy_headers=True
+        )
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        listener.close()
+
+
+class _ServerProcess:
+    """``skmnist serve`` in a child process on a free port of 127.0.0.1, as the
+    tests and the load benchmark run it: waited for within ``startup_timeout``
+    seconds, and stopped by :meth:`stop` or on leaving a ``with`` block."""
+
+    def __init__(self, model_path, log_path, *options: str, startup_timeout=180):
+        self.log_path = Path(log_path)
+        command = [sys.executable, "-m", "skmnist", "serve", str(model_path)]
+        # A file, not a pipe, so that the server never blocks on its log; the
+        # child keeps its own copy of the descriptor.
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [*command, "--host", "127.0.0.1", "--port", "0", *options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            self.url = self._wait_for_address(startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_address(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(r"serving on (http://\S+/)", self.log_path.read_text())
+            if found:
+                return found.group(1)
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"the server did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+async def _read_upload(request: Request, limit: int) -> bytes:
+    """The image bytes of a raw or multipart body, never reading more than
+    ``limit`` bytes of it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit)
+    received = 0
+
+    async def receive():
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _TooLarge(limit)
+        return message
+
+    counted = Request(request.scope, receive)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        data = b"".join([chunk async for chunk in counted.stream()])
+    else:
+        async with counted.form(max_files=1, max_fields=10) as form:
+            files = [value for _, value in form.multi_items() if hasattr(value, "read")]
+            if len(files) != 1:
+                raise HTTPException(
+                    400, f"expected one file in the form upload, got {len(files)}"
+                )
+            data = await files[0].read()
+    if not data:
+        raise HTTPException(400, "the request has no image: its body is empty")
+    return data
+
+
+def _predict_proba(model, data: bytes, max_pixels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        raise HTTPException(
+            415, "not an image: Pillow reads no image format from the body"
+        ) from None
+    except Image.DecompressionBombError:
+        width, height = max_pixels, max_pixels  # refused below
+    except (OSError, SyntaxError, ValueError) as error:
+        raise HTTPException(400, f"the image cannot be read: {error}") from None
+    if width * height > max_pixels:
+        raise HTTPException(
+            413,
+            f"the image has {width}x{height} pixels, more than the limit of "
+            f"{max_pixels}",
+        )
+    try:
+        digit = load_digit_image(io.BytesIO(data))
+    except ValueError as error:
+        # The format was recognised above, so this is about what it shows.
+        raise HTTPException(422, str(error)) from None
+    except (OSError, SyntaxError) as error:
+        # Truncated or corrupt image data.
+        raise HTTPException(400, f"the image cannot be read: {error}") from None
+    return model.predict_proba(digit[np.newaxis])[0]
+
+
+def _static_file(name: str):
+    from importlib.resources import files
+
+    return files("skmnist") / _PAGE / name
+
+
+def _plain(value) -> Any:
+    """A NumPy scalar as the Python one, for JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _scalar_params(model) -> dict:
+    params = {}
+    for name, value in sorted(model.get_params(deep=True).items()):
+        value = _plain(value)
+        if value is None or isinstance(value, (bool, int, float, str)):
+            params[name] = value
+    return params

@@ -1,0 +1,597 @@
+"""``skmnist serve``: the API through FastAPI's test client, a real uvicorn server
+started with the command line, and headless Chromium drawing on the page."""
+
+import asyncio
+import io
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+Image = pytest.importorskip("PIL.Image")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+import skmnist  # noqa: E402
+from skmnist._serve import _ServerProcess, create_app  # noqa: E402
+
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "_static"
+# Generous: the server imports TensorFlow and loads the model on a loaded machine.
+STARTUP_TIMEOUT = 180
+REQUEST_TIMEOUT = 60
+SERVER_UPLOAD_LIMIT = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def model(mnist):
+    """The default pipeline trained briefly on real MNIST: enough for clear digits."""
+    (x_train, y_train), _ = mnist
+    pipeline = skmnist.make_mnist_pipeline(epochs=3, random_state=0)
+    return pipeline.fit(x_train[:20000], y_train[:20000])
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("serve") / "model.skmnist"
+    skmnist.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(model):
+    with TestClient(create_app(model, max_upload_bytes=200_000)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def photos(mnist):
+    """Test-set digits as a user would send them: dark ink on white paper,
+    enlarged and off-centre on a larger page, as PNG bytes, with their labels."""
+    _, (x_test, y_test) = mnist
+    rng = np.random.RandomState(0)
+    result = []
+    for index in rng.choice(len(x_test), 12, replace=False):
+        page = Image.new("L", (160, 120), 255)
+        digit = Image.fromarray(255 - x_test[index]).resize((84, 84))
+        page.paste(digit, (int(rng.randint(0, 70)), int(rng.randint(0, 30))))
+        result.append((_png(page), int(y_test[index])))
+    return result
+
+
+def _png(image, format="PNG") -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def _error(response, status, match):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    detail = response.json()["detail"]
+    assert re.search(match, detail), detail
+
+
+# -- the API, in process ------------------------------------------------------
+
+
+@pytest.mark.mnist
+def test_predict_answers_label_and_every_class_probability(client, model, photos):
+    correct = 0
+    for data, label in photos:
+        response = client.post(
+            "/predict", content=data, headers={"content-type": "image/png"}
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert set(answer) == {"label", "probabilities"}
+        assert list(answer["probabilities"]) == [str(c) for c in range(10)]
+        probabilities = np.array(list(answer["probabilities"].values()))
+        assert probabilities.sum() == pytest.approx(1, abs=1e-5)
+        assert answer["label"] == int(np.argmax(probabilities))
+        digit = skmnist.load_digit_image(io.BytesIO(data))
+        expected = model.predict_proba(digit[np.newaxis])
+        np.testing.assert_allclose(probabilities, expected[0], rtol=1e-6)
+        correct += answer["label"] == label
+    assert correct >= len(photos) - 1
+
+
+@pytest.mark.mnist
+def test_multipart_upload_light_or_dark_ink_any_format_same_answer(client, photos):
+    data, _ = photos[0]
+    raw = client.post("/predict", content=data).json()
+    upload = client.post(
+        "/predict", files={"file": ("digit.png", data, "image/png")}
+    ).json()
+    assert upload == raw
+    image = Image.open(io.BytesIO(data))
+    dark_paper = client.post(
+        "/predict", content=_png(Image.eval(image, lambda v: 255 - v))
+    ).json()
+    assert dark_paper["label"] == raw["label"]
+    big_jpeg = client.post(
+        "/predict",
+        content=_png(image.convert("RGB").resize((1600, 1200)), format="JPEG"),
+    ).json()
+    assert big_jpeg["label"] == raw["label"]
+
+
+@pytest.mark.mnist
+def test_health_model_and_openapi(client, model):
+    assert client.get("/health").json() == {"status": "ok"}
+    description = client.get("/model").json()
+    assert description["classes"] == list(range(10))
+    assert description["estimator"] == "Pipeline"
+    assert description["params"]["clf__hidden_units"] == 512
+    assert description["params"]["clf__epochs"] == 3
+    assert description["skmnist_version"] == skmnist.__version__
+    json.dumps(description)  # plain JSON all through
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/health", "/model"} <= set(schema["paths"])
+
+
+@pytest.mark.mnist
+def test_page_and_its_files_are_served_without_external_resources(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert '<canvas id="pad"' in html and 'id="clear"' in html
+    assert 'name="viewport"' in html
+    for reference in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert "//" not in reference, reference  # nothing from another site
+        assert client.get(reference).status_code == 200, reference
+    script = client.get("/static/page.js").text
+    assert "pointerdown" in script and 'fetch("predict"' in script
+    style = client.get("/static/page.css").text
+    assert "@import" not in style and "url(" not in style and "@font-face" not in style
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "body, headers, status, match",
+    [
+        (b"hello, this is text", {"content-type": "text/plain"}, 415, "not an image"),
+        (b"", {"content-type": "image/png"}, 400, "body is empty"),
+        (b"x" * 200_001, {"content-type": "image/png"}, 413, "limit of 200000"),
+    ],
+    ids=["not-an-image", "empty", "too-large"],
+)
+def test_bad_bodies_get_json_errors(client, body, headers, status, match):
+    _error(client.post("/predict", content=body, headers=headers), status, match)
+
+
+@pytest.mark.mnist
+def test_truncated_image_is_400(client, photos):
+    data, _ = photos[0]
+    _error(client.post("/predict", content=data[: len(data) // 2]), 400, "truncated")
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("paper", [0, 255, 128])
+def test_blank_image_is_422_no_digit_found(client, paper):
+    blank = np.full((50, 40), paper, dtype=np.uint8)
+    _error(client.post("/predict", content=_png(blank)), 422, "no digit found")
+
+
+@pytest.mark.mnist
+def test_multipart_without_exactly_one_file_is_400(client, photos):
+    data, _ = photos[0]
+    _error(
+        client.post("/predict", files={"note": (None, "hi")}), 400, "one file.*got 0"
+    )
+    two = [
+        ("a", ("a.png", data, "image/png")),
+        ("b", ("b.png", data, "image/png")),
+    ]
+    response = client.post("/predict", files=two)
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.mnist
+def test_too_many_pixels_is_413_before_decoding(model):
+    with TestClient(create_app(model, max_image_pixels=100 * 100)) as small:
+        image = np.full((101, 100), 255, dtype=np.uint8)
+        image[20:80, 45:55] = 0
+        _error(small.post("/predict", content=_png(image)), 413, "101 pixels")
+        ok = small.post("/predict", content=_png(image[:100]))
+        assert ok.status_code == 200
+
+
+@pytest.mark.mnist
+def test_upload_limit_is_enforced_while_reading(model):
+    """A body without a length is read only up to the limit: the app stops
+    pulling chunks and answers 413."""
+    app = create_app(model, max_upload_bytes=100_000)
+    chunk = b"\0" * 10_000
+    pulled = 0
+    sent = []
+
+    async def receive():
+        nonlocal pulled
+        pulled += 1
+        assert pulled < 1_000, "the whole (endless) body was read"
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"image/png")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 60))
+    assert sent[0]["status"] == 413
+    assert pulled * len(chunk) <= 100_000 + len(chunk)
+    assert b"limit of 100000 bytes" in sent[1]["body"]
+
+
+def test_create_app_refuses_an_unfitted_or_non_classifier():
+    with pytest.raises(TypeError, match="fitted classifier with predict_proba"):
+        create_app(object())
+    with pytest.raises(TypeError, match="classes_"):
+        create_app(skmnist.make_mnist_pipeline())
+
+
+# -- the same answer as `skmnist predict` --------------------------------------
+
+
+def _skmnist(*args, timeout=REQUEST_TIMEOUT * 5):
+    return subprocess.run(
+        [sys.executable, "-m", "skmnist", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.mnist
+def test_api_and_predict_command_agree(client, model_file, photos, tmp_path):
+    files = []
+    for i, (data, _) in enumerate(photos[:6]):
+        files.append(tmp_path / f"digit{i}.png")
+        files[-1].write_bytes(data)
+    result = _skmnist("predict", str(model_file), *map(str, files))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(files)
+    for path, line in zip(files, lines, strict=True):
+        answer = client.post("/predict", content=path.read_bytes()).json()
+        best = answer["probabilities"][str(answer["label"])]
+        assert line == f"{path.name}: {answer['label']} ({best:.3f})"
+
+
+def test_serve_help_is_immediate_and_imports_neither_tensorflow_nor_fastapi():
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom skmnist._cli import main\n"
+            "try:\n    main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({'tensorflow', 'fastapi', 'uvicorn'} & set(sys.modules)),"
+            " file=sys.stderr)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert "usage: skmnist serve" in probe.stdout
+    assert "--root-path" in probe.stdout and "--max-upload-bytes" in probe.stdout
+    assert probe.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_serve_without_a_model_file_is_a_one_line_error(tmp_path):
+    result = _skmnist("serve", str(tmp_path / "missing.skmnist"), "--port", "0")
+    assert result.returncode == 1
+    # The last line: TensorFlow may log before it when it is imported.
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"skmnist: error: no model file at {tmp_path / 'missing.skmnist'}"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_bad_port_is_a_usage_error():
+    result = _skmnist("serve", "model.skmnist", "--port", "70000")
+    assert result.returncode == 2
+    assert "must be 0 to 65535" in result.stderr
+
+
+# -- a real uvicorn server -------------------------------------------------------
+
+
+def _start_server(model_file, folder, *options):
+    return _ServerProcess(
+        model_file,
+        folder / "server.log",
+        *options,
+        startup_timeout=STARTUP_TIMEOUT,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(model_file, tmp_path_factory):
+    running = _start_server(
+        model_file,
+        tmp_path_factory.mktemp("server"),
+        "--max-upload-bytes",
+        str(SERVER_UPLOAD_LIMIT),
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_real_server_says_where_it_listens_and_answers(server):
+    httpx = pytest.importorskip("httpx")
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", server.url)
+    assert "Ctrl-C to stop" in server.log_path.read_text()
+    response = httpx.get(server.url + "health", timeout=REQUEST_TIMEOUT)
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_concurrent_requests_get_the_sequential_answers(server, photos):
+    httpx = pytest.importorskip("httpx")
+    bodies = [data for data, _ in photos] * 3
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+        sequential = [http.post("predict", content=body).json() for body in bodies]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+
+        def post(body):
+            with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+                return http.post("predict", content=body).json()
+
+        concurrent = list(pool.map(post, bodies))
+    assert concurrent == sequential
+
+
+def _abandoned_upload(url: str, declared: int, sent: int) -> None:
+    """Start a raw-body upload of ``declared`` bytes, send ``sent`` of them and
+    hang up."""
+    host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()
+    with socket.create_connection((host, int(port)), timeout=REQUEST_TIMEOUT) as conn:
+        conn.sendall(
+            f"POST /predict HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: image/png\r\nContent-Length: {declared}\r\n\r\n".encode()
+            + b"\x89PNG" * (sent // 4)
+        )
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_disconnects_and_truncated_images_do_not_disturb_other_requests(server, photos):
+    httpx = pytest.importorskip("httpx")
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+        expected = [http.post("predict", content=d).json() for d, _ in photos]
+    stop = threading.Event()
+    answers = []
+
+    def steady_client():
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+            for _ in range(100):  # bounded, whatever happens to the event
+                for (data, _), want in zip(photos, expected, strict=True):
+                    answers.append(http.post("predict", content=data).json() == want)
+                if stop.is_set():
+                    return
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        steady = [pool.submit(steady_client) for _ in range(2)]
+        truncated = []
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+            for i in range(10):
+                _abandoned_upload(server.url, declared=500_000, sent=4_000 * (i + 1))
+                data = photos[i][0]
+                truncated.append(http.post("predict", content=data[: len(data) // 3]))
+        stop.set()
+        for future in steady:
+            future.result(timeout=REQUEST_TIMEOUT * 5)
+    assert all(r.status_code == 400 for r in truncated), [r.text for r in truncated]
+    assert len(answers) >= 2 * len(photos) and all(answers)
+    assert server.process.poll() is None
+    assert "Traceback" not in server.log_path.read_text()
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+        assert http.get("health").json() == {"status": "ok"}
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_real_server_refuses_an_oversized_upload(server):
+    httpx = pytest.importorskip("httpx")
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+        response = http.post("predict", content=b"\0" * (SERVER_UPLOAD_LIMIT + 1))
+        _error(response, 413, f"limit of {SERVER_UPLOAD_LIMIT} bytes")
+        assert http.get("health").status_code == 200
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_behind_a_proxy_that_strips_a_root_path(model_file, tmp_path):
+    """As nginx's ``location /mnist/ { proxy_pass http://127.0.0.1:PORT/; }``
+    forwards: the prefix stripped, the links and API docs keeping it."""
+    httpx = pytest.importorskip("httpx")
+    proxied = _start_server(model_file, tmp_path, "--root-path", "/mnist/")
+    try:
+        assert "for a proxy's /mnist/" in proxied.log_path.read_text()
+        with httpx.Client(base_url=proxied.url, timeout=REQUEST_TIMEOUT) as http:
+            page = http.get("")
+            assert page.status_code == 200
+            for reference in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+                assert not reference.startswith("/"), reference  # stays relative
+            assert http.get("static/page.js").status_code == 200
+            assert "'/mnist/openapi.json'" in http.get("docs").text
+    finally:
+        proxied.stop()
+
+
+# -- the page in a real browser --------------------------------------------------
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    reason = "Chromium not found: apt-get install chromium"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, timeout=STARTUP_TIMEOUT * 1000
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _draw(page, points) -> None:
+    """One stroke through ``points``, given as fractions of the canvas."""
+    box = page.locator("#pad").bounding_box()
+
+    def at(x, y):
+        return box["x"] + x * box["width"], box["y"] + y * box["height"]
+
+    page.mouse.move(*at(*points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*at(*point), steps=3)
+    page.mouse.up()
+
+
+_ONE = [(0.5, 0.15), (0.5, 0.85)]
+_ZERO = [
+    (0.5 + 0.22 * math.cos(a), 0.5 + 0.33 * math.sin(a))
+    for a in np.linspace(-math.pi / 2, 1.5 * math.pi, 40)
+]
+
+
+def _prediction(page) -> dict:
+    """Waits until the page shows the answer for the drawing as it is, then
+    reads it, the chart and the canvas."""
+    page.wait_for_selector(".answer[data-state=ready]", timeout=REQUEST_TIMEOUT * 1000)
+    page.wait_for_timeout(300)  # the bars' 0.15 s transition
+    return page.evaluate(
+        """() => ({
+            digit: document.getElementById('digit').textContent,
+            best: [...document.querySelectorAll('#chart li.best')]
+                .map(row => row.dataset.digit),
+            bars: [...document.querySelectorAll('#chart li')].map(row => ({
+                digit: row.dataset.digit,
+                width: row.querySelector('.bar').getBoundingClientRect().width
+                    / row.querySelector('.track').getBoundingClientRect().width,
+                percent: row.querySelector('.percent').textContent,
+            })),
+            png: document.getElementById('pad').toDataURL('image/png'),
+        })"""
+    )
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+@pytest.mark.parametrize("digit, stroke", [("1", _ONE), ("0", _ZERO)], ids=["1", "0"])
+def test_drawing_on_the_page_shows_the_digit_and_the_chart(
+    server, browser, model_file, digit, stroke, tmp_path
+):
+    page = browser.new_page(viewport={"width": 760, "height": 540})
+    try:
+        page.goto(server.url, timeout=REQUEST_TIMEOUT * 1000)
+        assert page.inner_text("#digit") == "\u2013"
+        _draw(page, stroke)
+        shown = _prediction(page)
+        screenshot = tmp_path / f"serve_page_{digit}.png"
+        page.screenshot(path=screenshot)
+        assert shown["digit"] == digit, f"see {screenshot}"
+        assert shown["best"] == [digit]
+        assert [bar["digit"] for bar in shown["bars"]] == [str(d) for d in range(10)]
+        widths = {bar["digit"]: bar["width"] for bar in shown["bars"]}
+        assert widths[digit] > 0.5 and widths[digit] == max(widths.values())
+        assert sum(widths.values()) == pytest.approx(1, abs=0.02)
+        if digit == "0" and os.environ.get("SKMNIST_UPDATE_SCREENSHOTS") == "1":
+            shutil.copy(screenshot, DOCS_SCREENSHOT / "serve_page.png")
+
+        # The canvas's PNG, as the page posted it, gets the same answer from
+        # `skmnist predict`.
+        drawn = tmp_path / "drawn.png"
+        drawn.write_bytes(_data_url_bytes(shown["png"]))
+        result = _skmnist("predict", str(model_file), str(drawn))
+        assert result.returncode == 0, result.stderr
+        percent = next(b["percent"] for b in shown["bars"] if b["digit"] == digit)
+        label, probability = re.fullmatch(
+            r"drawn\.png: (\d) \(([0-9.]+)\)", result.stdout.strip()
+        ).groups()
+        assert label == digit
+        assert float(percent.rstrip("%")) == pytest.approx(
+            100 * float(probability), abs=0.1
+        )
+
+        page.click("#clear")
+        assert page.inner_text("#digit") == "\u2013"
+        assert page.evaluate(
+            "[...document.querySelectorAll('#chart .percent')]"
+            ".every(cell => cell.textContent === '')"
+        )
+    finally:
+        page.close()
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_page_fits_a_phone_screen(server, browser):
+    page = browser.new_page(
+        viewport={"width": 360, "height": 740}, device_scale_factor=2, has_touch=True
+    )
+    try:
+        page.goto(server.url, timeout=REQUEST_TIMEOUT * 1000)
+        sizes = page.evaluate(
+            """() => ({
+                page: document.documentElement.scrollWidth,
+                screen: window.innerWidth,
+                canvas: document.getElementById('pad').getBoundingClientRect().width,
+            })"""
+        )
+        assert sizes["page"] <= sizes["screen"]  # no sideways scrolling
+        assert sizes["canvas"] >= 0.8 * sizes["screen"] - 40
+        _draw(page, _ONE)
+        assert _prediction(page)["digit"] == "1"
+    finally:
+        page.close()
+
+
+def _data_url_bytes(url: str) -> bytes:
+    import base64
+
+    header, _, payload = url.partition(",")
+    assert header == "data:image/png;base64"
+    return base64.b64decode(payload)
