@@ -9,17 +9,24 @@ trained, so that a mistake never costs a training run.
 """
 
 import argparse
+import contextlib
 import os
+import re
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 DEFAULT_MODEL = "mnist_pipeline.skmnist"
 # The seeds NumPy's RandomState (and so scikit-learn) accepts.
 _MAX_SEED = 2**32 - 1
-# TensorFlow's and XLA's C++ start-up messages (CPU features, CUDA plug-ins
-# registered twice, oneDNN) are noise on a normal run; a user's own setting wins.
-_QUIET_TENSORFLOW = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
+# The C++ log lines of TensorFlow and XLA ("I0000 00:00:... cudart_stub.cc:31]
+# Could not find cuda drivers", oneDNN notes, cuInit errors) and absl's notice
+# about them: noise on a normal run.
+_CPP_LOG_LINE = re.compile(
+    rb"^([IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [^ ]+:\d+\] |"
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,13 +43,48 @@ class CommandError(Exception):
 def main(argv=None) -> int:
     """Run the ``skmnist`` command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    for name, value in _QUIET_TENSORFLOW.items():
-        os.environ.setdefault(name, value)  # before TensorFlow is imported
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # a user's own setting wins
+        # Before TensorFlow is imported: its C++ logs read it once, at start.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _import_keras_quietly()
+    format_warning = warnings.formatwarning
+    # A warning is one line too, without the source line Python would quote.
+    warnings.formatwarning = _format_warning
     try:
         return args.command(args)
     except CommandError as error:
         print(f"skmnist: error: {_one_line(error)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"skmnist: warning: {_one_line(message)}\n"
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and its backend) with the C++ log lines written during the
+    import left out: some are written before TensorFlow reads
+    TF_CPP_MIN_LOG_LEVEL. Anything else written meanwhile is passed on."""
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            with contextlib.suppress(ImportError):  # said where it is needed
+                import keras  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured:
+                if not _CPP_LOG_LINE.match(line):
+                    sys.stderr.buffer.write(line)
+            sys.stderr.flush()
 
 
 def _one_line(error: BaseException) -> str:
