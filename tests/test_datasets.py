@@ -167,5 +167,5 @@ def test_skmnist_data_naming_a_missing_file_says_so(tmp_path, monkeypatch):
         raise AssertionError("a download was attempted")
 
     monkeypatch.setattr(mnist_module, "_download_keras_mnist", no_download)
-    with pytest.raises(FileNotFoundError, match="SKMNIST_DATA is set to .*nowhere"):
+    with pytest.raises(FileNotFoundError, match=r"SKMNIST_DATA is set to .*nowhere"):
         load_mnist()

@@ -808,9 +808,11 @@ def test_declared_array_sizes_are_checked_before_allocation(
 
 
 def test_honest_wide_string_arrays_still_load(tmp_path, digits_flat):
-    X, y = digits_flat
+    X, _ = digits_flat
+    # Names genuinely 5000 characters long: 64 x 20 kB of storage, more than
+    # what is allocated unchecked.
     frame = pytest.importorskip("pandas").DataFrame(
-        X[:100], columns=[f"pixel {i:04d}" for i in range(X.shape[1])]
+        X[:100], columns=[f"pixel {i:04d} " + "x" * 4989 for i in range(X.shape[1])]
     )
     scaler = PixelScaler(max_value=1).fit(frame)
     skmnist.save(scaler, tmp_path / "s.skmnist")
