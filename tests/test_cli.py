@@ -165,11 +165,13 @@ def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path):
         ("evaluation.xyz", "must end in one of"),
         ("missing/evaluation.png", "no such"),
         ("evaluation.pgf", "must end in one of"),  # pgf needs LaTeX
-        (".", "is a folder"),
+        ("folder.png", "is a folder"),
     ],
 )
 def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message):
     pytest.importorskip("matplotlib")
+    if name == "folder.png":
+        (tmp_path / name).mkdir()
     # No model file exists either: the plot file is checked first.
     result = _skmnist(
         "evaluate", str(tmp_path / "none.joblib"), "--plot", str(tmp_path / name),
@@ -421,7 +423,7 @@ def _bomb_png(path, width=20000, height=10000):
 
 
 def test_predict_reports_every_failing_file_and_classifies_the_rest(
-    model_files, tmp_path, capsys
+    model_files, tmp_path, capsys, monkeypatch
 ):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -432,7 +434,7 @@ def test_predict_reports_every_failing_file_and_classifies_the_rest(
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
     names = ["a/d.png", "bomb.png", "blank.png", "empty.png", "broken.jpg",
              "missing.png", "a", "b/d.png"]  # fmt: skip
-    os.chdir(tmp_path)  # the paths as a user types them
+    monkeypatch.chdir(tmp_path)  # the paths as a user types them
     status, out, err = _main(capsys, "predict", model_files / "good.skmnist", *names)
     assert status == 1
     assert [line.split(": ")[0] for line in out.splitlines()] == ["a/d.png", "b/d.png"]
