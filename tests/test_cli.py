@@ -334,9 +334,12 @@ def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
 
     marker = tmp_path / "pwned"
     joblib.dump(_Payload(marker), tmp_path / "shared_model.skmnist")
+    # As a user runs it: without TF_CPP_MIN_LOG_LEVEL, so the line is alone.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = _skmnist(
-        "predict", str(tmp_path / "shared_model.skmnist"), "x.png", check=False
-    )
+        "predict", str(tmp_path / "shared_model.skmnist"), "x.png", env=env,
+        check=False,
+    )  # fmt: skip
     assert result.returncode == 1
     assert "joblib or pickle file" in _one_error_line(result.stderr)
     assert not marker.exists()
