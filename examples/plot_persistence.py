@@ -113,8 +113,8 @@ print(f"test accuracy after loading: {loaded.score(x_test, y_test):.4f}")
 # ------------------
 # ``joblib.dump`` pickles the whole pipeline, Keras model included. It also
 # keeps hyper-parameters that :func:`skmnist.save` refuses, such as Keras
-# callback or optimizer objects. (``skmnist train`` saves a joblib file unless
-# told otherwise.)
+# callback or optimizer objects. (``skmnist train --format joblib`` saves one;
+# its default is the pickle-free format.)
 joblib_path = folder / "mnist_pipeline.joblib"
 joblib.dump(pipe, joblib_path)
 print(f"{joblib_path.name}: {joblib_path.stat().st_size / 1e6:.1f} MB")

@@ -1,31 +1,104 @@
 """The ``skmnist`` command line: train, evaluate, predict, search and serve.
 
 Heavy imports (TensorFlow through the estimators) happen inside the commands, so
-``skmnist --help`` answers at once.
+``skmnist --help`` answers at once. Every expected failure ends the command with
+one line, ``skmnist: error: ...``, on standard error (exit status 2 for a misused
+command line, 1 for a failure), and everything that can be checked (options,
+output files, the model file) is checked before data is loaded or a model
+trained, so that a mistake never costs a training run.
 """
 
 import argparse
+import contextlib
 import os
+import re
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
-DEFAULT_MODEL = "mnist_pipeline.joblib"
+DEFAULT_MODEL = "mnist_pipeline.skmnist"
+# The seeds NumPy's RandomState (and so scikit-learn) accepts.
+_MAX_SEED = 2**32 - 1
+# The C++ log lines of TensorFlow and XLA ("I0000 00:00:... cudart_stub.cc:31]
+# Could not find cuda drivers", oneDNN notes, cuInit errors) and absl's notice
+# about them: noise on a normal run.
+_CPP_LOG_LINE = re.compile(
+    rb"^([IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [^ ]+:\d+\] |"
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called)"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line in the command's own format."""
+
+    def error(self, message: str):
+        self.exit(2, f"skmnist: error: {message} (see '{self.prog} --help')\n")
+
+
+class CommandError(Exception):
+    """An expected failure: reported as one line, exit status 1."""
 
 
 def main(argv=None) -> int:
     """Run the ``skmnist`` command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's logs quiet
-    return args.command(args)
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # a user's own setting wins
+        # Before TensorFlow is imported: its C++ logs read it once, at start.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _import_keras_quietly()
+    format_warning = warnings.formatwarning
+    # A warning is one line too, without the source line Python would quote.
+    warnings.formatwarning = _format_warning
+    try:
+        return args.command(args)
+    except CommandError as error:
+        print(f"skmnist: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"skmnist: warning: {_one_line(message)}\n"
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and its backend) with the C++ log lines written during the
+    import left out: some are written before TensorFlow reads
+    TF_CPP_MIN_LOG_LEVEL. Anything else written meanwhile is passed on."""
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            with contextlib.suppress(ImportError):  # said where it is needed
+                import keras  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured:
+                if not _CPP_LOG_LINE.match(line):
+                    sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="skmnist",
         description="Train, evaluate and use the classic MNIST network.",
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     train = commands.add_parser(
         "train",
@@ -37,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=5)
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--hidden-units", type=_positive_int, default=512)
-    train.add_argument("--random-state", type=int, default=None)
+    train.add_argument("--random-state", type=_seed, default=None)
     _add_data_argument(train)
     train.add_argument(
         "--output",
@@ -45,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"where to save the fitted pipeline (default: {DEFAULT_MODEL})",
     )
     _add_format_argument(train)
-    train.set_defaults(command=_train)
+    train.set_defaults(command=_train, parser=train)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -53,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate a saved model on the MNIST test set.",
     )
     evaluate.add_argument("model", help="a model saved by 'skmnist train'")
+    _add_trust_pickle_argument(evaluate)
     _add_data_argument(evaluate)
     evaluate.add_argument(
         "--plot",
@@ -62,18 +136,20 @@ def _parser() -> argparse.ArgumentParser:
         "misclassified test digits to FILE (.png, .pdf, .svg, ...); needs "
         "matplotlib (pip install 'skmnist[plot]')",
     )
-    evaluate.set_defaults(command=_evaluate)
+    evaluate.set_defaults(command=_evaluate, parser=evaluate)
 
     predict = commands.add_parser(
         "predict",
         help="classify your own digit images (PNG, JPEG, ...)",
         description="Classify digit images after MNIST-style preprocessing. Prints "
-        "'<file>: <digit> (<probability>)' per image; exits with status 1 if any "
-        "image could not be read.",
+        "'<file>: <digit> (<probability>)' per image; each image that cannot be "
+        "read is reported on standard error, the others are still classified, "
+        "and the exit status is then 1.",
     )
     predict.add_argument("model", help="a model saved by 'skmnist train'")
+    _add_trust_pickle_argument(predict)
     predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.set_defaults(command=_predict)
+    predict.set_defaults(command=_predict, parser=predict)
 
     _add_search_parser(commands)
     _add_serve_parser(commands)
@@ -84,8 +160,8 @@ def _add_data_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=None,
-        help="mnist.npz or a folder of IDX files (default: $SKMNIST_DATA, Keras's "
-        "cache, else download)",
+        help="mnist.npz or a folder holding it or the IDX files (default: "
+        "$SKMNIST_DATA, Keras's cache, else download)",
     )
 
 
@@ -95,8 +171,18 @@ def _add_format_argument(parser: argparse.ArgumentParser) -> None:
         choices=["joblib", "skmnist"],
         default=None,
         help="file format: 'skmnist' is pickle-free and safe to load from "
-        "untrusted sources, 'joblib' a pickle (default: skmnist if --output ends "
-        "in .skmnist, else joblib)",
+        "untrusted sources, 'joblib' a pickle, never written to a .skmnist "
+        "name (default: joblib if --output ends in .joblib, else skmnist)",
+    )
+
+
+def _add_trust_pickle_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="unpickle MODEL even if its name does not end in .joblib (unpickling "
+        "runs code from the file: only for files you trust); a .skmnist file is "
+        "never unpickled",
     )
 
 
@@ -107,11 +193,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _train(args) -> int:
-    from skmnist import FitInterruptedWarning, make_mnist_pipeline
-    from skmnist.datasets import load_mnist
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= _MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {_MAX_SEED}, got {value}"
+        )
+    return value
 
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
+
+def _train(args) -> int:
+    output = _check_model_output(args)
+    from skmnist import FitInterruptedWarning, make_mnist_pipeline
+
+    (x_train, y_train), (x_test, y_test) = _load_mnist(args.data)
     pipeline = make_mnist_pipeline(
         hidden_units=args.hidden_units,
         epochs=args.epochs,
@@ -131,7 +226,7 @@ def _train(args) -> int:
             )
             return 130
     test_acc = pipeline.score(x_test, y_test)
-    _save_model(pipeline, Path(args.output), args.format)
+    _save_model(pipeline, output, args.format)
     print(f"saved the fitted pipeline to {args.output}")
     print(f"test_acc: {test_acc:.4f}")
     return 0
@@ -140,20 +235,28 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from skmnist.datasets import load_mnist
-
     if args.plot is not None:
-        _check_plot_file(args.plot)  # before the slow part, not after
-    pipeline = _load_model(args.model)
-    _, (x_test, y_test) = load_mnist(args.data)
+        # Before the slow part, not after.
+        _check_plot_file(args.plot, inputs=(args.model, args.data, _data_env()))
+    pipeline = load_digit_model(args.model, args.trust_pickle, digit_labels=True)
+    _, (x_test, y_test) = _load_mnist(args.data)
     predicted = pipeline.predict(x_test)
     print(classification_report(y_test, predicted, digits=4))
     print("confusion matrix (rows: true digit, columns: predicted digit)")
     print(confusion_matrix(y_test, predicted))
     if args.plot is not None:
+        from skmnist._files import write_atomically
         from skmnist._plotting import _evaluation_figure
 
-        _evaluation_figure(x_test, y_test, predicted).savefig(args.plot)
+        figure = _evaluation_figure(x_test, y_test, predicted)
+        file_format = Path(args.plot).suffix.lstrip(".").lower()
+        try:
+            write_atomically(
+                args.plot,
+                lambda temporary: figure.savefig(temporary, format=file_format),
+            )
+        except (OSError, ValueError, RuntimeError) as error:
+            raise CommandError(f"--plot {args.plot}: {error}") from None
         print(f"wrote the confusion matrix and misclassified digits to {args.plot}")
     print(f"test_acc: {(predicted == y_test).mean():.4f}")
     return 0
@@ -164,19 +267,33 @@ def _predict(args) -> int:
 
     from skmnist._images import load_digit_image
 
-    pipeline = _load_model(args.model)
+    pipeline = load_digit_model(args.model, args.trust_pickle, digit_labels=False)
     failed = False
     for name in args.images:
         try:
-            digit = load_digit_image(name)
-        except (OSError, ValueError) as error:
-            print(f"{name}: error: {error}", file=sys.stderr)
+            digit = _read_digit(name, load_digit_image)
+        except Exception as error:
+            # Images come from anywhere and Pillow fails in many ways (OSError,
+            # ValueError, DecompressionBombError, SyntaxError...): say which file
+            # and go on with the others.
+            print(f"skmnist: error: {name}: {_one_line(error)}", file=sys.stderr)
             failed = True
             continue
         proba = pipeline.predict_proba(digit[np.newaxis])[0]
         best = int(np.argmax(proba))
-        print(f"{Path(name).name}: {pipeline.classes_[best]} ({proba[best]:.3f})")
+        print(f"{name}: {pipeline.classes_[best]} ({proba[best]:.3f})", flush=True)
     return 1 if failed else 0
+
+
+def _read_digit(name: str, load_digit_image):
+    path = Path(name)
+    if path.is_dir():
+        raise ValueError("is a folder, not an image")
+    if not path.exists():
+        raise ValueError("no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError("the file is empty")
+    return load_digit_image(path)
 
 
 def _add_search_parser(commands) -> None:
@@ -221,7 +338,7 @@ def _add_search_parser(commands) -> None:
     )
     search.add_argument(
         "--random-state",
-        type=int,
+        type=_seed,
         default=None,
         help="seeds every fit and the --n-iter draw: equal seeds give equal scores "
         "on any cluster",
@@ -342,6 +459,7 @@ def _search(args) -> int:
             "set the workers of a remote one where they are started"
         )
     grid = _param_grid(args)
+    _check_model_output(args)  # before the cluster starts and the data loads
     pipeline = make_mnist_pipeline(random_state=args.random_state)
     if args.scoring is not None and args.scoring not in get_scorer_names():
         args.parser.error(
@@ -440,6 +558,7 @@ def _add_serve_parser(commands) -> None:
         "documentation at /docs. Needs 'pip install skmnist[serve]'.",
     )
     serve.add_argument("model", help="a model saved by 'skmnist train'")
+    _add_trust_pickle_argument(serve)
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -480,11 +599,10 @@ def _serve(args) -> int:
     try:
         from skmnist._serve import serve
     except ImportError as error:
-        raise SystemExit(
-            f"skmnist: error: serve needs FastAPI and uvicorn ({error}): "
-            "pip install 'skmnist[serve]'"
+        raise CommandError(
+            f"serve needs FastAPI and uvicorn ({error}): pip install 'skmnist[serve]'"
         ) from None
-    model = _load_model(args.model)
+    model = load_digit_model(args.model, args.trust_pickle, digit_labels=False)
     try:
         serve(
             model,
@@ -497,67 +615,109 @@ def _serve(args) -> int:
     except (OSError, TypeError) as error:
         # The port is taken, the address is not this machine's, or the file
         # holds no classifier.
-        raise SystemExit(f"skmnist: error: {error}") from None
+        raise CommandError(_one_line(error)) from None
     return 0
 
 
-def _check_plot_file(path: str) -> None:
+def _check_plot_file(path: str, inputs=()) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise SystemExit(
-            "skmnist: error: --plot needs matplotlib: pip install 'skmnist[plot]'"
+        raise CommandError(
+            "--plot needs matplotlib: pip install 'skmnist[plot]'"
         ) from None
     matplotlib.use("Agg")  # write files; never open a window
     from matplotlib.backend_bases import FigureCanvasBase
 
-    formats = FigureCanvasBase.get_supported_filetypes()
+    from skmnist._files import OutputPathError, check_writable_output
+
+    # pgf is LaTeX source, written only where LaTeX is installed.
+    formats = set(FigureCanvasBase.get_supported_filetypes()) - {"pgf"}
     suffix = Path(path).suffix.lstrip(".").lower()
     if suffix not in formats:
-        raise SystemExit(
-            f"skmnist: error: --plot {path}: the file name must end in one of "
+        raise CommandError(
+            f"--plot {path}: the file name must end in one of "
             f"{', '.join('.' + name for name in sorted(formats))}"
         )
     if not Path(path).parent.is_dir():
-        raise SystemExit(f"skmnist: error: --plot {path}: no such folder")
-
-
-def _load_model(path: str):
-    import joblib
-
-    from skmnist._persistence import is_skmnist_file, load
-
-    if not Path(path).is_file():
-        raise SystemExit(f"skmnist: error: no model file at {path}")
-    # By content, not extension: both formats load whatever the file is called.
-    if is_skmnist_file(path):
-        try:
-            return load(path)
-        except ValueError as error:
-            raise SystemExit(f"skmnist: error: {error}") from None
+        raise CommandError(f"--plot {path}: no such folder")
     try:
-        return joblib.load(path)
-    except Exception as error:  # unpickling garbage fails in many ways
-        raise SystemExit(
-            f"skmnist: error: {path} is neither an skmnist model file nor a joblib "
-            f"pickle ({type(error).__name__}: {error})"
-        ) from None
+        check_writable_output(path, inputs=inputs, what="--plot")
+    except OutputPathError as error:
+        raise CommandError(str(error)) from None
+
+
+def _check_model_output(args) -> Path:
+    """``--output`` and ``--format``, checked before any data is loaded: a usage
+    error for a pickle under the safe name, a failure for a place that cannot
+    be written or that is an input."""
+    from skmnist._files import OutputPathError, check_writable_output
+    from skmnist._model_files import output_format
+
+    try:
+        output_format(args.output, args.format)
+    except ValueError as error:
+        args.parser.error(f"argument --output: {error}")
+    try:
+        return check_writable_output(
+            args.output, inputs=(args.data, _data_env()), what="--output"
+        )
+    except OutputPathError as error:
+        raise CommandError(str(error)) from None
+
+
+def _data_env() -> str | None:
+    return os.environ.get("SKMNIST_DATA") or None
+
+
+def _load_mnist(path):
+    """:func:`load_mnist`, its expected failures as one line."""
+    from skmnist.datasets import load_mnist
+
+    try:
+        return load_mnist(path)
+    except (OSError, ValueError) as error:
+        raise CommandError(_one_line(error)) from None
+
+
+def load_model(path: str, trust_pickle: bool = False):
+    """:func:`skmnist._model_files.load_model` for a command: its expected
+    failures (no file, untrusted pickle, damaged or forged file) raise
+    :class:`CommandError` with a one-line message."""
+    from skmnist._model_files import load_model as load_model_file
+
+    try:
+        return load_model_file(path, trust_pickle=trust_pickle)
+    except (OSError, ValueError) as error:
+        raise CommandError(_one_line(error)) from None
+
+
+def load_digit_model(path: str, trust_pickle: bool = False, *, digit_labels: bool):
+    """:func:`load_model`, then check that the model classifies 28x28 images
+    (and, with ``digit_labels``, into the digits 0-9)."""
+    from skmnist._model_files import check_digit_model
+
+    model = load_model(path, trust_pickle)
+    try:
+        check_digit_model(model, path, digit_labels=digit_labels)
+    except ValueError as error:
+        raise CommandError(_one_line(error)) from None
+    return model
+
+
+# Kept for the search command, which calls them by these names.
+_load_model = load_model
 
 
 def _save_model(model, path: Path, file_format: str | None) -> None:
     """Save atomically, so that a crash never leaves a half-written model in place
-    of a good one."""
-    import joblib
+    of a good one; a refusal (a model the format cannot hold) is one line."""
+    from skmnist._model_files import save_model
 
-    from skmnist._persistence import save, write_atomically
-
-    if file_format is None:
-        file_format = "skmnist" if path.suffix == ".skmnist" else "joblib"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if file_format == "skmnist":
-        save(model, path)
-    else:
-        write_atomically(path, lambda temporary: joblib.dump(model, temporary))
+    try:
+        save_model(model, path, file_format)
+    except (OSError, TypeError, ValueError) as error:
+        raise CommandError(f"cannot save {path}: {_one_line(error)}") from None
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ that matters for safety is checked on the content itself.
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from skmnist._classifier import MNISTClassifier
+from skmnist._files import write_atomically
 from skmnist._scaler import PixelScaler
 from skmnist._version import __version__
 
@@ -101,6 +102,11 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
         If ``estimator`` is of another type, or has a hyper-parameter that is not
         JSON data (numbers, strings, booleans, None, lists and dicts of them),
         such as a list of Keras callbacks or an optimizer instance.
+    ValueError
+        If :func:`load` would refuse the file: a hyper-parameter it refuses
+        (such as a pipeline's ``memory``, a folder of pickles) or a fitted
+        network that no longer matches the hyper-parameters (such as
+        ``hidden_units`` changed by ``set_params`` after ``fit``).
 
     See Also
     --------
@@ -117,8 +123,10 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
     64
     """
     models: dict[str, object] = {}
-    # Everything that can be refused is refused here, before any file is touched.
+    # Everything that can be refused is refused here, before any file is touched:
+    # what cannot be described, and what load would refuse, by load's own checks.
     document = _describe(estimator, models, where=type(estimator).__name__)
+    _check_loadable(document)
     write_atomically(
         path, lambda temporary: _write_archive(temporary, document, models)
     )
@@ -191,49 +199,6 @@ def is_skmnist_file(path: str | os.PathLike) -> bool:
     """
     with open(path, "rb") as file:
         return file.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(temporary_path)``, then rename the temporary file to ``path``.
-
-    The temporary file is created in the directory of ``path`` so that the final
-    ``os.replace`` is an atomic rename: readers see either the previous file or
-    the complete new one, and a failure (or crash) while writing leaves the
-    previous file untouched.
-    """
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    os.close(handle)
-    try:
-        write(temporary)
-        # mkstemp creates the file readable by its owner only; give it the mode
-        # a plain open() would have.
-        os.chmod(temporary, 0o666 & ~_umask())
-        # Flush to disk before the rename, so a power cut cannot leave the new
-        # name pointing at unwritten data.
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows (setting
-    it to read it back is not thread-safe)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # -- describing estimators as JSON ---------------------------------------------
@@ -309,6 +274,7 @@ def _describe(estimator, models: dict, where: str) -> dict:
     }
     node["fitted"] = _to_json(attributes, f"the fitted attributes of {where}")
     if kind is MNISTClassifier:
+        _check_network_matches(estimator, where)
         member = f"models/{len(models)}.keras"
         models[member] = estimator.model_
         node["model"] = {
@@ -321,6 +287,44 @@ def _describe(estimator, models: dict, where: str) -> dict:
             ],
         }
     return node
+
+
+def _check_network_matches(clf: MNISTClassifier, where: str) -> None:
+    """The file stores hyper-parameters and weights, and load builds the network
+    from the hyper-parameters: refuse to save a network they no longer describe
+    (``set_params`` after ``fit``), which would load as another model or not at
+    all."""
+    import keras
+
+    layers = {layer.name: layer for layer in clf.model_.layers}
+    hidden = layers.get("hidden")
+    dropout = layers.get("dropout")
+    changed = []
+    if hidden is None or hidden.units != clf.hidden_units:
+        changed.append("hidden_units")
+    elif hidden.activation is not keras.activations.get(clf.activation):
+        changed.append("activation")
+    if (dropout.rate if dropout is not None else 0) != clf.dropout:
+        changed.append("dropout")
+    if changed:
+        raise ValueError(
+            f"Cannot save {where}: its fitted network no longer matches its "
+            f"hyper-parameters ({', '.join(changed)} changed after fit), so the "
+            "file would load as another model. Refit it, or set them back to the "
+            "values it was fitted with."
+        )
+
+
+def _check_loadable(document: dict) -> None:
+    """Run load's checks of the estimator description on ``document`` as load
+    will read it, so that save never writes a file that load refuses."""
+    try:
+        _rebuild(json.loads(json.dumps(document)), None, where="estimator")
+    except ModelFileError as error:
+        raise ValueError(
+            f"Cannot save: skmnist.load would refuse the file: {error} "
+            "Change the estimator, or use joblib.dump."
+        ) from None
 
 
 def _describe_pipeline(pipeline: Pipeline, models: dict, where: str) -> dict:
@@ -568,7 +572,9 @@ def _parse_json(data: bytes, where: str):
 # -- rebuilding estimators -----------------------------------------------------
 
 
-def _rebuild(node, model_files: dict, where: str):
+def _rebuild(node, model_files: dict | None, where: str):
+    """The estimator that ``node`` describes; with ``model_files=None``, only
+    the checks that need no Keras model (save runs them on what it writes)."""
     node = _expect(node, dict, where)
     kind = node.get("class")
     if kind == "Pipeline":
@@ -586,7 +592,13 @@ def _rebuild(node, model_files: dict, where: str):
             vars(estimator).update(_fitted(node, _SCALER_STORED, where))
     elif kind == "MNISTClassifier":
         estimator = _checked(MNISTClassifier(**_params(node, kind, where)), where)
-        if node.get("fitted") is not None:
+        if node.get("fitted") is None:
+            pass
+        elif model_files is None:  # checking what save is about to write
+            _fitted(node, _CLASSIFIER_STORED, where)
+            for state in _expect(node["model"], dict, where)["non_trainable_variables"]:
+                _array_from_json(_expect(state, dict, where), where)
+        else:
             _restore_classifier(estimator, node, model_files, where)
     else:
         raise ModelFileError(f"{where}: unknown estimator class {kind!r}.")
@@ -631,7 +643,10 @@ def _params(node: dict, kind: str, where: str) -> dict:
             raise ModelFileError(f"{where}: unknown parameters {sorted(unknown)}.")
         # memory is a folder for joblib's cache, which stores pickles.
         if params.get("memory") is not None:
-            raise ModelFileError(f"{where}: parameter 'memory' must be None.")
+            raise ModelFileError(
+                f"{where}: parameter 'memory' must be None (skmnist files never "
+                "name a joblib cache folder, which holds pickles)."
+            )
         transform_input = params.get("transform_input")
         if transform_input is not None and not _is_list_of_str(transform_input):
             raise ModelFileError(
@@ -830,20 +845,68 @@ def _from_json(data, where: str):
 
 def _array_from_json(data: dict, where: str) -> np.ndarray:
     try:
-        dtype = np.dtype(data["dtype"])
+        dtype = _declared_dtype(data["dtype"], where)
         shape = tuple(_expect(size, int, where) for size in data["shape"])
         values = _expect(data["values"], list, where)
-        if dtype.kind not in _ARRAY_KINDS or any(
-            isinstance(item, list | dict) for item in values
-        ):
-            raise ModelFileError(f"{where}: unsupported array dtype {dtype}.")
+    except (KeyError, TypeError) as error:
+        raise ModelFileError(f"{where}: malformed array: {error!r}") from None
+    if any(isinstance(item, list | dict) for item in values):
+        raise ModelFileError(f"{where}: malformed array: nested values.")
+    _check_array_size(dtype, shape, values, where)
+    try:
         array = np.empty(len(values), dtype=dtype)
         array[:] = values
         return array.reshape(shape)
-    except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, ModelFileError):
-            raise
+    except (TypeError, ValueError, OverflowError) as error:
         raise ModelFileError(f"{where}: malformed array: {error}") from None
+
+
+# What an array's "dtype" may say: a byte order, a kind of _ARRAY_KINDS and an
+# item size; never NumPy's richer syntax (structured or sub-array dtypes).
+_DTYPE = re.compile(r"[<>|=]?[" + _ARRAY_KINDS + r"][0-9]{0,10}")
+# Arrays whose declared storage is at most this size are allocated as declared;
+# a larger one must need its declared string width (a forged '<U50000000' of ten
+# names would take 2 GB for a few bytes of JSON).
+_SMALL_ARRAY_BYTES = 2**20
+_MAX_ARRAY_BYTES = 2**30
+_MAX_DIMENSIONS = 32
+
+
+def _declared_dtype(text, where: str) -> np.dtype:
+    if not (isinstance(text, str) and _DTYPE.fullmatch(text)):
+        raise ModelFileError(f"{where}: unsupported array dtype {_short_repr(text)}.")
+    try:
+        return np.dtype(text)
+    except TypeError:
+        raise ModelFileError(f"{where}: unsupported array dtype {text!r}.") from None
+
+
+def _check_array_size(dtype: np.dtype, shape: tuple, values: list, where: str):
+    """Refuse, before anything is allocated, an array whose declared shape or
+    dtype does not match the values the file holds, or that is too large."""
+    if len(shape) > _MAX_DIMENSIONS or any(size < 0 for size in shape):
+        raise ModelFileError(f"{where}: invalid array shape {_short_repr(shape)}.")
+    if math.prod(shape) != len(values):
+        raise ModelFileError(
+            f"{where}: an array of shape {_short_repr(shape)} declared with "
+            f"{len(values)} values; the file was modified or is damaged."
+        )
+    nbytes = len(values) * dtype.itemsize
+    if nbytes > _MAX_ARRAY_BYTES:
+        raise ModelFileError(
+            f"{where}: an array of {nbytes} bytes is too large for an skmnist "
+            f"model file (at most {_MAX_ARRAY_BYTES})."
+        )
+    if dtype.kind == "U" and nbytes > _SMALL_ARRAY_BYTES:
+        longest = max(
+            (len(item) for item in values if isinstance(item, str)), default=0
+        )
+        if dtype.itemsize > 4 * max(longest, 1):
+            raise ModelFileError(
+                f"{where}: an array declared as {dtype.str} ({nbytes} bytes) holds "
+                f"strings of at most {longest} characters; the file was modified "
+                "or is damaged."
+            )
 
 
 def _expect(value, kind, where: str):

@@ -1,8 +1,13 @@
 """The command line, end to end."""
 
+import os
+import re
+import struct
 import subprocess
 import sys
 import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,7 +107,7 @@ def test_predict_classifies_user_images(trained_model, mnist, tmp_path):
     assert len(lines) == len(files)
     predicted = [int(line.split(": ")[1].split()[0]) for line in lines]
     names = [line.split(": ")[0] for line in lines]
-    assert names == [file.name for file in files]
+    assert names == [str(file) for file in files]  # as given
     assert np.mean(np.array(predicted) == np.array(labels)) >= 0.95
 
 
@@ -119,7 +124,7 @@ def test_predict_reports_unreadable_files_and_answers_the_rest(
     result = _skmnist("predict", str(model), str(broken), str(good), check=False)
     assert result.returncode == 1
     assert "broken.png" in result.stderr and "error" in result.stderr
-    assert result.stdout.startswith("good.png: ")
+    assert result.stdout.startswith(f"{good}: ")
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +161,17 @@ def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("evaluation.xyz", "must end in one of"), ("missing/evaluation.png", "no such")],
+    [
+        ("evaluation.xyz", "must end in one of"),
+        ("missing/evaluation.png", "no such"),
+        ("evaluation.pgf", "must end in one of"),  # pgf needs LaTeX
+        ("folder.png", "is a folder"),
+    ],
 )
 def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message):
     pytest.importorskip("matplotlib")
+    if name == "folder.png":
+        (tmp_path / name).mkdir()
     # No model file exists either: the plot file is checked first.
     result = _skmnist(
         "evaluate", str(tmp_path / "none.joblib"), "--plot", str(tmp_path / name),
@@ -167,7 +179,8 @@ def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message):
     )  # fmt: skip
     assert result.returncode == 1
     assert message in result.stderr and "--plot" in result.stderr
-    assert not (tmp_path / name).exists()
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / name).is_file()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
@@ -206,6 +219,9 @@ def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
 
 
 def test_search_format_option_is_parsed_like_train_s():
+    from skmnist._cli import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL == "mnist_pipeline.skmnist"  # the safe format by default
     from skmnist._cli import _parser
 
     for command in ("train", "search"):
@@ -227,3 +243,337 @@ def test_search_saves_in_the_format_asked_for(mnist_path, tmp_path):
     )  # fmt: skip
     assert is_skmnist_file(model)
     assert load(model).get_params()["clf__hidden_units"] == 8
+
+
+# -- issue 12: nothing unpickled unasked, mistakes caught first, one line -------
+
+_CPP_LOG = re.compile(r"^[IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ \S+:\d+\]")
+
+
+class _Payload:
+    """A pickle that, when unpickled, creates the folder ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def _main(capsys, *argv):
+    """Run the command line in this process: (exit status, stdout, stderr)."""
+    from skmnist._cli import main
+
+    try:
+        status = main(list(map(str, argv)))
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("skmnist: error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def no_data_loading(monkeypatch):
+    """Make loading MNIST fail loudly: what is checked first must not need it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("MNIST was loaded before the check")
+
+    monkeypatch.setattr("skmnist.datasets.load_mnist", refuse)
+
+
+@pytest.mark.parametrize("name", ["m.skmnist", "m.SKMNIST", "m", "m.pkl"])
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_no_command_unpickles_a_file_unless_asked(
+    command, name, tmp_path, capsys, no_data_loading
+):
+    import joblib
+
+    marker = tmp_path / "pwned"
+    model = tmp_path / name
+    joblib.dump(_Payload(marker), model)
+    extra = ["digit.png"] if command == "predict" else []
+    for trust in ([], ["--trust-pickle"]):
+        if trust and name.lower().endswith(".skmnist"):
+            argv = [command, model, *trust, *extra]
+        elif trust:
+            continue  # asked for: tested below
+        else:
+            argv = [command, model, *extra]
+        status, _, err = _main(capsys, *argv)
+        assert status == 1
+        line = _one_error_line(err)
+        assert str(model) in line
+        assert not marker.exists(), "the pickle ran"
+
+
+@pytest.mark.parametrize(
+    "name, trust", [("m.joblib", False), ("m.JOBLIB", False), ("m.pkl", True)]
+)
+def test_a_pickle_is_unpickled_when_asked(name, trust, tmp_path, capsys):
+    import joblib
+
+    marker = tmp_path / "ran"
+    joblib.dump(_Payload(marker), tmp_path / name)
+    argv = ["predict", tmp_path / name, "digit.png"]
+    status, _, err = _main(capsys, *argv, *(["--trust-pickle"] if trust else []))
+    assert marker.exists()  # the user asked for it, by name or flag
+    assert status == 1
+    assert "holds a NoneType, not a scikit-learn classifier" in _one_error_line(err)
+
+
+def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
+    import joblib
+
+    marker = tmp_path / "pwned"
+    joblib.dump(_Payload(marker), tmp_path / "shared_model.skmnist")
+    # As a user runs it: without TF_CPP_MIN_LOG_LEVEL, so the line is alone.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = _skmnist(
+        "predict", str(tmp_path / "shared_model.skmnist"), "x.png", env=env,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "joblib or pickle file" in _one_error_line(result.stderr)
+    assert not marker.exists()
+
+
+def _random_images(n, seed=0):
+    return np.random.RandomState(seed).randint(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory, digits, digits_flat):
+    """Small models of every kind evaluate and predict may be handed."""
+    import joblib
+
+    from skmnist import MNISTClassifier, make_mnist_pipeline, save
+
+    tiny = {"hidden_units": 8, "epochs": 1, "batch_size": 64, "random_state": 0}
+    folder = tmp_path_factory.mktemp("models")
+    images, labels = _random_images(200), np.arange(200) % 10
+    save(make_mnist_pipeline(**tiny).fit(images, labels), folder / "good.skmnist")
+    joblib.dump({"weights": [1, 2]}, folder / "dict.joblib")
+    joblib.dump(make_mnist_pipeline(**tiny).fit(*digits), folder / "eight.joblib")
+    joblib.dump(MNISTClassifier(**tiny).fit(*digits_flat), folder / "flat.joblib")
+    words = np.array(["zero", "one"])[labels % 2]
+    joblib.dump(make_mnist_pipeline(**tiny).fit(images, words), folder / "words.joblib")
+    joblib.dump(make_mnist_pipeline(**tiny), folder / "unfitted.joblib")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("dict.joblib", "holds a dict, not a scikit-learn classifier"),
+        ("eight.joblib", "does not take 28x28 MNIST images"),
+        ("flat.joblib", "does not take 28x28 MNIST images"),
+        ("unfitted.joblib", "holds an unfitted Pipeline"),
+        ("missing.skmnist", "no model file at"),
+        (".", "is a folder, not a model file"),
+    ],
+)
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_models_that_cannot_classify_mnist_are_one_line_errors(
+    command, name, message, model_files, capsys, no_data_loading
+):
+    extra = ["digit.png"] if command == "predict" else []
+    status, _, err = _main(capsys, command, model_files / name, *extra)
+    assert status == 1
+    assert message in _one_error_line(err)
+
+
+def test_evaluate_needs_digit_labels_predict_prints_any(
+    model_files, capsys, no_data_loading, tmp_path
+):
+    status, _, err = _main(capsys, "evaluate", model_files / "words.joblib")
+    assert status == 1
+    assert "classes are ['one', 'zero'], not the digits 0-9" in _one_error_line(err)
+    PIL.fromarray(_random_images(1)[0]).save(tmp_path / "d.png")
+    status, out, err = _main(
+        capsys, "predict", model_files / "words.joblib", tmp_path / "d.png"
+    )
+    assert status == 0, err
+    assert re.fullmatch(r".*d\.png: (one|zero) \(\d\.\d{3}\)\n", out)
+
+
+def _bomb_png(path, width=20000, height=10000):
+    """A PNG that declares width x height pixels (over Pillow's decompression
+    bomb limit) in a few bytes."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_predict_reports_every_failing_file_and_classifies_the_rest(
+    model_files, tmp_path, capsys, monkeypatch
+):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        PIL.fromarray(255 - _random_images(1)[0] // 2).save(tmp_path / folder / "d.png")
+    _bomb_png(tmp_path / "bomb.png")
+    PIL.fromarray(np.full((40, 40), 255, dtype=np.uint8)).save(tmp_path / "blank.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    names = ["a/d.png", "bomb.png", "blank.png", "empty.png", "broken.jpg",
+             "missing.png", "a", "b/d.png"]  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # the paths as a user types them
+    status, out, err = _main(capsys, "predict", model_files / "good.skmnist", *names)
+    assert status == 1
+    assert [line.split(": ")[0] for line in out.splitlines()] == ["a/d.png", "b/d.png"]
+    failures = err.strip().splitlines()
+    assert len(failures) == 6, err
+    for name, line in zip(names[1:7], failures, strict=True):
+        assert line.startswith(f"skmnist: error: {name}: "), line
+    assert "blank" in failures[1]
+    assert "the file is empty" in failures[2]
+    assert "no such file" in failures[4]
+    assert "is a folder" in failures[5]
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    path = tmp_path / "tiny.npz"
+    np.savez(
+        path,
+        x_train=_random_images(300),
+        y_train=(np.arange(300) % 10).astype(np.uint8),
+        x_test=_random_images(50, seed=1),
+        y_test=(np.arange(50) % 10).astype(np.uint8),
+    )
+    return path
+
+
+def _bad_outputs(tmp_path, data):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    return {
+        "folder": (tmp_path / "folder", "is a folder"),
+        "parent-is-file": (tmp_path / "file" / "m.skmnist", "is a file, not a folder"),
+        "unwritable": (Path("/proc/skmnist/m.skmnist"), "cannot be written"),
+        "the-data": (data, "is also an input"),
+        "the-data-by-another-name": (
+            data.parent / "." / data.name,
+            "is also an input",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["folder", "parent-is-file", "unwritable", "the-data", "the-data-by-another-name"],
+)
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_bad_outputs_are_refused_before_the_data_is_loaded(
+    command, case, tmp_path, tiny_npz, capsys, no_data_loading
+):
+    output, message = _bad_outputs(tmp_path, tiny_npz)[case]
+    before = tiny_npz.read_bytes()
+    extra = (
+        ["--param", "clf__epochs=1", "--n-workers", "0"] if command == "search" else []
+    )
+    status, _, err = _main(
+        capsys, command, *extra, "--data", tiny_npz, "--output", output
+    )
+    assert status == 1
+    line = _one_error_line(err)
+    assert "--output" in line and message in line
+    assert tiny_npz.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--output", "m.skmnist", "--format", "joblib"], "never a joblib pickle"),
+        (["--output", "m.SKMNIST", "--format", "joblib"], "never a joblib pickle"),
+        (["--random-state", "-1"], "must be an integer from 0 to 4294967295, got -1"),
+        (["--random-state", "99999999999"], "got 99999999999"),
+    ],
+    ids=["pickle-as-skmnist", "pickle-as-SKMNIST", "negative-seed", "huge-seed"],
+)
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_usage_errors_before_the_data_is_loaded(
+    command, argv, message, tmp_path, capsys, no_data_loading, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    extra = (
+        ["--param", "clf__epochs=1", "--n-workers", "0"] if command == "search" else []
+    )
+    status, _, err = _main(capsys, command, *extra, *argv)
+    assert status == 2
+    assert message in _one_error_line(err)
+    assert os.listdir(tmp_path) == []
+
+
+def test_data_problems_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SKMNIST_DATA", raising=False)
+    status, _, err = _main(capsys, "train", "--data", "minst.npz")  # a typo
+    assert status == 1
+    assert "No MNIST data at minst.npz" in _one_error_line(err)
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not a zip")
+    status, _, err = _main(capsys, "evaluate", "x.skmnist", "--data", "corrupt.npz")
+    assert status == 1  # the model first: no such file
+    assert "no model file at x.skmnist" in _one_error_line(err)
+    status, _, err = _main(capsys, "train", "--data", "corrupt.npz")
+    assert status == 1
+    assert "corrupt.npz is not a readable mnist.npz" in _one_error_line(err)
+    assert not (tmp_path / "mnist_pipeline.skmnist").exists()
+
+
+def test_the_first_run_without_data_says_what_to_do(tmp_path, capsys, monkeypatch):
+    import keras
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKMNIST_DATA", str(tmp_path / "mnist.npz"))
+    status, _, err = _main(capsys, "train")
+    assert status == 1
+    assert "SKMNIST_DATA is set to" in _one_error_line(err)
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.delenv("SKMNIST_DATA")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    status, _, err = _main(capsys, "train")
+    assert status == 1
+    assert "Could not download MNIST" in _one_error_line(err)
+
+
+def test_a_normal_run_prints_no_tensorflow_logs_and_saves_the_safe_format(
+    tiny_npz, tmp_path
+):
+    from skmnist._persistence import is_skmnist_file
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONWARNINGS"] = "ignore"  # the tiny data is not genuine MNIST
+    result = subprocess.run(
+        [sys.executable, "-m", "skmnist", "train", "--data", str(tiny_npz),
+         "--epochs", "1", "--hidden-units", "8"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stderr.splitlines() if _CPP_LOG.match(line)]
+    assert "absl" not in result.stderr
+    assert is_skmnist_file(tmp_path / "mnist_pipeline.skmnist")

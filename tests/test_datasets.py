@@ -124,3 +124,48 @@ def test_keras_cache_is_used(tmp_path, monkeypatch):
     with pytest.warns(UserWarning):
         (x_train, _), _ = load_mnist(download=False)
     assert len(x_train) == 3
+
+
+# -- issue 12, item 11 and 12: paths people give ---------------------------------
+
+
+def test_a_folder_holding_mnist_npz_is_accepted_as_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("SKMNIST_DATA", raising=False)
+    arrays = _fake_mnist()
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    with pytest.warns(UserWarning, match="not genuine"):
+        (x_train, _), _ = load_mnist(tmp_path, download=False)
+    np.testing.assert_array_equal(x_train, arrays["x_train"])
+
+
+def test_an_npy_file_is_refused_by_name(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 28, 28), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"x\.npy is not an \.npz archive"):
+        load_mnist(tmp_path / "x.npy")
+
+
+def test_a_corrupt_idx_header_reports_a_true_size(tmp_path):
+    arrays = _fake_mnist()
+    for key, name in _IDX_NAMES.items():
+        _write_idx(tmp_path / name, arrays[key])
+    images = tmp_path / _IDX_NAMES["x_train"]
+    data = bytearray(images.read_bytes())
+    data[4:16] = struct.pack(">III", 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    images.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="truncated or corrupt") as info:
+        load_mnist(tmp_path)
+    announced = str(info.value).split(" = ")[1].split()[0]
+    assert int(announced) == (2**32 - 1) ** 3
+
+
+def test_skmnist_data_naming_a_missing_file_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKMNIST_DATA", str(tmp_path / "nowhere.npz"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    import skmnist.datasets._mnist as mnist_module
+
+    def no_download():
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(mnist_module, "_download_keras_mnist", no_download)
+    with pytest.raises(FileNotFoundError, match=r"SKMNIST_DATA is set to .*nowhere"):
+        load_mnist()

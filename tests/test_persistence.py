@@ -19,7 +19,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skmnist
-from skmnist import MNISTClassifier, PixelScaler, _persistence, make_mnist_pipeline
+from skmnist import (
+    MNISTClassifier,
+    PixelScaler,
+    _files,
+    _persistence,
+    make_mnist_pipeline,
+)
 
 TINY = {"hidden_units": 16, "epochs": 1, "batch_size": 32, "random_state": 0}
 
@@ -481,14 +487,26 @@ def test_cli_format_option_overrides_the_extension(tmp_path):
     pipeline = make_mnist_pipeline()
     _cli._save_model(pipeline, tmp_path / "a.bin", "skmnist")
     _cli._save_model(pipeline, tmp_path / "b.skmnist", None)
-    _cli._save_model(pipeline, tmp_path / "c.skmnist", "joblib")
+    _cli._save_model(pipeline, tmp_path / "c.bin", None)  # the safe default
     _cli._save_model(pipeline, tmp_path / "d.joblib", None)
-    assert _persistence.is_skmnist_file(tmp_path / "a.bin")
-    assert _persistence.is_skmnist_file(tmp_path / "b.skmnist")
-    assert not _persistence.is_skmnist_file(tmp_path / "c.skmnist")
+    _cli._save_model(pipeline, tmp_path / "e.bin", "joblib")
+    for name in ("a.bin", "b.skmnist", "c.bin"):
+        assert _persistence.is_skmnist_file(tmp_path / name)
     assert isinstance(joblib.load(tmp_path / "d.joblib"), Pipeline)
-    for name in ("a.bin", "b.skmnist", "c.skmnist", "d.joblib"):
-        assert isinstance(_cli._load_model(str(tmp_path / name)), Pipeline)
+    assert isinstance(joblib.load(tmp_path / "e.bin"), Pipeline)
+    for name in ("a.bin", "b.skmnist", "c.bin", "d.joblib"):
+        assert isinstance(_cli.load_model(str(tmp_path / name)), Pipeline)
+    assert isinstance(_cli.load_model(str(tmp_path / "e.bin"), True), Pipeline)
+
+
+@pytest.mark.parametrize("name", ["c.skmnist", "c.SKMNIST", "c.SkMnist"])
+def test_cli_never_writes_a_pickle_under_the_safe_name(tmp_path, name):
+    from skmnist import _cli
+
+    with pytest.raises(_cli.CommandError, match="never a joblib pickle"):
+        _cli._save_model(make_mnist_pipeline(), tmp_path / name, "joblib")
+    _cli._save_model(make_mnist_pipeline(), tmp_path / name, None)
+    assert _persistence.is_skmnist_file(tmp_path / name)
 
 
 def test_classes_given_to_partial_fit_keep_their_order(digits_flat, tmp_path):
@@ -725,11 +743,124 @@ def test_saved_files_get_the_default_permissions(fitted_pipeline, tmp_path):
     mask = os.umask(0o027)
     try:
         skmnist.save(fitted_pipeline, tmp_path / "a.skmnist")
-        _persistence.write_atomically(
+        _files.write_atomically(
             tmp_path / "b.joblib", lambda temporary: joblib.dump(1, temporary)
         )
     finally:
         os.umask(mask)
     for name in ("a.skmnist", "b.joblib"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640
-    assert _persistence._umask() == mask
+    assert _files._umask() == mask
+
+
+# -- declared sizes (issue 12, item 2) -----------------------------------------
+
+
+def _forge_scaler_array(dtype, shape, values):
+    def edit(members):
+        _edit_json(
+            members,
+            "estimator.json",
+            lambda d: d["steps"][0][1]["fitted"].update(
+                feature_names_in_={
+                    "__ndarray__": {"dtype": dtype, "shape": shape, "values": values}
+                }
+            ),
+        )
+        _resign(members)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "dtype, shape, values, message",
+    [
+        ("<U5000000", [10], ["a"] * 10, "declared as <U5000000"),
+        ("<U500000000", [100], ["a"] * 100, "too large"),
+        ("<f8", [10**12], [0.5], "declared with 1 values"),
+        ("<U5", [-1], [], "invalid array shape"),
+        ([["name", "<U500000000"]], [2], ["a", "b"], "unsupported array dtype"),
+        ("(100000000,)f8", [1], [0.5], "unsupported array dtype"),
+    ],
+    ids=["wide-strings", "huge-strings", "shape-count", "negative-shape", "struct",
+         "subarray"],
+)  # fmt: skip
+def test_declared_array_sizes_are_checked_before_allocation(
+    saved_pipeline, tmp_path, dtype, shape, values, message
+):
+    import tracemalloc
+
+    path = tmp_path / "forged.skmnist"
+    _write_members(
+        path, _tampered(saved_pipeline, _forge_scaler_array(dtype, shape, values))
+    )
+    assert path.stat().st_size < 2**20  # a tiny file
+    tracemalloc.start()
+    try:
+        with pytest.raises(_persistence.ModelFileError, match=message):
+            skmnist.load(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # NumPy reports its allocations to tracemalloc: nothing near the declared
+    # size (hundreds of megabytes and more) was allocated.
+    assert peak < 64 * 2**20
+
+
+def test_honest_wide_string_arrays_still_load(tmp_path, digits_flat):
+    X, _ = digits_flat
+    # Names genuinely 5000 characters long: 64 x 20 kB of storage, more than
+    # what is allocated unchecked.
+    frame = pytest.importorskip("pandas").DataFrame(
+        X[:100], columns=[f"pixel {i:04d} " + "x" * 4989 for i in range(X.shape[1])]
+    )
+    scaler = PixelScaler(max_value=1).fit(frame)
+    skmnist.save(scaler, tmp_path / "s.skmnist")
+    loaded = skmnist.load(tmp_path / "s.skmnist")
+    np.testing.assert_array_equal(loaded.feature_names_in_, scaler.feature_names_in_)
+
+
+# -- what save writes, load reads (issue 12, item 3) ---------------------------
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    pipeline = make_mnist_pipeline().set_params(memory=str(tmp_path / "cache_dir"))
+    with pytest.raises(ValueError, match="'memory' must be None") as info:
+        skmnist.save(pipeline, tmp_path / "m.skmnist")
+    assert "skmnist.load would refuse" in str(info.value)
+    assert not (tmp_path / "m.skmnist").exists()
+
+
+def test_save_runs_the_loaders_checks(tmp_path, monkeypatch):
+    seen = []
+    original = _persistence._params
+
+    def spy(node, kind, where):
+        seen.append(kind)
+        return original(node, kind, where)
+
+    monkeypatch.setattr(_persistence, "_params", spy)
+    skmnist.save(make_mnist_pipeline(), tmp_path / "m.skmnist")
+    assert seen == ["PixelScaler", "MNISTClassifier", "Pipeline"]
+
+
+def test_a_network_changed_after_fit_saves_what_loads(fitted_pipeline, data, tmp_path):
+    images, _ = data
+    changed = joblib.load(_to_joblib(fitted_pipeline, tmp_path / "copy.joblib"))
+    changed.set_params(clf__hidden_units=32)
+    path = tmp_path / "changed.skmnist"
+    try:
+        skmnist.save(changed, path)
+    except ValueError as error:
+        assert "hidden_units changed after fit" in str(error)
+        assert not path.exists()
+    else:  # once the classifier keeps its fitted architecture
+        np.testing.assert_array_equal(
+            skmnist.load(path).predict_proba(images),
+            fitted_pipeline.predict_proba(images),
+        )
+
+
+def _to_joblib(estimator, path):
+    joblib.dump(estimator, path)
+    return path

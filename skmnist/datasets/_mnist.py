@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import math
 import os
 import warnings
 import zipfile
@@ -46,8 +47,9 @@ def load_mnist(path=None, *, data_home=None, download=True):
     Parameters
     ----------
     path : str or path-like, default=None
-        A Keras-layout ``.npz`` file, or a folder with the four LeCun IDX files
-        (``train-images-idx3-ubyte`` etc., optionally gzipped).
+        A Keras-layout ``.npz`` file, or a folder holding ``mnist.npz`` or the
+        four LeCun IDX files (``train-images-idx3-ubyte`` etc., optionally
+        gzipped). ``SKMNIST_DATA`` may name the same.
     data_home : str or path-like, default=None
         A folder holding ``mnist.npz`` or the IDX files.
     download : bool, default=True
@@ -62,7 +64,9 @@ def load_mnist(path=None, *, data_home=None, download=True):
     Raises
     ------
     FileNotFoundError
-        No local copy and ``download=False`` (or the download failed).
+        ``path`` or ``SKMNIST_DATA`` names nothing (no download is attempted
+        then), or there is no local copy and ``download=False`` (or the download
+        failed).
     ValueError
         A file is truncated, corrupt or not in MNIST format; the message names it.
 
@@ -97,17 +101,33 @@ def _find_local_copy(path, data_home):
     if path is not None:
         path = Path(path).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"No MNIST data at {path}.")
-        return path
-    for candidate in (os.environ.get("SKMNIST_DATA"), data_home):
-        if candidate:
-            candidate = Path(candidate).expanduser()
-            if candidate.is_dir() and (candidate / "mnist.npz").is_file():
-                return candidate / "mnist.npz"
-            if candidate.exists():
-                return candidate
+            raise FileNotFoundError(f"No MNIST data at {path}: no such file or folder.")
+        return _in_folder(path)
+    variable = os.environ.get("SKMNIST_DATA")
+    if variable:
+        # Set on purpose: a missing file is a mistake to report, not a reason
+        # to download.
+        candidate = Path(variable).expanduser()
+        if not candidate.exists():
+            raise FileNotFoundError(
+                f"SKMNIST_DATA is set to {variable}, but there is no such file or "
+                "folder. Point it at Keras's mnist.npz, or unset it."
+            )
+        return _in_folder(candidate)
+    if data_home:
+        candidate = Path(data_home).expanduser()
+        if candidate.exists():
+            return _in_folder(candidate)
     cached = _keras_cache_file()
     return cached if cached.is_file() else None
+
+
+def _in_folder(path: Path) -> Path:
+    """A folder's ``mnist.npz`` if it holds one, else the path itself (a file,
+    or a folder of IDX files)."""
+    if path.is_dir() and (path / "mnist.npz").is_file():
+        return path / "mnist.npz"
+    return path
 
 
 def _keras_cache_file() -> Path:
@@ -140,6 +160,15 @@ def _read(source: Path) -> dict:
         return {
             key: _read_idx(_idx_file(source, name)) for key, name in _IDX_FILES.items()
         }
+    with open(source, "rb") as file:
+        head = file.read(4)
+    if head != b"PK\x03\x04":
+        # np.load would return a .npy file's single array, or unpickle nothing
+        # and fail with a message about pickles: neither names the problem.
+        raise MNISTFormatError(
+            f"{source} is not an .npz archive (a zip file of arrays) like Keras's "
+            "mnist.npz, nor a folder of MNIST IDX files."
+        )
     try:
         with np.load(source, allow_pickle=False) as npz:
             missing = set(_IDX_FILES) - set(npz.files)
@@ -161,7 +190,9 @@ def _idx_file(folder: Path, name: str) -> Path:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{folder} lacks the MNIST file {name} (or {name}.gz).")
+    raise FileNotFoundError(
+        f"{folder} holds neither mnist.npz nor the MNIST file {name} (or {name}.gz)."
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -180,7 +211,7 @@ def _read_idx(path: Path) -> np.ndarray:
     shape = tuple(
         int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims)
     )
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)  # a Python int: never overflows to negative
     if len(data) - header != expected:
         raise MNISTFormatError(
             f"{path} holds {len(data) - header} bytes of data, but its header "

@@ -1,0 +1,180 @@
+"""Model files as the command line reads and writes them.
+
+Two formats exist: skmnist's pickle-free ``.skmnist`` files, safe from anyone,
+and joblib pickles, whose loading runs code stored in the file. So a file is
+unpickled only when its user said so, by its name or a flag, never because of
+its content: a ``.skmnist`` name (in any case) is only ever read by
+:func:`skmnist.load`, a zip archive (what :func:`skmnist.save` writes) is read by
+:func:`skmnist.load` whatever its name, and anything else is unpickled only when
+it is called ``*.joblib`` or the caller passes ``trust_pickle=True``. Likewise a
+pickle is never written under the safe format's name.
+
+Every command that reads or writes model files (train, evaluate, predict,
+search, export, serve) goes through :func:`load_model` and :func:`save_model`.
+"""
+
+import os
+from pathlib import Path
+
+SAFE_SUFFIX = ".skmnist"
+PICKLE_SUFFIX = ".joblib"
+FORMATS = ("skmnist", "joblib")
+
+
+class UntrustedPickleError(ValueError):
+    """A file that only unpickling could read, which its user did not trust."""
+
+
+def output_format(path: str | os.PathLike, file_format: str | None) -> str:
+    """The format to write ``path`` in: ``file_format``, else the one its name
+    asks for (joblib for ``*.joblib``), else the pickle-free one.
+
+    Raises
+    ------
+    ValueError
+        If ``file_format`` is ``"joblib"`` for a ``.skmnist`` name: a pickle is
+        never written under the safe format's name.
+    """
+    suffix = Path(path).suffix.lower()
+    if file_format is None:
+        return "joblib" if suffix == PICKLE_SUFFIX else "skmnist"
+    if file_format not in FORMATS:
+        raise ValueError(f"unknown model file format {file_format!r}")
+    if file_format == "joblib" and suffix == SAFE_SUFFIX:
+        raise ValueError(
+            f"{path}: a {Path(path).suffix} file is always in the pickle-free "
+            "format, never a joblib pickle; name the joblib file *.joblib or drop "
+            "--format joblib"
+        )
+    return file_format
+
+
+def save_model(model, path: str | os.PathLike, file_format: str | None) -> None:
+    """Save ``model`` to ``path`` atomically, in :func:`output_format`'s format.
+
+    An interrupted or failed save leaves any previous file at ``path`` intact.
+    """
+    import joblib
+
+    from skmnist._files import write_atomically
+    from skmnist._persistence import save
+
+    path = Path(path)
+    file_format = output_format(path, file_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if file_format == "skmnist":
+        save(model, path)
+    else:
+        write_atomically(path, lambda temporary: joblib.dump(model, temporary))
+
+
+def load_model(path: str | os.PathLike, trust_pickle: bool = False):
+    """Load a model file without unpickling anything the user did not trust.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`skmnist.save` (any name) or a joblib pickle.
+    trust_pickle : bool, default=False
+        Unpickle the file even though its name does not end in ``.joblib``.
+        A ``.skmnist`` name is never unpickled, even so.
+
+    Returns
+    -------
+    model : estimator
+        What the file holds, unchecked (see :func:`check_digit_model`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    UntrustedPickleError
+        The file is not in the skmnist format, and neither its name nor
+        ``trust_pickle`` says to unpickle it.
+    ValueError
+        The file is damaged, forged or not a model file (the message says
+        which); :class:`skmnist.ModelFileError` for skmnist files.
+    """
+    from skmnist._persistence import ModelFileError, is_skmnist_file, load
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a model file")
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    # Safe to read by content: a zip archive goes to the pickle-free loader
+    # only, which refuses anything but its own format.
+    if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):
+        return load(path)
+    if not (trust_pickle or path.suffix.lower() == PICKLE_SUFFIX):
+        raise UntrustedPickleError(
+            f"{path} is not an skmnist model file; if it is a joblib pickle you "
+            "trust, pass --trust-pickle (unpickling runs code from the file)"
+        )
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except Exception as error:  # unpickling garbage fails in many ways
+        message = str(error).splitlines()[0] if str(error) else ""
+        raise ModelFileError(
+            f"{path} is neither an skmnist model file nor a readable joblib pickle "
+            f"({type(error).__name__}: {message})"
+        ) from None
+
+
+def check_digit_model(model, path: str | os.PathLike, *, digit_labels: bool) -> None:
+    """Check that ``model`` is a fitted classifier of 28x28 MNIST images.
+
+    Parameters
+    ----------
+    model : object
+        What :func:`load_model` returned.
+    path : str or path-like
+        The file it came from, for messages.
+    digit_labels : bool
+        Also require its classes to be the digits 0-9 (to score it on MNIST).
+
+    Raises
+    ------
+    ValueError
+        Naming what the file holds instead.
+    """
+    import numpy as np
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    if not (hasattr(model, "predict_proba") and hasattr(model, "get_params")):
+        raise ValueError(
+            f"{path} holds a {type(model).__name__}, not a scikit-learn classifier"
+        )
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        raise ValueError(
+            f"{path} holds an unfitted {type(model).__name__}; train it first "
+            "(skmnist train)"
+        ) from None
+    except TypeError as error:
+        raise ValueError(f"{path} does not hold a usable model: {error}") from None
+    try:
+        # One blank image: what evaluate and predict feed, in miniature.
+        model.predict_proba(np.zeros((1, 28, 28), dtype=np.uint8))
+    except Exception as error:  # whatever the model's own checks raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"{path} holds a model that does not take 28x28 MNIST images: {message}"
+        ) from None
+    classes = getattr(model, "classes_", None)
+    if digit_labels and not (
+        classes is not None
+        and np.asarray(classes).dtype.kind in "iu"
+        and set(np.asarray(classes).tolist()) <= set(range(10))
+    ):
+        shown = np.asarray(classes).tolist() if classes is not None else None
+        if shown is not None and len(shown) > 12:
+            shown = [*shown[:12], "..."]
+        raise ValueError(
+            f"{path} holds a model whose classes are {shown}, not the digits 0-9 "
+            "that MNIST's test labels are"
+        )
