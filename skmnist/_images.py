@@ -42,9 +42,11 @@ _EXIF_ORIENTATION = 0x0112
 # sklearn's 8x8 digits span 8.
 _MIN_EXTENT = 4
 # Paper whose strongest mark is within this many standard deviations of its
-# own noise (estimated on the border) is blank: noise alone reaches 3 to 5 on
-# a photo's million pixels, a legible digit dozens.
-_NOISE_FACTOR = 8
+# own noise (estimated on the border) is blank: noise alone reaches 4 to 7
+# (8 after JPEG compression) on a photo's pixels, a legible digit dozens.
+_NOISE_FACTOR = 10
+# Pixels of the border over which lighting counts as even, when estimating noise.
+_NOISE_WINDOW = 15
 _LAYOUTS = (
     "(height, width), (height, width, channels) with 1 (grey), 2 (grey and "
     "alpha), 3 (RGB) or 4 (RGBA) channels, or (1, height, width)"
@@ -97,7 +99,7 @@ def preprocess_digit_image(image) -> np.ndarray:
     ValueError
         If the image has no digit (the message says what it saw: every pixel
         the same value, a fully transparent image, only a speck of ink under
-        4x4 pixels, or only the paper's noise, every mark within 8 standard
+        4x4 pixels, or only the paper's noise, every mark within 10 standard
         deviations of the noise along the border), NaN or infinite pixels,
         pixel values that are no numbers (complex, dates, strings), a shape
         that is not one of the layouts above, or is no image at all (``None``,
@@ -466,8 +468,7 @@ def _crop_to_ink(ink: np.ndarray, grey: np.ndarray) -> np.ndarray:
     # (beyond a few ink pixels touching it), and then fainter ink is still ink.
     deviation = np.abs(_border(grey) - np.median(_border(grey)))
     flat = np.quantile(deviation, _FLAT_QUANTILE) == 0
-    # The noise's standard deviation, from the median absolute deviation.
-    noise = 1.4826 * np.median(deviation)
+    noise = _noise(grey)
     if strongest <= _NOISE_FACTOR * noise:
         raise ValueError(
             "the image is blank: no digit found (only noise: the strongest mark "
@@ -483,6 +484,21 @@ def _crop_to_ink(ink: np.ndarray, grey: np.ndarray) -> np.ndarray:
             f"{cropped.shape[0]}x{cropped.shape[1]} pixels)"
         )
     return cropped
+
+
+def _noise(grey: np.ndarray) -> float:
+    """The standard deviation of the paper's noise along the border: of what
+    is left after a running median takes out the lighting (which changes
+    slowly) and a few ink pixels touching the border; estimated from the
+    median absolute value, as for a normal distribution."""
+    edges = (grey[0], grey[-1], grey[:, 0], grey[:, -1])
+    residuals = np.concatenate(
+        [
+            edge - ndimage.median_filter(edge, _NOISE_WINDOW, mode="nearest")
+            for edge in edges
+        ]
+    )
+    return float(1.4826 * np.median(np.abs(residuals)))
 
 
 def _seen(grey: np.ndarray) -> str:

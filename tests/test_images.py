@@ -413,6 +413,15 @@ def _blank_photo(noise):
     )
 
 
+def _as_jpeg(page):
+    import io
+
+    buffer = io.BytesIO()
+    PIL.fromarray(page).save(buffer, "JPEG", quality=85)
+    buffer.seek(0)
+    return PIL.open(buffer)
+
+
 @pytest.mark.parametrize(
     "page, seen",
     [
@@ -422,8 +431,9 @@ def _blank_photo(noise):
         (_blank_photo(1), "noise"),
         (_blank_photo(3), "noise"),
         (np.stack([_blank_photo(6)] * 3, axis=-1), "noise"),
+        (_as_jpeg(np.stack([_blank_photo(4)] * 3, axis=-1)), "noise"),
     ],
-    ids=["pixel", "dot-2", "dot-3", "noise-1", "noise-3", "noise-6-rgb"],
+    ids=["pixel", "dot-2", "dot-3", "noise-1", "noise-3", "noise-6-rgb", "noise-jpeg"],
 )
 def test_specks_and_noise_are_no_digit(page, seen):
     # Before: a speck was scaled up to a 20x20 white square, noise to a
@@ -516,3 +526,13 @@ def test_os_errors_are_named_not_called_damage(make, problem, tmp_path):
     assert type(info.value) is ValueError
     assert repr(str(path)) in message and problem in message.lower(), message
     assert "damaged" not in message, message
+
+
+def test_unevenly_lit_photo_is_a_digit_not_noise():
+    # Light falling across the page: the paper goes from 160 to 250 along the
+    # border. Its spread is lighting, not noise; the dark stroke is a digit.
+    rng = np.random.default_rng(0)
+    lighting = np.linspace(160, 250, 240)[np.newaxis, :] * np.ones((300, 1))
+    photo = lighting + rng.normal(0, 2, lighting.shape)
+    photo[60:240, 110:125] = 40
+    _check_mnist_style(preprocess_digit_image(np.clip(photo, 0, 255).astype(np.uint8)))
