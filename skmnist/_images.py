@@ -416,14 +416,19 @@ def _pil_to_array(image) -> np.ndarray:
     arrays get; 32-bit integer, 16-bit and float grey as they are
     (``_to_0_255`` scales them: Pillow's ``convert("L")`` would clip them to
     0..255); other grey (8-bit, bilevel) as 8-bit grey. Reduced where larger
-    than ``_MAX_PIXELS`` (16-bit grey excepted: Pillow cannot reduce it)."""
+    than ``_MAX_PIXELS``."""
     from PIL import ImageOps
 
     # exif_transpose copies even an upright image: only turn what needs it.
     if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         image = ImageOps.exif_transpose(image)
     if image.mode.startswith("I;16"):
-        return np.asarray(image)
+        factor = _reduction(image.size)
+        if factor == 1:
+            return np.asarray(image)
+        # Pillow reduces 32-bit, not 16-bit, grey; the block averages fit 16
+        # bits again, and stay on the 16-bit scale (by type, as unreduced).
+        return np.asarray(image.convert("I").reduce(factor)).astype(np.uint16)
     if image.mode not in ("I", "F"):
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
             "transparency" in image.info

@@ -536,3 +536,25 @@ def test_unevenly_lit_photo_is_a_digit_not_noise():
     photo = lighting + rng.normal(0, 2, lighting.shape)
     photo[60:240, 110:125] = 40
     _check_mnist_style(preprocess_digit_image(np.clip(photo, 0, 255).astype(np.uint8)))
+
+
+def test_large_16_bit_images_are_reduced_too():
+    import tracemalloc
+
+    page = np.full((4800, 4200), 65535, dtype=np.uint16)
+    page[800:4000, 1800:2400] = 1000
+    page[800:1100, 1800:3400] = 1000
+    image = PIL.fromarray(page)
+    assert image.mode == "I;16"
+    one_float_copy = page.size * 8
+    tracemalloc.start()
+    try:
+        digit = preprocess_digit_image(image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Unreduced, the peak was three float copies.
+    assert peak < one_float_copy, peak / one_float_copy
+    _check_mnist_style(digit)
+    eight_bit = PIL.fromarray(np.rint(page / 257).astype(np.uint8))
+    np.testing.assert_allclose(digit, preprocess_digit_image(eight_bit), atol=2, rtol=0)
