@@ -26,6 +26,9 @@ _FLAT_INK_THRESHOLD = 0.1
 # Paper counts as flat when this quantile of the border's deviation from the
 # paper colour is zero: a few ink pixels touching the border do not count.
 _FLAT_QUANTILE = 0.9
+# Ink is darker than light paper and lighter than dark paper, unless the other
+# side of the paper's colour holds this many times stronger marks.
+_OTHER_SIDE = 4
 # Colour to grey: the ITU-R 601-2 luma weights of R, G and B, as Pillow's
 # convert("L") uses them, for arrays and Pillow images alike.
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
@@ -454,9 +457,11 @@ def _ink_on_dark(grey: np.ndarray) -> np.ndarray:
     background = np.median(_border(grey))
     # The border is paper: on light paper the ink is darker, on dark paper lighter.
     ink = background - grey if background >= 128 else grey - background
-    if ink.max() <= 0:
-        # Mid-grey paper with ink on the other side than its brightness suggests
-        # (light ink on 128 grey, say).
+    if -ink.min() > _OTHER_SIDE * max(ink.max(), 0):
+        # The ink is on the other side than the paper's brightness suggests:
+        # light ink on 128 grey, say, or a 0..1 float image read on the 0..255
+        # scale because resampling overshot 1 (its white paper then looks
+        # dark, with the overshoot as the only lighter "ink").
         ink = -ink
     return np.clip(ink, 0, None)
 
