@@ -48,6 +48,10 @@ _MIN_EXTENT = 4
 # own noise (estimated on the border) is blank: noise alone reaches 4 to 7
 # (8 after JPEG compression) on a photo's pixels, a legible digit dozens.
 _NOISE_FACTOR = 10
+# Nor does the crop to the digit reach out to specks of noise: on a dim photo
+# (noise of 15 levels) the ink threshold alone took in specks all over the page
+# and shrank the digit to a fraction of the box.
+_CROP_NOISE_FACTOR = 6
 # Pixels of the border over which lighting counts as even, when estimating noise.
 _NOISE_WINDOW = 15
 _LAYOUTS = (
@@ -485,7 +489,10 @@ def _crop_to_ink(ink: np.ndarray, grey: np.ndarray) -> np.ndarray:
             f"is {strongest:.3g} levels from the paper on a 0..255 scale, the "
             f"paper's noise about {noise:.2g})"
         )
-    threshold = (_FLAT_INK_THRESHOLD if flat else _INK_THRESHOLD) * strongest
+    threshold = max(
+        (_FLAT_INK_THRESHOLD if flat else _INK_THRESHOLD) * strongest,
+        _CROP_NOISE_FACTOR * noise,
+    )
     rows, columns = np.nonzero(ink > threshold)
     cropped = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     if max(cropped.shape) < _MIN_EXTENT:
