@@ -64,7 +64,9 @@ def preprocess_digit_image(image) -> np.ndarray:
     """Make one digit image look like an MNIST digit.
 
     MNIST's own recipe: greyscale; inverted to light ink on a dark background
-    where the background is the brighter side; cropped to the digit; scaled to
+    where the background is the brighter side (unless the marks on its other
+    side are far stronger: light ink on mid-grey paper, say); cropped to the
+    digit, leaving out specks of the paper's noise; scaled to
     fit 20x20 keeping the aspect ratio (with Lanczos anti-aliasing); placed in a
     28x28 field with its centre of mass at pixel (14, 14), as in MNIST. An MNIST
     digit comes back almost unchanged (the default pipeline's test accuracy on
