@@ -26,6 +26,9 @@ _FLAT_INK_THRESHOLD = 0.1
 # Paper counts as flat when this quantile of the border's deviation from the
 # paper colour is zero: a few ink pixels touching the border do not count.
 _FLAT_QUANTILE = 0.9
+# Ink is darker than light paper and lighter than dark paper, unless the other
+# side of the paper's colour holds this many times stronger marks.
+_OTHER_SIDE = 4
 # Colour to grey: the ITU-R 601-2 luma weights of R, G and B, as Pillow's
 # convert("L") uses them, for arrays and Pillow images alike.
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
@@ -37,6 +40,20 @@ _ALPHA_CONTRAST = 0.5
 # pixels, which keeps the float arithmetic below to a few hundred megabytes.
 _MAX_PIXELS = 4096 * 4096
 _EXIF_ORIENTATION = 0x0112
+# Ink spanning fewer pixels than this either way is a speck (dust, a stray
+# dot), not a digit: scaled up to the 20x20 box it would be a square blotch.
+# sklearn's 8x8 digits span 8.
+_MIN_EXTENT = 4
+# Paper whose strongest mark is within this many standard deviations of its
+# own noise (estimated on the border) is blank: noise alone reaches 4 to 7
+# (8 after JPEG compression) on a photo's pixels, a legible digit dozens.
+_NOISE_FACTOR = 10
+# Nor does the crop to the digit reach out to specks of noise: on a dim photo
+# (noise of 15 levels) the ink threshold alone took in specks all over the page
+# and shrank the digit to a fraction of the box.
+_CROP_NOISE_FACTOR = 6
+# Pixels of the border over which lighting counts as even, when estimating noise.
+_NOISE_WINDOW = 15
 _LAYOUTS = (
     "(height, width), (height, width, channels) with 1 (grey), 2 (grey and "
     "alpha), 3 (RGB) or 4 (RGBA) channels, or (1, height, width)"
@@ -47,7 +64,9 @@ def preprocess_digit_image(image) -> np.ndarray:
     """Make one digit image look like an MNIST digit.
 
     MNIST's own recipe: greyscale; inverted to light ink on a dark background
-    where the background is the brighter side; cropped to the digit; scaled to
+    where the background is the brighter side (unless the marks on its other
+    side are far stronger: light ink on mid-grey paper, say); cropped to the
+    digit, leaving out specks of the paper's noise; scaled to
     fit 20x20 keeping the aspect ratio (with Lanczos anti-aliasing); placed in a
     28x28 field with its centre of mass at pixel (14, 14), as in MNIST. An MNIST
     digit comes back almost unchanged (the default pipeline's test accuracy on
@@ -87,9 +106,13 @@ def preprocess_digit_image(image) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the image has no digit (every pixel the same; the message says
-        which value, or that the image is fully transparent), NaN or infinite
-        pixels, or a shape that is not one of the layouts above.
+        If the image has no digit (the message says what it saw: every pixel
+        the same value, a fully transparent image, only a speck of ink under
+        4x4 pixels, or only the paper's noise, every mark within 10 standard
+        deviations of the noise along the border), NaN or infinite pixels,
+        pixel values that are no numbers (complex, dates, strings), a shape
+        that is not one of the layouts above, or is no image at all (``None``,
+        a file name: read files with :func:`load_digit_image`).
 
     Examples
     --------
@@ -115,6 +138,7 @@ def load_digit_image(path) -> np.ndarray:
     The EXIF orientation of the file (phone photos) is applied first. A JPEG
     of more than 4096x4096 pixels is decoded at a reduced scale (Pillow's
     ``draft``), any other image is reduced after decoding, to spare memory.
+    Of an animated image (a GIF, say) the first frame is read.
 
     Parameters
     ----------
@@ -131,8 +155,10 @@ def load_digit_image(path) -> np.ndarray:
     ValueError
         For every problem with the file, with a message that names the file
         and the problem: it does not exist or cannot be read (the
-        :class:`OSError` is chained as the cause), it is not an image Pillow
-        can read, it is damaged or truncated, it is larger than Pillow decodes
+        operating system's reason, such as a directory, permission denied or
+        a loop of symbolic links; the :class:`OSError` is chained as the
+        cause), it is not an image Pillow can read, it is damaged or
+        truncated (or in a form Pillow cannot decode), it is larger than Pillow decodes
         safely (:data:`PIL.Image.MAX_IMAGE_PIXELS`; a decompression bomb), or
         :func:`preprocess_digit_image` refuses the picture (a blank image).
         No other exception comes from reading the file.
@@ -152,19 +178,26 @@ def load_digit_image(path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     name = os.fspath(path)
+    # Opened here, apart from decoding, so that what the operating system
+    # refuses (a symbolic link loop, say) is not reported as a damaged image.
     try:
-        with Image.open(path) as image:
-            factor = _reduction(image.size)
-            if factor > 1:
-                # A large JPEG decodes at a half, quarter or eighth of its size.
-                image.draft(None, (image.width // factor, image.height // factor))
-            picture = _pil_to_array(image)
+        file = open(path, "rb")  # noqa: SIM115 (closed below, with the image)
     except FileNotFoundError as error:
         raise ValueError(f"cannot read {name!r}: no such file") from error
     except IsADirectoryError as error:
         raise ValueError(f"cannot read {name!r}: it is a directory") from error
     except PermissionError as error:
         raise ValueError(f"cannot read {name!r}: permission denied") from error
+    except (OSError, ValueError) as error:  # ValueError: a NUL in the name
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ValueError(f"cannot read {name!r}: {reason}") from error
+    try:
+        with file, Image.open(file) as image:
+            factor = _reduction(image.size)
+            if factor > 1:
+                # A large JPEG decodes at a half, quarter or eighth of its size.
+                image.draft(None, (image.width // factor, image.height // factor))
+            picture = _pil_to_array(image)
     except UnidentifiedImageError as error:
         raise ValueError(
             f"cannot read {name!r}: not an image file that Pillow can read"
@@ -183,10 +216,11 @@ def load_digit_image(path) -> np.ndarray:
     except Exception as error:
         # Pillow's decoders fail on damaged files with OSError ("image file is
         # truncated"), SyntaxError, EOFError, struct.error, ValueError and more:
-        # whichever it is, the file is damaged.
+        # whichever it is, the file is damaged (or needs what Pillow lacks,
+        # such as Ghostscript for EPS).
         raise ValueError(
-            f"cannot read {name!r}: the image file is damaged or truncated "
-            f"({type(error).__name__}: {error})"
+            f"cannot read {name!r}: the image file is damaged or truncated, or "
+            f"in a form Pillow cannot decode ({type(error).__name__}: {error})"
         ) from error
     try:
         return preprocess_digit_image(picture)
@@ -221,8 +255,23 @@ class DigitImagePreprocessor(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """Preprocess each image of ``X`` into a (n, 28, 28) uint8 array."""
-        return np.stack([preprocess_digit_image(image) for image in X])
+        """Preprocess each image of ``X`` into a (n, 28, 28) uint8 array.
+
+        An image that :func:`preprocess_digit_image` refuses is named by its
+        index in ``X``; ``X`` that is no sequence of images (one image, a 2-D
+        array of flat rows, a file name) or holds none is refused too, each
+        with a ``ValueError``.
+        """
+        images = _images_of(X)
+        digits = []
+        for index, image in enumerate(images):
+            try:
+                digits.append(preprocess_digit_image(image))
+            except ValueError as error:
+                raise ValueError(
+                    f"image {index} (counting from 0) of X: {error}"
+                ) from None
+        return np.stack(digits)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -231,12 +280,50 @@ class DigitImagePreprocessor(TransformerMixin, BaseEstimator):
         return tags
 
 
+def _images_of(X) -> list:
+    """The images of a transformer's X, or a ValueError saying what X is."""
+    expected = (
+        "X must be a sequence of images, such as a list of images or an array "
+        "of shape (n_samples, height, width)"
+    )
+    if isinstance(X, str | bytes | os.PathLike) or hasattr(X, "convert"):
+        kind = "one Pillow image" if hasattr(X, "convert") else type(X).__name__
+        raise ValueError(f"{expected}; got a {kind}: for one image, pass [image]")
+    # A 1-D object array holds images of mixed sizes; other arrays (and data
+    # frames) under three dimensions hold no images, only rows of pixels.
+    if (
+        getattr(X, "ndim", 3) < 3
+        and getattr(getattr(X, "dtype", None), "kind", "") != "O"
+    ):
+        raise ValueError(
+            f"{expected}; got a {X.ndim}-D array of shape {tuple(X.shape)}: for "
+            "one image, pass [image]; reshape flat rows of pixels to "
+            "(n_samples, height, width)"
+        )
+    try:
+        images = list(X)
+    except TypeError:
+        raise ValueError(f"{expected}; got a {type(X).__name__}") from None
+    if not images:
+        raise ValueError("X has no images: at least one is required")
+    return images
+
+
 def _to_grey(image) -> np.ndarray:
     """One 2-D float image on the 0..255 scale; alpha resolved (see
     preprocess_digit_image)."""
+    expected = "expected an image (an array or a Pillow image)"
+    if image is None:
+        raise ValueError(f"{expected}; got None")
+    if isinstance(image, str | bytes | os.PathLike):
+        raise ValueError(
+            f"{expected}; got a {type(image).__name__}, {image!r}: to read an "
+            "image file, use load_digit_image"
+        )
     if hasattr(image, "convert"):  # a PIL image
         image = _pil_to_array(image)
-    array = _to_0_255(_one_image(np.asarray(image)))
+    array = _numbers(image)
+    array = _to_0_255(_one_image(array))
     alpha = None
     if array.ndim == 3:
         channels = array.shape[2]
@@ -254,6 +341,25 @@ def _to_grey(image) -> np.ndarray:
         raise ValueError("the image has NaN or infinite pixels")
     if alpha is not None:
         array = _resolve_alpha(array, alpha)
+    return array
+
+
+def _numbers(image) -> np.ndarray:
+    """The image as an array of booleans, integers or floats."""
+    try:
+        array = np.asarray(image)
+        if array.dtype.kind == "O":  # numbers as Python objects, or no numbers
+            array = array.astype(np.float64)
+    except (TypeError, ValueError):  # strings in an object array, ragged rows
+        raise ValueError(
+            "pixel values must be numbers (booleans, integers or floats), in "
+            "rows of equal length"
+        ) from None
+    if array.dtype.kind not in "biuf":
+        raise ValueError(
+            "pixel values must be numbers (booleans, integers or floats); got "
+            f"an array of dtype {array.dtype}"
+        )
     return array
 
 
@@ -319,14 +425,19 @@ def _pil_to_array(image) -> np.ndarray:
     arrays get; 32-bit integer, 16-bit and float grey as they are
     (``_to_0_255`` scales them: Pillow's ``convert("L")`` would clip them to
     0..255); other grey (8-bit, bilevel) as 8-bit grey. Reduced where larger
-    than ``_MAX_PIXELS`` (16-bit grey excepted: Pillow cannot reduce it)."""
+    than ``_MAX_PIXELS``."""
     from PIL import ImageOps
 
     # exif_transpose copies even an upright image: only turn what needs it.
     if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         image = ImageOps.exif_transpose(image)
     if image.mode.startswith("I;16"):
-        return np.asarray(image)
+        factor = _reduction(image.size)
+        if factor == 1:
+            return np.asarray(image)
+        # Pillow reduces 32-bit, not 16-bit, grey; the block averages fit 16
+        # bits again, and stay on the 16-bit scale (by type, as unreduced).
+        return np.asarray(image.convert("I").reduce(factor)).astype(np.uint16)
     if image.mode not in ("I", "F"):
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
             "transparency" in image.info
@@ -352,9 +463,11 @@ def _ink_on_dark(grey: np.ndarray) -> np.ndarray:
     background = np.median(_border(grey))
     # The border is paper: on light paper the ink is darker, on dark paper lighter.
     ink = background - grey if background >= 128 else grey - background
-    if ink.max() <= 0:
-        # Mid-grey paper with ink on the other side than its brightness suggests
-        # (light ink on 128 grey, say).
+    if -ink.min() > _OTHER_SIDE * max(ink.max(), 0):
+        # The ink is on the other side than the paper's brightness suggests:
+        # light ink on 128 grey, say, or a 0..1 float image read on the 0..255
+        # scale because resampling overshot 1 (its white paper then looks
+        # dark, with the overshoot as the only lighter "ink").
         ink = -ink
     return np.clip(ink, 0, None)
 
@@ -371,9 +484,40 @@ def _crop_to_ink(ink: np.ndarray, grey: np.ndarray) -> np.ndarray:
     # (beyond a few ink pixels touching it), and then fainter ink is still ink.
     deviation = np.abs(_border(grey) - np.median(_border(grey)))
     flat = np.quantile(deviation, _FLAT_QUANTILE) == 0
-    threshold = (_FLAT_INK_THRESHOLD if flat else _INK_THRESHOLD) * strongest
+    noise = _noise(grey)
+    if strongest <= _NOISE_FACTOR * noise:
+        raise ValueError(
+            "the image is blank: no digit found (only noise: the strongest mark "
+            f"is {strongest:.3g} levels from the paper on a 0..255 scale, the "
+            f"paper's noise about {noise:.2g})"
+        )
+    threshold = max(
+        (_FLAT_INK_THRESHOLD if flat else _INK_THRESHOLD) * strongest,
+        _CROP_NOISE_FACTOR * noise,
+    )
     rows, columns = np.nonzero(ink > threshold)
-    return ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    cropped = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    if max(cropped.shape) < _MIN_EXTENT:
+        raise ValueError(
+            "the image is blank: no digit found (only a speck of ink, "
+            f"{cropped.shape[0]}x{cropped.shape[1]} pixels)"
+        )
+    return cropped
+
+
+def _noise(grey: np.ndarray) -> float:
+    """The standard deviation of the paper's noise along the border: of what
+    is left after a running median takes out the lighting (which changes
+    slowly) and a few ink pixels touching the border; estimated from the
+    median absolute value, as for a normal distribution."""
+    edges = (grey[0], grey[-1], grey[:, 0], grey[:, -1])
+    residuals = np.concatenate(
+        [
+            edge - ndimage.median_filter(edge, _NOISE_WINDOW, mode="nearest")
+            for edge in edges
+        ]
+    )
+    return float(1.4826 * np.median(np.abs(residuals)))
 
 
 def _seen(grey: np.ndarray) -> str:

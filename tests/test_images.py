@@ -394,3 +394,198 @@ def test_large_photos_are_reduced_before_the_float_arithmetic(tmp_path):
     _check_mnist_style(from_image)
     np.testing.assert_array_equal(from_image, preprocess_digit_image(big.reduce(2)))
     assert np.corrcoef(from_image.ravel(), from_file.ravel())[0, 1] > 0.98
+
+
+# -- what is no digit, said as such --------------------------------------------
+
+
+def _speck(paper, ink, size=1):
+    page = np.full((60, 50), paper, dtype=np.uint8)
+    page[30 : 30 + size, 20 : 20 + size] = ink
+    return page
+
+
+def _blank_photo(noise):
+    """A photo of blank paper: no ink, only sensor noise."""
+    rng = np.random.default_rng(0)
+    return np.clip(np.rint(230 + rng.normal(0, noise, (300, 240))), 0, 255).astype(
+        np.uint8
+    )
+
+
+def _as_jpeg(page):
+    import io
+
+    buffer = io.BytesIO()
+    PIL.fromarray(page).save(buffer, "JPEG", quality=85)
+    buffer.seek(0)
+    return PIL.open(buffer)
+
+
+@pytest.mark.parametrize(
+    "page, seen",
+    [
+        (_speck(0, 255), "1x1 pixels"),
+        (_speck(255, 0, size=2), "2x2 pixels"),
+        (_speck(255, 0, size=3), "3x3 pixels"),
+        (_blank_photo(1), "noise"),
+        (_blank_photo(3), "noise"),
+        (np.stack([_blank_photo(6)] * 3, axis=-1), "noise"),
+        (_as_jpeg(np.stack([_blank_photo(4)] * 3, axis=-1)), "noise"),
+    ],
+    ids=["pixel", "dot-2", "dot-3", "noise-1", "noise-3", "noise-6-rgb", "noise-jpeg"],
+)
+def test_specks_and_noise_are_no_digit(page, seen):
+    # Before: a speck was scaled up to a 20x20 white square, noise to a
+    # 20x20 blotch, and either was classified as a digit.
+    with pytest.raises(ValueError, match=f"the image is blank: no digit found.*{seen}"):
+        preprocess_digit_image(page)
+
+
+def test_small_and_faint_digits_are_still_digits():
+    # sklearn's 8x8 digits (0..16), and a stroke well above the paper's noise.
+    from sklearn.datasets import load_digits
+
+    for image in load_digits().images[:50]:
+        _check_mnist_style(preprocess_digit_image(image))
+    photo = _blank_photo(3)
+    photo[60:240, 100:112] = 150  # 80 levels below the paper: 27 sigma
+    _check_mnist_style(preprocess_digit_image(photo))
+    _check_mnist_style(preprocess_digit_image(_speck(255, 0, size=4)))
+
+
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        ("digit.png", r"got a str.*load_digit_image"),
+        (None, r"got None"),
+        (_stroke().astype(complex), r"pixel values must be numbers.*complex"),
+        (_stroke().astype("datetime64[s]"), r"pixel values must be numbers.*datetime"),
+        (np.array([["a", "b"], ["c", "d"]]), r"pixel values must be numbers"),
+    ],
+    ids=["path", "none", "complex", "datetime", "strings"],
+)
+def test_what_is_no_picture_is_refused_in_plain_words(image, match):
+    with pytest.raises(ValueError, match=match):
+        preprocess_digit_image(image)
+
+
+# -- batches -------------------------------------------------------------------
+
+
+def test_transform_says_which_image_is_blank():
+    pages = [_stroke(), _stroke(), np.full((30, 30), 255, dtype=np.uint8)]
+    with pytest.raises(
+        ValueError, match=r"image 2 \(counting from 0\) of X: the image is blank"
+    ):
+        DigitImagePreprocessor().transform(pages)
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        ([], r"X has no images"),
+        (np.zeros((0, 28, 28)), r"X has no images"),
+        (_stroke(), r"X must be a sequence of images.*2-D array of shape \(120, 90\)"),
+        (np.zeros((3, 784)), r"X must be a sequence of images.*\(3, 784\)"),
+        ("digit.png", r"X must be a sequence of images.*str"),
+    ],
+    ids=["empty-list", "empty-array", "one-image", "flat-rows", "path"],
+)
+def test_transform_refuses_what_is_no_sequence_of_images(X, match):
+    with pytest.raises(ValueError, match=match):
+        DigitImagePreprocessor().transform(X)
+
+
+def test_transform_refuses_one_pil_image_and_a_data_frame():
+    pd = pytest.importorskip("pandas")
+    for X in (PIL.fromarray(_stroke()), pd.DataFrame(np.zeros((3, 784)))):
+        with pytest.raises(ValueError, match=r"X must be a sequence of images"):
+            DigitImagePreprocessor().transform(X)
+
+
+# -- what the operating system says --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda folder: (folder / "loop.png").symlink_to("loop.png"), "symbolic links"),
+        (lambda folder: _blank(folder) / "x.png", "not a directory"),
+        (lambda folder: folder / ("a" * 300 + ".png"), "name too long"),
+    ],
+    ids=["symlink-loop", "file-as-folder", "long-name"],
+)
+def test_os_errors_are_named_not_called_damage(make, problem, tmp_path):
+    from skmnist import load_digit_image
+
+    path = make(tmp_path) or tmp_path / "loop.png"
+    with pytest.raises(ValueError) as info:
+        load_digit_image(path)
+    message = str(info.value)
+    assert type(info.value) is ValueError
+    assert repr(str(path)) in message and problem in message.lower(), message
+    assert "damaged" not in message, message
+
+
+def test_unevenly_lit_photo_is_a_digit_not_noise():
+    # Light falling across the page: the paper goes from 160 to 250 along the
+    # border. Its spread is lighting, not noise; the dark stroke is a digit.
+    rng = np.random.default_rng(0)
+    lighting = np.linspace(160, 250, 240)[np.newaxis, :] * np.ones((300, 1))
+    photo = lighting + rng.normal(0, 2, lighting.shape)
+    photo[60:240, 110:125] = 40
+    _check_mnist_style(preprocess_digit_image(np.clip(photo, 0, 255).astype(np.uint8)))
+
+
+def test_large_16_bit_images_are_reduced_too():
+    import tracemalloc
+
+    page = np.full((4800, 4200), 65535, dtype=np.uint16)
+    page[800:4000, 1800:2400] = 1000
+    page[800:1100, 1800:3400] = 1000
+    image = PIL.fromarray(page)
+    assert image.mode == "I;16"
+    one_float_copy = page.size * 8
+    tracemalloc.start()
+    try:
+        digit = preprocess_digit_image(image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Unreduced, the peak was three float copies.
+    assert peak < one_float_copy, peak / one_float_copy
+    _check_mnist_style(digit)
+    eight_bit = PIL.fromarray(np.rint(page / 257).astype(np.uint8))
+    np.testing.assert_allclose(digit, preprocess_digit_image(eight_bit), atol=2, rtol=0)
+
+
+def test_float_image_with_resampling_overshoot_keeps_its_digit():
+    # Enlarging a 0..1 float image with Lanczos (as skimage and Pillow do)
+    # overshoots 1 by a few percent next to the strokes; the paper is still
+    # white and the ink dark. Before: read as dark paper with its overshoot as
+    # the ink, a one-pixel "digit".
+    page = np.asarray(_seven(), dtype=np.float32) / 255
+    enlarged = PIL.fromarray(page, mode="F").resize((120, 160), PIL.Resampling.LANCZOS)
+    enlarged = np.asarray(enlarged)
+    assert enlarged.max() > 1
+    expected = preprocess_digit_image(np.clip(enlarged, 0, 1))
+    digit = preprocess_digit_image(enlarged)
+    _check_mnist_style(digit)
+    # The same digit; its contrast differs where the undershoot made ink
+    # darker than black.
+    assert np.corrcoef(digit.ravel(), expected.ravel())[0, 1] > 0.97
+
+
+def test_noisy_photo_is_cropped_to_its_digit_not_to_the_noise():
+    # A dim photo: noise of 15 levels on the paper, the ink 200 levels darker.
+    rng = np.random.default_rng(0)
+    clean = np.asarray(_seven((240, 320)), dtype=float)
+    page = np.full((400, 360), 255.0)
+    page[40:360, 60:300] = clean
+    photo = 230 - (255 - page) * 200 / 255 + rng.normal(0, 15, page.shape)
+    digit = preprocess_digit_image(np.clip(photo, 0, 255).astype(np.uint8))
+    expected = preprocess_digit_image(page)
+    # Before: specks of noise all over the page widened the crop, the digit
+    # shrank to a few pixels (correlation 0.3).
+    assert np.corrcoef(digit.ravel(), expected.ravel())[0, 1] > 0.95

@@ -57,17 +57,18 @@ def test_scaler_inverse_transform_round_trips(stack):
 
 @st.composite
 def digit_pages(draw):
-    """A page of any size, grey or colour, with a stroke of ink somewhere."""
-    height = draw(st.integers(3, 80))
+    """A page of any size, grey or colour, with a stroke of ink somewhere, at
+    least 4 pixels long (a smaller speck is no digit)."""
+    height = draw(st.integers(6, 80))
     width = draw(st.integers(3, 80))
     colour = draw(st.booleans())
     paper = draw(st.integers(0, 255))
     ink = draw(st.integers(0, 255).filter(lambda value: abs(value - paper) > 60))
     page = np.full((height, width), paper, dtype=np.uint8)
     # The stroke stays clear of the border, which is read as the paper colour.
-    top = draw(st.integers(1, height - 2))
+    top = draw(st.integers(1, height - 5))
     left = draw(st.integers(1, width - 2))
-    bottom = draw(st.integers(top + 1, height - 1))
+    bottom = draw(st.integers(top + 4, height - 1))
     right = draw(st.integers(left + 1, width - 1))
     page[top:bottom, left:right] = ink
     noise = draw(arrays(np.uint8, page.shape, elements=st.integers(0, 10)))
