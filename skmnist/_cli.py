@@ -297,120 +297,29 @@ def _parse_value(text: str):
 
 
 def _search(args) -> int:
-    """``skmnist search``: the search itself runs in :mod:`skmnist._search`."""
-    from skmnist._search import SearchFailedError, SearchUsageError
+    """``skmnist search``: checked and run by :func:`skmnist._search.run_search`;
+    the command line adds the saving of the best pipeline."""
+    from skmnist._search import SearchFailedError, SearchUsageError, run_search
 
     try:
-        return _run_search(args)
+        search, (x_test, y_test) = run_search(
+            args.param,
+            cv=args.cv,
+            n_iter=args.n_iter,
+            scoring=args.scoring,
+            random_state=args.random_state,
+            limit=args.limit,
+            data=args.data,
+            scheduler=args.scheduler,
+            n_workers=args.n_workers,
+            threads_per_worker=args.threads_per_worker,
+        )
     except SearchUsageError as error:
         print(f"skmnist: error: {error}", file=sys.stderr)
         return 2
     except SearchFailedError as error:
         print(f"skmnist: error: {error}", file=sys.stderr)
         return 1
-
-
-def _fit_or_fail(fit, *args, **kwargs):
-    """A fit failing for its own reasons ends the search with its error, in one
-    line (the options were checked, so this is rare: a fit out of memory, say)."""
-    from skmnist._search import SearchFailedError
-
-    try:
-        return fit(*args, **kwargs)
-    except (ValueError, TypeError, RuntimeError, MemoryError, OSError) as error:
-        first_line = (str(error).splitlines() or [""])[0]
-        raise SearchFailedError(
-            f"a fit failed: {type(error).__name__}: {first_line}"
-        ) from error
-
-
-def _run_search(args) -> int:
-    from skmnist import make_mnist_pipeline
-    from skmnist._search import (
-        ProgressPrinter,
-        SearchFailedError,
-        SearchUsageError,
-        check_folds,
-        check_param_grid,
-        check_random_state,
-        check_scores,
-        check_scoring,
-        count_fits,
-        describe_cluster,
-        fit_search,
-        format_params,
-        make_search,
-        results_table,
-    )
-    from skmnist.datasets import load_mnist
-
-    local = args.n_workers is not None or args.threads_per_worker is not None
-    if args.scheduler is not None and local:
-        raise SearchUsageError(
-            "--n-workers and --threads-per-worker configure a local cluster; "
-            "set the workers of a remote one where they are started"
-        )
-    # Everything that can be checked without the data, before loading it.
-    check_random_state(args.random_state)
-    pipeline = make_mnist_pipeline(random_state=args.random_state)
-    grid = check_param_grid(args.param, pipeline)
-    check_scoring(args.scoring)  # the name; the classes come below
-    check_folds(args.cv)
-    if args.n_workers != 0:
-        try:
-            from skmnist._dask import FitProgress, NoWorkersError, dask_client
-        except ImportError as error:
-            raise SearchFailedError(
-                f"{error}; install the dask extra (pip install 'skmnist[dask]') "
-                "or search in this process with --n-workers 0"
-            ) from error
-    search = make_search(
-        pipeline,
-        grid,
-        cv=args.cv,
-        scoring=args.scoring,
-        n_iter=args.n_iter,
-        random_state=args.random_state,
-        # With joblib's dask backend, n_jobs=-1 means every thread of the cluster.
-        n_jobs=None if args.n_workers == 0 else -1,
-    )
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
-    x_train, y_train = x_train[: args.limit], y_train[: args.limit]
-    # ... and what needs the labels, before any worker starts.
-    check_folds(args.cv, y_train)
-    check_scoring(args.scoring, y_train)
-
-    if args.n_workers == 0:
-        _fit_or_fail(fit_search, search, x_train, y_train)
-    else:
-        progress = FitProgress(total=count_fits(search, x_train, y_train))
-        with dask_client(
-            args.scheduler,
-            n_workers=args.n_workers,
-            threads_per_worker=args.threads_per_worker or 1,
-        ) as client:
-            print(f"dask cluster: {describe_cluster(client)}", flush=True)
-            try:
-                with ProgressPrinter(progress):
-                    _fit_or_fail(
-                        fit_search,
-                        search,
-                        x_train,
-                        y_train,
-                        client=client,
-                        progress=progress,
-                    )
-            except NoWorkersError as error:
-                raise SearchFailedError(str(error)) from None
-        print(
-            f"fits rerun after lost workers: {progress.retried} "
-            f"({progress.lost_workers} workers lost)"
-        )
-
-    check_scores(search)
-    print(results_table(search.cv_results_))
-    print(f"best parameters: {format_params(search.best_params_)}")
-    print(f"best cv score: {search.best_score_:.4f}")
     _save_model(search.best_estimator_, Path(args.output), args.format)
     print(f"saved the refitted best pipeline to {args.output}")
     print(f"test_acc: {search.best_estimator_.score(x_test, y_test):.4f}")

@@ -308,6 +308,12 @@ class _ResilientDaskBackend(DaskDistributedBackend):
         self.call_data_futures = {}  # what the parent clears
         super().stop_call()
 
+    def abort_everything(self, ensure_ready=True):
+        # joblib forgets the batches of a failed search, but dask would still
+        # run them, holding the workers (and the data) for nothing.
+        self.client.cancel(list(self._results))
+        super().abort_everything(ensure_ready)
+
     def __reduce__(self):
         # In a worker (nested parallelism) it is joblib's plain dask backend.
         return (DaskDistributedBackend, ())

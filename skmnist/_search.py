@@ -171,6 +171,107 @@ def check_folds(n_splits: int, y=None) -> None:
         )
 
 
+def run_search(
+    params,
+    *,
+    cv: int = 3,
+    n_iter: int | None = None,
+    scoring: str | None = None,
+    random_state: int | None = None,
+    limit: int | None = None,
+    data=None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    out=None,
+):
+    """Check, run and report the search of ``skmnist search``.
+
+    Everything that can be checked is checked before the data is loaded, and
+    what needs the labels before any worker starts. Prints the cluster, the
+    progress, the reruns and the table of candidates to ``out`` (default: stdout).
+    Returns the fitted search and the MNIST test set.
+    """
+    from skmnist import make_mnist_pipeline
+    from skmnist.datasets import load_mnist
+
+    out = sys.stdout if out is None else out
+    if scheduler is not None and (
+        n_workers is not None or threads_per_worker is not None
+    ):
+        raise SearchUsageError(
+            "--n-workers and --threads-per-worker configure a local cluster; "
+            "set the workers of a remote one where they are started"
+        )
+    check_random_state(random_state)
+    pipeline = make_mnist_pipeline(random_state=random_state)
+    grid = check_param_grid(params, pipeline)
+    check_scoring(scoring)  # the name; the classes come below
+    check_folds(cv)
+    if n_workers != 0:
+        try:
+            from skmnist._dask import FitProgress, NoWorkersError, dask_client
+        except ImportError as error:
+            raise SearchFailedError(
+                f"{error}; install the dask extra (pip install 'skmnist[dask]') "
+                "or search in this process with --n-workers 0"
+            ) from error
+    search = make_search(
+        pipeline,
+        grid,
+        cv=cv,
+        scoring=scoring,
+        n_iter=n_iter,
+        random_state=random_state,
+        # With joblib's dask backend, n_jobs=-1 means every thread of the cluster.
+        n_jobs=None if n_workers == 0 else -1,
+    )
+    (x_train, y_train), test = load_mnist(data)
+    x_train, y_train = x_train[:limit], y_train[:limit]
+    check_folds(cv, y_train)
+    check_scoring(scoring, y_train)
+
+    if n_workers == 0:
+        _fit_or_fail(search, x_train, y_train)
+    else:
+        progress = FitProgress(total=count_fits(search, x_train, y_train))
+        with dask_client(
+            scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker or 1
+        ) as client:
+            print(f"dask cluster: {describe_cluster(client)}", file=out, flush=True)
+            try:
+                with ProgressPrinter(progress, out):
+                    _fit_or_fail(
+                        search, x_train, y_train, client=client, progress=progress
+                    )
+            except NoWorkersError as error:
+                raise SearchFailedError(str(error)) from None
+        print(
+            f"fits rerun after lost workers: {progress.retried} "
+            f"({progress.lost_workers} workers lost)",
+            file=out,
+        )
+    check_scores(search)
+    print(results_table(search.cv_results_), file=out)
+    print(f"best parameters: {format_params(search.best_params_)}", file=out)
+    print(f"best cv score: {search.best_score_:.4f}", file=out)
+    return search, test
+
+
+def _fit_or_fail(search, X, y, **options):
+    """A fit failing for its own reasons ends the search with its error, in one
+    line (the options were checked, so this is rare: a fit out of memory, say)."""
+    try:
+        return fit_search(search, X, y, **options)
+    except (ValueError, TypeError, RuntimeError, MemoryError, OSError) as error:
+        if type(error).__name__ == "NoWorkersError":
+            raise
+        first_line = (str(error).splitlines() or [""])[0]
+        raise SearchFailedError(
+            f"a fit failed: {type(error).__name__}: {first_line}"
+        ) from error
+
+
 def make_search(
     pipeline,
     grid: dict,
