@@ -382,8 +382,8 @@ class ProgressPrinter:
     def _show(self, final: bool = False) -> None:
         progress = self.progress
         state = (progress.done, progress.retried)
-        if state == self._shown and not final:
-            return
+        if not final and (state == self._shown or progress.done == progress.total):
+            return  # nothing new; or all done, which the last line says
         self._shown = state
         done, total = progress.done, progress.total or 0
         text = f"fits {done}/{total}, {_duration(progress.elapsed)} elapsed"

@@ -594,7 +594,7 @@ NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9"]
     [
         (
             ["--param", "clf__hidden_unit=8"],
-            "--param clf__hidden_unit=8: Invalid parameter 'hidden_unit'",
+            "--param clf__hidden_unit=8: Invalid parameter hidden_unit for",
         ),
         (
             ["--param", "clf__hidden_units=many"],
@@ -723,8 +723,10 @@ def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
     lines = out.splitlines()
     assert lines[0].startswith("dask cluster: 2 workers, 2 threads")
     # capsys is not a terminal: plain lines, the last one when all 4 fits ran.
-    progress = [line for line in lines if line.startswith("fits ")]
+    progress = [line for line in lines if re.match(r"fits \d+/4, ", line)]
     assert progress[-1].startswith("fits 4/4, ")
-    assert "fits rerun after lost workers: 0 (0 workers lost)" in lines
+    # Then the reruns, after the last progress line.
+    rerun = lines.index("fits rerun after lost workers: 0 (0 workers lost)")
+    assert rerun == lines.index(progress[-1]) + 1
     assert lines[-1].startswith("test_acc: ")
     assert model.is_file()
