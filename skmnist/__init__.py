@@ -11,7 +11,12 @@ from skmnist._version import __version__
 
 if TYPE_CHECKING:
     from skmnist._classifier import FitInterruptedWarning, MNISTClassifier
-    from skmnist._dask import TensorFlowThreadsPlugin
+    from skmnist._dask import (
+        FitProgress,
+        NoWorkersError,
+        TensorFlowThreadsPlugin,
+        dask_parallel_config,
+    )
     from skmnist._images import (
         DigitImagePreprocessor,
         load_digit_image,
@@ -35,6 +40,9 @@ _PUBLIC_NAMES = {
     "load_digit_image": "skmnist._images",
     "preprocess_digit_image": "skmnist._images",
     "TensorFlowThreadsPlugin": "skmnist._dask",
+    "dask_parallel_config": "skmnist._dask",
+    "FitProgress": "skmnist._dask",
+    "NoWorkersError": "skmnist._dask",
     "plot_confusion_matrix": "skmnist._plotting",
     "plot_learning_curves": "skmnist._plotting",
     "plot_misclassified": "skmnist._plotting",
@@ -46,11 +54,14 @@ _PUBLIC_NAMES = {
 __all__ = [
     "DigitImagePreprocessor",
     "FitInterruptedWarning",
+    "FitProgress",
     "MNISTClassifier",
     "ModelFileError",
+    "NoWorkersError",
     "PixelScaler",
     "TensorFlowThreadsPlugin",
     "__version__",
+    "dask_parallel_config",
     "load",
     "load_digit_image",
     "make_mnist_pipeline",

@@ -414,138 +414,35 @@ def _parse_value(text: str):
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
-def _param_grid(args) -> dict:
-    """The grid of ``--param`` options, checked against the pipeline, so that a
-    typo is a usage error now rather than a failed fit on the cluster."""
-    from sklearn.base import clone
-
-    from skmnist import make_mnist_pipeline
-
-    grid = {}
-    for name, values in args.param:
-        if name in grid:
-            args.parser.error(f"argument --param: {name} given twice")
-        grid[name] = values
-    pipeline = make_mnist_pipeline()
-    for name, values in grid.items():
-        for value in values:
-            candidate = clone(pipeline)
-            try:
-                candidate.set_params(**{name: value})
-                for _, step in candidate.steps:
-                    step._validate_params()
-            except (ValueError, TypeError) as error:
-                # The first line only: scikit-learn goes on with advice for
-                # Python code ("set it in the constructor").
-                message = str(error).splitlines()[0]
-                if name not in candidate.get_params():
-                    known = sorted(key for key in pipeline.get_params() if "__" in key)
-                    message += f" Known parameters: {', '.join(known)}."
-                args.parser.error(f"argument --param: {name}={value!r}: {message}")
-    return grid
-
-
 def _search(args) -> int:
-    from sklearn.metrics import get_scorer_names
-    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+    """``skmnist search``: checked and run by :func:`skmnist._search.run_search`;
+    the command line adds the saving of the best pipeline."""
+    from skmnist._search import SearchFailedError, SearchUsageError, run_search
 
-    from skmnist import make_mnist_pipeline
-    from skmnist.datasets import load_mnist
-
-    local = args.n_workers is not None or args.threads_per_worker is not None
-    if args.scheduler is not None and local:
-        args.parser.error(
-            "--n-workers and --threads-per-worker configure a local cluster; "
-            "set the workers of a remote one where they are started"
-        )
-    grid = _param_grid(args)
     _check_model_output(args)  # before the cluster starts and the data loads
-    pipeline = make_mnist_pipeline(random_state=args.random_state)
-    if args.scoring is not None and args.scoring not in get_scorer_names():
-        args.parser.error(
-            f"argument --scoring: unknown scorer {args.scoring!r}; the names are "
-            "listed by sklearn.metrics.get_scorer_names()"
-        )
-    if args.n_workers != 0:
-        try:
-            from skmnist._dask import dask_client
-        except ImportError as error:
-            raise SystemExit(
-                f"skmnist search: error: {error}; install the dask extra "
-                "(pip install 'skmnist[dask]') or search in this process with "
-                "--n-workers 0"
-            ) from error
-    # With joblib's dask backend, n_jobs=-1 means every thread of the cluster.
-    options = {
-        "scoring": args.scoring,
-        "cv": args.cv,
-        "n_jobs": None if args.n_workers == 0 else -1,
-    }
-    if args.n_iter is None:
-        search = GridSearchCV(pipeline, grid, **options)
-    else:
-        search = RandomizedSearchCV(
-            pipeline,
-            grid,
+    try:
+        search, (x_test, y_test) = run_search(
+            args.param,
+            cv=args.cv,
             n_iter=args.n_iter,
+            scoring=args.scoring,
             random_state=args.random_state,
-            **options,
-        )
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
-    x_train, y_train = x_train[: args.limit], y_train[: args.limit]
-
-    if args.n_workers == 0:
-        search.fit(x_train, y_train)
-    else:
-        import joblib
-
-        with dask_client(
-            args.scheduler,
+            limit=args.limit,
+            data=args.data,
+            scheduler=args.scheduler,
             n_workers=args.n_workers,
-            threads_per_worker=args.threads_per_worker or 1,
-        ) as client:
-            print(f"dask cluster: {_describe_cluster(client)}", flush=True)
-            with joblib.parallel_config(backend="dask"):
-                search.fit(x_train, y_train)
-
-    print(_results_table(search.cv_results_))
-    print(f"best parameters: {_format_params(search.best_params_)}")
-    print(f"best cv score: {search.best_score_:.4f}")
+            threads_per_worker=args.threads_per_worker,
+        )
+    except SearchUsageError as error:
+        print(f"skmnist: error: {error}", file=sys.stderr)
+        return 2
+    except SearchFailedError as error:
+        print(f"skmnist: error: {error}", file=sys.stderr)
+        return 1
     _save_model(search.best_estimator_, Path(args.output), args.format)
     print(f"saved the refitted best pipeline to {args.output}")
     print(f"test_acc: {search.best_estimator_.score(x_test, y_test):.4f}")
     return 0
-
-
-def _describe_cluster(client) -> str:
-    threads = client.nthreads()
-    return (
-        f"{len(threads)} workers, {sum(threads.values())} threads "
-        f"(scheduler {client.scheduler.address})"
-    )
-
-
-def _results_table(cv_results: dict) -> str:
-    """The candidates, best first: rank, mean and std of the test score, mean fit
-    time and parameters."""
-    rows = sorted(
-        range(len(cv_results["params"])),
-        key=lambda i: (cv_results["rank_test_score"][i], i),
-    )
-    lines = [f"{'rank':>4}  {'score':>6}  {'std':>6}  {'fit_s':>6}  params"]
-    for i in rows:
-        lines.append(
-            f"{cv_results['rank_test_score'][i]:>4}  "
-            f"{cv_results['mean_test_score'][i]:>6.4f}  "
-            f"{cv_results['std_test_score'][i]:>6.4f}  "
-            f"{cv_results['mean_fit_time'][i]:>6.1f}  "
-            f"{_format_params(cv_results['params'][i])}"
-        )
-    return "\n".join(lines)
-
-
-def _format_params(params: dict) -> str:
-    return " ".join(f"{name}={value!r}" for name, value in sorted(params.items()))
 
 
 def _add_serve_parser(commands) -> None:

@@ -1,21 +1,43 @@
 """Searches and cross-validation of skmnist estimators on a dask.distributed cluster.
 
 scikit-learn's ``GridSearchCV``, ``RandomizedSearchCV`` and ``cross_validate`` run
-on a cluster unchanged through joblib's dask backend
-(``joblib.parallel_config(backend="dask")``). What skmnist adds is thread hygiene:
-every dask worker runs several fits at once on its ``nthreads`` threads, and by
-default TensorFlow gives each *process* a pool as large as the whole machine, so
-a machine with 16 one-thread workers would run 16 x 16 compute threads. The
-:class:`TensorFlowThreadsPlugin` sizes TensorFlow's pools to the worker instead.
+on a cluster through joblib's dask backend. skmnist adds two things to it.
+
+Thread hygiene: every dask worker runs several fits at once on its ``nthreads``
+threads, and by default TensorFlow gives each *process* a pool as large as the
+whole machine, so a machine with 16 one-thread workers would run 16 x 16 compute
+threads. The :class:`TensorFlowThreadsPlugin` sizes TensorFlow's pools to the
+worker instead.
+
+Surviving a lost worker: joblib's dask backend scatters large arguments (the
+training data) to *one* worker, and scattered data cannot be recomputed, so
+losing that worker loses the search. :func:`dask_parallel_config` hands the data
+to the cluster as a computed task instead, which dask recomputes from the
+scheduler's copy when every worker holding it is gone; the fits that were running
+on a lost worker are rerun by dask's scheduler, at most
+``distributed.scheduler.allowed-failures`` times. It also counts finished and
+rerun fits for progress reports, and fails the search with a clear error when
+the cluster has had no worker for a while, rather than waiting for ever.
 """
 
 import logging
 import os
+import re
+import threading
+import time
+import uuid
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from importlib.util import find_spec
 
+import joblib
 from distributed import Client, LocalCluster, WorkerPlugin
+from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
+
+# joblib's dask backend, to extend: joblib exports it only by the name "dask".
+from joblib._dask import DaskDistributedBackend
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +178,8 @@ def dask_client(
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,
         processes=True,
-        dashboard_address=None,
+        # A dashboard on a free port where dask can serve one (it needs bokeh).
+        dashboard_address=":0" if find_spec("bokeh") else None,
         # The same sizes for a TensorFlow that a task might initialise before the
         # plugin runs; TensorFlow reads them when its runtime starts.
         env={
@@ -192,3 +215,279 @@ def _quiet_kills_of_idle_workers() -> Iterator[None]:
         yield
     finally:
         nanny_logger.removeFilter(kill_filter)
+
+
+# joblib names a dask task after the batch of calls it runs:
+# "batch_of__fit_and_score_3_calls-<uuid>".
+_BATCH_KEY = re.compile(r"^(?:mixed_)?batch_of_.*_(\d+)_calls-[0-9a-f]+$")
+
+
+class NoWorkersError(RuntimeError):
+    """The dask cluster had no worker left to run the search on."""
+
+
+class FitProgress:
+    """Counts of a search's fits on a dask cluster, updated while it runs.
+
+    Parameters
+    ----------
+    total : int or None, default=None
+        Fits the search will run (candidates x folds), where known.
+
+    Attributes
+    ----------
+    done : int
+        Fits finished (successfully or not).
+    retried : int
+        Fits that were running on a worker that died, and that dask reran.
+    lost_workers : int
+        Workers that left the cluster unexpectedly during the search.
+    started : float
+        ``time.monotonic()`` when the search started.
+    """
+
+    def __init__(self, total: int | None = None):
+        self.total = total
+        self.done = 0
+        self.retried = 0
+        self.lost_workers = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _add(self, **counts: int) -> None:
+        with self._lock:
+            for name, count in counts.items():
+                setattr(self, name, getattr(self, name) + count)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the search started."""
+        return time.monotonic() - self.started
+
+    @property
+    def remaining(self) -> float | None:
+        """Estimated seconds left, from the pace so far; None before a fit ends."""
+        if not self.total or not self.done:
+            return None
+        return self.elapsed / self.done * max(0, self.total - self.done)
+
+
+class _ResilientDaskBackend(DaskDistributedBackend):
+    """joblib's dask backend with the training data as recomputable tasks, a fit
+    counter and an error when the cluster has no worker for too long."""
+
+    def __init__(self, client, data, progress, no_workers_timeout):
+        super().__init__(client=client)
+        # What joblib's backend would scatter to one worker, submitted as the
+        # result of a task instead: the scheduler keeps the task (and so one copy
+        # of the data) and recomputes it when every worker holding it is gone.
+        # Keyed by id(), as joblib's own scatter= option is.
+        self._data = list(data)
+        with warnings.catch_warnings():
+            # "Sending large graph": the data crosses to the cluster once, here.
+            warnings.filterwarnings("ignore", message=".*[Ll]arge graph")
+            self.data_futures = {
+                id(array): client.submit(
+                    _same, array, key=f"skmnist-data-{index}-{uuid.uuid4().hex}"
+                )
+                for index, array in enumerate(self._data)
+            }
+        self.progress = progress
+        self.no_workers_timeout = no_workers_timeout
+        self._pending: set = set()
+        self._pending_lock = threading.Lock()
+
+    def start_call(self):
+        super().start_call()
+        # No scattering of the other large arguments either (a fold's row
+        # indices): they travel inside their task, which dask can rerun, where
+        # scattered data lives on one worker and dies with it.
+        self.call_data_futures = None
+
+    def stop_call(self):
+        self.call_data_futures = {}  # what the parent clears
+        super().stop_call()
+
+    def abort_everything(self, ensure_ready=True):
+        # joblib forgets the batches of a failed search, but dask would still
+        # run them, holding the workers (and the data) for nothing.
+        self.client.cancel(list(self._results))
+        super().abort_everything(ensure_ready)
+
+    def __reduce__(self):
+        # In a worker (nested parallelism) it is joblib's plain dask backend.
+        return (DaskDistributedBackend, ())
+
+    def submit(self, func, callback=None):
+        n_fits = len(func)
+
+        def finished(result):
+            self.progress._add(done=n_fits)
+            callback(result)
+
+        job = super().submit(func, finished)
+        with self._pending_lock:
+            self._pending.add(job)
+
+        def settled(job):
+            with self._pending_lock:
+                self._pending.discard(job)
+            error = job.exception()
+            if error is not None:
+                # joblib's dask backend leaves a failed task's error in the job,
+                # which joblib never looks at (it waits for the callback): hand it
+                # to joblib, which aborts the search with it.
+                callback(_explain(error))
+
+        job.add_done_callback(settled)
+        return job
+
+    def _fail_pending(self, error: BaseException) -> None:
+        with self._pending_lock:
+            pending = list(self._pending)
+        for job in pending:
+            if not job.done():
+                with suppress(Exception):  # it finished meanwhile
+                    job.set_exception(error)
+
+
+def _same(value):
+    return value
+
+
+def _explain(error: BaseException) -> BaseException:
+    """The error a failed dask task ends a search with, in a user's terms."""
+    if isinstance(error, KilledWorker):
+        return RuntimeError(
+            f"a fit was running on {error.allowed_failures + 1} dask workers that "
+            "died while running it (the limit is "
+            "distributed.scheduler.allowed-failures): it probably kills its worker, "
+            "for example by running out of memory"
+        )
+    if isinstance(error, FutureCancelledError):
+        return RuntimeError(f"the dask cluster dropped a batch of fits: {error}")
+    return error
+
+
+def _batch_size(key) -> int | None:
+    match = _BATCH_KEY.match(str(key))
+    return int(match.group(1)) if match else None
+
+
+@contextmanager
+def dask_parallel_config(
+    client: Client,
+    data: Sequence = (),
+    *,
+    progress: FitProgress | None = None,
+    no_workers_timeout: float = 60.0,
+) -> Iterator[FitProgress]:
+    """Run scikit-learn's joblib work on a dask cluster so that lost workers cost
+    time, not the search.
+
+    Use it in place of ``joblib.parallel_config(backend="dask")`` around a
+    search's ``fit`` or a ``cross_validate`` call. It differs in three ways:
+
+    - the arrays in ``data`` (the training data) reach the cluster as the result
+      of a task, which dask recomputes from the scheduler's copy when the workers
+      holding it die, instead of as scattered data, which dask cannot recompute;
+    - it counts finished fits and the fits dask reran because their worker died
+      (``distributed.scheduler.allowed-failures``, default 3, bounds the reruns
+      of each batch of fits);
+    - when the cluster has had no worker for ``no_workers_timeout`` seconds, the
+      search fails with :class:`NoWorkersError` instead of waiting.
+
+    A fit that fails by itself (bad parameters, for instance) is never rerun:
+    with ``error_score="raise"`` its error ends the search at once.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Client of the cluster to run on.
+    data : sequence of array-like, default=()
+        The arrays passed to ``fit`` (``X``, ``y``), as the very objects given
+        to ``fit``: joblib recognises them by identity.
+    progress : FitProgress or None, default=None
+        Counter to update; None creates one.
+    no_workers_timeout : float, default=60.0
+        Seconds without any worker after which the search fails.
+
+    Yields
+    ------
+    progress : FitProgress
+        Updated while the search runs (from other threads).
+
+    Examples
+    --------
+    >>> from dask.distributed import Client
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from skmnist import dask_parallel_config, make_mnist_pipeline
+    >>> client = Client("tcp://scheduler:8786")  # doctest: +SKIP
+    >>> search = GridSearchCV(
+    ...     make_mnist_pipeline(random_state=0),
+    ...     {"clf__hidden_units": [128, 512]},
+    ...     n_jobs=-1,
+    ...     error_score="raise",
+    ... )
+    >>> with dask_parallel_config(client, (x_train, y_train)):  # doctest: +SKIP
+    ...     search.fit(x_train, y_train)
+    """
+    if progress is None:
+        progress = FitProgress()
+    backend = _ResilientDaskBackend(client, data, progress, no_workers_timeout)
+
+    lost_workers: set = set()
+    rerun: set = set()
+
+    def on_event(event) -> None:
+        # The scheduler's record of a worker that left: the batches it was
+        # running, and those it had finished whose results were not yet
+        # collected, are both run again elsewhere.
+        _, message = event
+        if message.get("action") != "remove-worker" or message.get("expected"):
+            return
+        keys = {
+            key
+            for name in ("processing-tasks", "lost-computed-tasks")
+            for key in message.get(name, ())
+            if _batch_size(key) is not None and key not in rerun
+        }
+        rerun.update(keys)
+        new_worker = message.get("worker") not in lost_workers
+        lost_workers.add(message.get("worker"))
+        progress._add(lost_workers=int(new_worker), retried=sum(map(_batch_size, keys)))
+
+    stop = threading.Event()
+
+    def watch_workers() -> None:
+        without_since = None
+        while not stop.wait(0.5):
+            try:
+                has_workers = bool(client.scheduler_info(n_workers=-1)["workers"])
+            except Exception:  # the client is closing
+                return
+            if has_workers:
+                without_since = None
+                continue
+            without_since = without_since or time.monotonic()
+            if time.monotonic() - without_since > no_workers_timeout:
+                backend._fail_pending(
+                    NoWorkersError(
+                        f"the dask cluster has had no worker for "
+                        f"{no_workers_timeout:g} s: every worker is gone"
+                    )
+                )
+                without_since = None
+
+    client.subscribe_topic("all", on_event)
+    watcher = threading.Thread(target=watch_workers, daemon=True)
+    watcher.start()
+    try:
+        with joblib.parallel_config(backend=backend):
+            yield progress
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+        client.unsubscribe_topic("all")
+        for future in backend.data_futures.values():
+            future.release()

@@ -6,21 +6,33 @@ seeded skmnist fits are deterministic, so the scores must be equal, not close.
 """
 
 import collections
+import io
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
-from distributed import get_task_stream
+from distributed import Client, LocalCluster, get_task_stream
 from scipy.stats import loguniform
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_validate
 
-from skmnist import TensorFlowThreadsPlugin, make_mnist_pipeline
-from skmnist._cli import _parse_value, _search_param
+from skmnist import (
+    FitProgress,
+    NoWorkersError,
+    TensorFlowThreadsPlugin,
+    dask_parallel_config,
+    make_mnist_pipeline,
+)
+from skmnist._cli import _parse_value, _search_param, main
 from skmnist._dask import dask_client
+from skmnist._search import ProgressPrinter
 
 # Tiny network, 2 epochs: a fit takes a fraction of a second, yet the learning
 # rates below give clearly different accuracies, so equal scores mean something.
@@ -44,8 +56,8 @@ def images(digits):
     return images[:600], labels[:600]
 
 
-def _pipeline():
-    pipeline = make_mnist_pipeline(random_state=0, **TINY)
+def _pipeline(**params):
+    pipeline = make_mnist_pipeline(random_state=0, **{**TINY, **params})
     return pipeline.set_params(scale__max_value=16)
 
 
@@ -214,9 +226,6 @@ def _skmnist(*args):
     [
         (["--param", "clf__hidden_units"], "expected NAME=VALUE"),
         (["--param", "clf__hidden_units=8,"], "empty value"),
-        (["--param", "clf__hidden_unit=8"], "Invalid parameter hidden_unit"),
-        (["--param", "clf__hidden_units=many"], "must be an int"),
-        (["--param", "clf__epochs=1", "--param", "clf__epochs=2"], "given twice"),
     ],
 )
 def test_bad_param_is_a_usage_error(params, message):
@@ -292,3 +301,433 @@ def test_search_command_end_to_end(mnist_path, tmp_path):
     pipeline = joblib.load(model)
     assert pipeline.get_params()["clf__epochs"] == 1
     assert f"clf__hidden_units={pipeline.get_params()['clf__hidden_units']}" in best
+
+
+# -- a lost worker costs time, not the search ------------------------------------
+
+KILL_GRID = {
+    "clf__hidden_units": [4, 8],
+    "clf__optimizer__learning_rate": [3e-3, 3e-2],
+}
+# Generous bounds for a loaded 2-core machine; a search here takes about a minute.
+KILL_WAIT_S = 300
+
+
+@pytest.fixture(scope="module")
+def local_kill_search(images):
+    """The reference: the same search in this process, no dask."""
+    X, y = images
+    return GridSearchCV(_pipeline(epochs=1), KILL_GRID, cv=3, n_jobs=1).fit(X, y)
+
+
+def _kill_when_busy(client, progress, kill, killed):
+    """Once a fit has finished (not after a fixed time), kill a worker that is
+    running a fit; bounded by KILL_WAIT_S."""
+    deadline = time.monotonic() + KILL_WAIT_S
+    while time.monotonic() < deadline:
+        if progress.done >= 1:
+            busy = [worker for worker, keys in client.processing().items() if keys]
+            if busy:
+                kill(busy[0])
+                killed.append(busy[0])
+                return
+        time.sleep(0.05)
+
+
+def _search_killing_a_worker(client, X, y, kill, **options):
+    progress = FitProgress()
+    killed = []
+    killer = threading.Thread(
+        target=_kill_when_busy, args=(client, progress, kill, killed), daemon=True
+    )
+    search = GridSearchCV(
+        _pipeline(epochs=1), KILL_GRID, cv=3, n_jobs=-1, error_score="raise"
+    )
+    with dask_parallel_config(client, (X, y), progress=progress, **options):
+        killer.start()
+        search.fit(X, y)
+    killer.join(timeout=KILL_WAIT_S)
+    return search, progress, killed
+
+
+def _sigkill_by_address(client):
+    pids = client.run(os.getpid)
+    return lambda address: os.kill(pids[address], signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_search_is_restarted_and_the_search_completes(
+    client, images, local_kill_search
+):
+    X, y = images
+    search, progress, killed = _search_killing_a_worker(
+        client, X, y, _sigkill_by_address(client)
+    )
+    assert len(killed) == 1, "the search ended before a worker could be killed"
+    assert progress.lost_workers == 1
+    # The fits that were running on the killed worker ran again elsewhere.
+    assert progress.retried >= 1
+    assert progress.done == 12
+    _assert_same_split_scores(local_kill_search.cv_results_, search.cv_results_, 3)
+    assert search.best_params_ == local_kill_search.best_params_
+    # The nanny restarted the killed worker process, with the plugin.
+    client.wait_for_workers(2, timeout=120)
+    assert killed[0] not in client.nthreads()
+
+
+@pytest.fixture
+def workers_without_nanny(tmp_path):
+    """A scheduler and 2 worker processes started with --no-nanny: a killed one
+    stays dead. 2 threads each, since joblib runs a search in the calling
+    process when the cluster has only one thread."""
+    cluster = LocalCluster(n_workers=0, processes=True, dashboard_address=None)
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
+    workers = []
+    try:
+        for _ in range(2):
+            workers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        cluster.scheduler_address,
+                        "--no-nanny",
+                        "--nthreads",
+                        "2",
+                        "--no-dashboard",
+                        "--local-directory",
+                        str(tmp_path),
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            client.register_plugin(TensorFlowThreadsPlugin())
+            yield client
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait(timeout=30)
+        cluster.close()
+
+
+def test_a_worker_killed_for_good_costs_time_not_the_search(
+    workers_without_nanny, images, local_kill_search
+):
+    client = workers_without_nanny
+    X, y = images
+    search, progress, killed = _search_killing_a_worker(
+        client, X, y, _sigkill_by_address(client)
+    )
+    assert len(killed) == 1, "the search ended before a worker could be killed"
+    assert progress.lost_workers == 1 and progress.retried >= 1
+    _assert_same_split_scores(local_kill_search.cv_results_, search.cv_results_, 3)
+    # Nobody restarted it: the survivor ran the rest.
+    assert list(client.nthreads().values()) == [2]
+
+    # Then the last worker dies too: a clear error, not a search waiting for ever.
+    kill = _sigkill_by_address(client)
+
+    def kill_every_worker(_busy):
+        for address in list(client.nthreads()):
+            kill(address)
+
+    killed = []
+    start = time.monotonic()
+    with pytest.raises(NoWorkersError, match="every worker is gone"):
+        _search_killing_a_worker(
+            client,
+            X,
+            y,
+            lambda busy: killed.append(kill_every_worker(busy)),
+            no_workers_timeout=3,
+        )
+    assert killed and time.monotonic() - start < KILL_WAIT_S
+
+
+def test_a_fit_failing_by_itself_fails_the_search_at_once_and_is_not_rerun(
+    client, images
+):
+    X, y = images
+    # The failing candidate first: its error must end the search, not a
+    # NaN score for it after all the others have run.
+    search = GridSearchCV(
+        _pipeline().set_params(clf__epochs=3),
+        {"clf__optimizer": ["adamm", "rmsprop"]},
+        cv=3,
+        n_jobs=-1,
+        error_score="raise",
+    )
+    progress = FitProgress(total=6)
+    with (
+        pytest.raises(ValueError, match="adamm"),
+        dask_parallel_config(client, (X, y), progress=progress),
+    ):
+        search.fit(X, y)
+    assert progress.retried == 0 and progress.lost_workers == 0
+    assert progress.done < 6  # stopped before every fit had run
+    # ... and the cluster does not go on with the abandoned fits.
+    deadline = time.monotonic() + 60
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(client.processing().values())
+
+
+def test_the_training_data_reaches_each_worker_once_per_search(client, images):
+    X, y = images
+    client.run(lambda dask_worker: dask_worker.transfer_incoming_log.clear())
+    with get_task_stream(client) as tasks, dask_parallel_config(client, (X, y)):
+        GridSearchCV(_pipeline(), GRID, cv=3, n_jobs=-1).fit(X, y)
+    # A worker receives the data by computing the task that holds it, or by
+    # fetching its result from another worker.
+    received = collections.Counter()
+    for task in tasks.data:
+        if task["key"].startswith("skmnist-data-"):
+            received[task["worker"], task["key"]] += 1
+    logs = client.run(lambda dask_worker: list(dask_worker.transfer_incoming_log))
+    for worker, log in logs.items():
+        for transfer in log:
+            for key in transfer["keys"]:
+                if key.startswith("skmnist-data-"):
+                    received[worker, key] += 1
+    batches = [t for t in tasks.data if t["key"].startswith("batch_of_")]
+    assert len(batches) >= 2 and {t["worker"] for t in batches} == set(logs)
+    # X and y, each at most once on each worker, for 12 fits.
+    assert len({key for _, key in received}) == 2, received
+    assert set(received.values()) == {1}, received
+    assert {worker for worker, _ in received} == set(logs), received
+
+
+# -- progress ----------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _print_progress_of_four_fits(stream):
+    progress = FitProgress(total=4)
+    with ProgressPrinter(progress, stream, interval=0.01):
+        for _ in range(4):
+            time.sleep(0.1)
+            progress._add(done=1)
+        time.sleep(0.1)
+    return stream.getvalue()
+
+
+def test_progress_is_plain_lines_when_not_on_a_terminal():
+    output = _print_progress_of_four_fits(io.StringIO())
+    assert "\r" not in output and "\033" not in output
+    lines = output.splitlines()
+    pattern = (
+        r"fits (\d)/4, 0:00:0\d elapsed"
+        r"(, about 0:00:0\d left|, time left not known yet)?"
+    )
+    done = [int(re.fullmatch(pattern, line).group(1)) for line in lines]
+    # A line when fits finished, none while nothing changed; the last has no
+    # estimate, as nothing is left.
+    assert done == sorted(set(done)) and done[-1] == 4 and len(done) >= 3
+    assert lines[-1].startswith("fits 4/4, ") and "left" not in lines[-1]
+    assert "about 0:00:0" in output
+
+
+def test_progress_is_a_bar_redrawn_in_place_on_a_terminal():
+    output = _print_progress_of_four_fits(_Terminal())
+    assert output.count("\n") == 1 and output.endswith("\n")
+    frames = output.rstrip("\n").split("\r")[1:]
+    assert len(frames) >= 3
+    assert frames[-1].startswith("[" + "#" * 30 + "] fits 4/4")
+    assert all(frame.endswith("\033[K") for frame in frames[:-1])
+
+
+def test_progress_reports_reruns_after_lost_workers():
+    progress = FitProgress(total=10)
+    progress._add(done=4, retried=2, lost_workers=1)
+    stream = io.StringIO()
+    with ProgressPrinter(progress, stream, interval=60):
+        pass
+    assert stream.getvalue().endswith(", 2 rerun after 1 lost worker(s)\n")
+    assert progress.remaining is not None and progress.remaining > 0
+
+
+# -- checking the whole search before any work -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory, digits):
+    """An MNIST-shaped .npz: scikit-learn's digits, enlarged to 28 x 28."""
+    images, labels = digits
+    large = np.kron(images, np.ones((3, 3), dtype=np.uint8)) * 15
+    large = np.pad(large, ((0, 0), (2, 2), (2, 2)))
+    path = tmp_path_factory.mktemp("data") / "small_mnist.npz"
+    np.savez(
+        path,
+        x_train=large[:1200],
+        y_train=labels[:1200].astype(np.uint8),
+        x_test=large[1200:],
+        y_test=labels[1200:].astype(np.uint8),
+    )
+    return path
+
+
+def _main(capsys, *args):
+    status = main(["search", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+# An address nothing listens on: a check that ran after connecting would fail
+# with a connection error instead.
+NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            ["--param", "clf__hidden_unit=8"],
+            "--param clf__hidden_unit=8: Invalid parameter hidden_unit for",
+        ),
+        (
+            ["--param", "clf__hidden_units=many"],
+            "--param clf__hidden_units='many': The 'hidden_units' parameter",
+        ),
+        (
+            ["--param", "clf__epochs=1", "--param", "clf__epochs=2"],
+            "--param clf__epochs given twice",
+        ),
+        (["--param", "clf=passthrough"], "--param clf: not a parameter of a step"),
+        (["--param", "memory=cache"], "--param memory: not a parameter of a step"),
+        (
+            ["--param", "clf__optimizer__foo=1"],
+            "--param clf__optimizer__foo=1: Argument(s) not recognized",
+        ),
+        (
+            ["--param", "clf__optimizer=adam,adamm"],
+            "--param clf__optimizer='adamm': Could not interpret optimizer",
+        ),
+        (
+            ["--param", "clf__hidden_units=8,true"],
+            "--param clf__hidden_units=True: expects a number, not a truth value",
+        ),
+        (
+            ["--param", "clf__hidden_units=8", "--cv", "1"],
+            "--cv must be at least 2 folds, got 1",
+        ),
+        (
+            ["--param", "clf__hidden_units=8", "--random-state", "-1"],
+            "--random-state must be between 0 and 2**32 - 1, got -1",
+        ),
+        (
+            ["--param", "clf__hidden_units=8", "--scoring", "acuracy"],
+            "--scoring: unknown scorer 'acuracy'",
+        ),
+    ],
+)
+def test_a_bad_search_is_refused_before_loading_data(capsys, tmp_path, params, message):
+    missing = tmp_path / "no_such_data.npz"
+    status, out, err = _main(capsys, *params, "--data", str(missing), *NO_SCHEDULER)
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [f"skmnist: error: {err.split('error: ', 1)[1].strip()}"]
+    assert err.startswith("skmnist: error: " + message), err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--limit", "5", "--cv", "3"],
+            "--cv 3 needs at least 3 images of every class, but the 5 training "
+            "images searched hold 1 of class",
+        ),
+        (
+            ["--limit", "12", "--cv", "2"],
+            "--cv 2 needs at least 2 images of every class",
+        ),
+        (
+            ["--scoring", "roc_auc"],
+            "--scoring roc_auc cannot score 10 classes (",
+        ),
+        (["--scoring", "f1"], "--scoring f1 cannot score 10 classes ("),
+    ],
+)
+def test_folds_and_scorer_are_checked_against_the_labels_before_any_worker(
+    capsys, small_data, options, message
+):
+    status, out, err = _main(
+        capsys,
+        "--param",
+        "clf__hidden_units=8",
+        "--data",
+        str(small_data),
+        *options,
+        *NO_SCHEDULER,
+    )
+    assert (status, out) == (2, "")
+    assert len(err.splitlines()) == 1 and err.startswith("skmnist: error: " + message)
+    if "roc_auc" in options:
+        assert err.rstrip().endswith("use roc_auc_ovr or roc_auc_ovo")
+
+
+def test_a_multiclass_scorer_that_applies_is_accepted():
+    from skmnist._search import check_scoring
+
+    for name in ["roc_auc_ovr", "f1_macro", "balanced_accuracy", "neg_log_loss"]:
+        check_scoring(name, np.arange(100) % 10)
+
+
+def test_a_search_where_every_candidate_scored_nan_is_a_failure(images):
+    from skmnist._search import SearchFailedError, check_scores
+
+    X, y = images
+    search = GridSearchCV(
+        _pipeline().set_params(clf__epochs=1),
+        {"clf__hidden_units": [4, 8]},
+        cv=2,
+        scoring=lambda estimator, X, y: float("nan"),
+    ).fit(X[:200], y[:200])
+    with pytest.raises(SearchFailedError, match="every one of the 2 candidates"):
+        check_scores(search)
+
+
+def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
+    model = tmp_path / "best.skmnist"
+    status, out, err = _main(
+        capsys,
+        "--param",
+        "clf__hidden_units=8,16",
+        "--param",
+        "clf__epochs=1",
+        "--cv",
+        "2",
+        "--limit",
+        "400",
+        "--random-state",
+        "0",
+        "--n-workers",
+        "2",
+        "--data",
+        str(small_data),
+        "--output",
+        str(model),
+    )
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("dask cluster: 2 workers, 2 threads")
+    # capsys is not a terminal: plain lines, the last one when all 4 fits ran.
+    progress = [line for line in lines if re.match(r"fits \d+/4, ", line)]
+    assert progress[-1].startswith("fits 4/4, ")
+    # Then the reruns, after the last progress line.
+    rerun = lines.index("fits rerun after lost workers: 0 (0 workers lost)")
+    assert rerun == lines.index(progress[-1]) + 1
+    assert lines[-1].startswith("test_acc: ")
+    assert model.is_file()
