@@ -1,4 +1,4 @@
-"""The ``skmnist`` command line: train, evaluate, predict and search.
+"""The ``skmnist`` command line: train, evaluate, predict, search and export.
 
 Heavy imports (TensorFlow through the estimators) happen inside the commands, so
 ``skmnist --help`` answers at once.
@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.set_defaults(command=_predict)
 
     _add_search_parser(commands)
+    _add_export_parser(commands)
     return parser
 
 
@@ -427,6 +428,52 @@ def _results_table(cv_results: dict) -> str:
 
 def _format_params(params: dict) -> str:
     return " ".join(f"{name}={value!r}" for name, value in sorted(params.items()))
+
+
+def _add_export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="convert a saved model to ONNX, to serve it with onnxruntime",
+        description="Convert a model saved by 'skmnist train' or 'skmnist search' "
+        "(or skmnist.save) to an ONNX file that onnxruntime runs without "
+        "TensorFlow. Its input 'input' takes images of the shape the model was "
+        "fitted on; its outputs are 'output_label' and 'output_probability'. "
+        "Needs 'pip install skmnist[onnx]'.",
+    )
+    export.add_argument("model", help="a model saved by 'skmnist train'")
+    export.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument(
+        "--dtype",
+        choices=["float32", "float64", "uint8", "int64"],
+        default="float32",
+        help="element type of the ONNX model's input (default: float32; uint8 "
+        "takes MNIST's images as stored)",
+    )
+    export.add_argument(
+        "--no-zipmap",
+        dest="zipmap",
+        action="store_false",
+        help="write the probabilities as an (n_samples, n_classes) array instead "
+        "of skl2onnx's default list of {class: probability} maps",
+    )
+    export.set_defaults(command=_export)
+
+
+def _export(args) -> int:
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise SystemExit(f"skmnist: error: {args.output}: no such folder")
+    try:
+        from skmnist._onnx import to_onnx
+    except ImportError as error:
+        raise SystemExit(f"skmnist: error: {error}") from None
+    model = _load_model(args.model)
+    try:
+        to_onnx(model, output, dtype=args.dtype, zipmap=args.zipmap)
+    except ValueError as error:
+        raise SystemExit(f"skmnist: error: {error}") from None
+    print(f"wrote the ONNX model to {args.output}")
+    return 0
 
 
 def _check_plot_file(path: str) -> None:

@@ -385,15 +385,9 @@ def _onnx_classes(classifier, options) -> np.ndarray:
     classes = np.asarray(classifier.classes_)
     if options.get("nocl", False):
         return np.arange(len(classes), dtype=np.int64)
-    if classes.dtype.kind in "iub":
-        return classes.astype(np.int64)
-    if classes.dtype.kind == "f":
-        if not np.array_equal(classes, np.round(classes)):
-            raise ValueError(
-                "cannot export a classifier with non-integer number labels "
-                f"({classes[:5].tolist()}...) to ONNX; ONNX labels are integers "
-                "or strings."
-            )
+    if classes.dtype.kind in "iubf":
+        # Number labels that scikit-learn accepts for classification are
+        # integers, even when stored as floats.
         return classes.astype(np.int64)
     return classes.astype(str)
 
@@ -528,8 +522,8 @@ def to_onnx(
     Raises
     ------
     ValueError
-        For what ONNX cannot hold: a :class:`DigitImagePreprocessor` step, an
-        unsupported Keras activation or layer, non-integer number labels.
+        For what ONNX cannot hold: a :class:`DigitImagePreprocessor` step or an
+        unsupported Keras activation or layer.
 
     Examples
     --------
