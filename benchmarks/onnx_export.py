@@ -73,8 +73,10 @@ def main() -> int:
             providers=["CPUExecutionProvider"],
         )
 
-        def run(images, session=session):
-            return session.run(["output_probability"], {"input": images})
+        probabilities = session.get_outputs()[1].name
+
+        def run(images, session=session, probabilities=probabilities):
+            return session.run([probabilities], {"input": images})
 
         name = "onnxruntime" + ("" if zipmap else ", zipmap=False")
         contenders[name] = run

@@ -437,7 +437,8 @@ def _add_export_parser(commands) -> None:
         description="Convert a model saved by 'skmnist train' or 'skmnist search' "
         "(or skmnist.save) to an ONNX file that onnxruntime runs without "
         "TensorFlow. Its input 'input' takes images of the shape the model was "
-        "fitted on; its outputs are 'output_label' and 'output_probability'. "
+        "fitted on; its outputs are 'output_label' and 'output_probability' (with "
+        "--no-zipmap, 'label' and 'probabilities'). "
         "Needs 'pip install skmnist[onnx]'.",
     )
     export.add_argument("model", help="a model saved by 'skmnist train'")

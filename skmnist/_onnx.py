@@ -478,11 +478,12 @@ def to_onnx(
     The ONNX model runs in onnxruntime, without TensorFlow or scikit-learn. It
     takes what the model takes: images ``(n_samples, height, width)`` when the
     model starts with a :class:`PixelScaler` fitted on images, else rows of
-    ``n_features_in_`` features. A classifier's outputs are skl2onnx's for every
-    classifier: ``output_label`` (the predicted classes, as int64 numbers or
-    strings) and ``output_probability`` (a list of ``{class: probability}``
-    dicts, or with ``zipmap=False`` a float32 array of shape
-    ``(n_samples, n_classes)``, equal to ``predict_proba``'s).
+    ``n_features_in_`` features; its name is ``"input"``. A classifier's outputs
+    are the ones skl2onnx gives every classifier: by default ``output_label``
+    (the predicted classes, int64 numbers or strings, equal to ``predict``'s)
+    and ``output_probability`` (a list of ``{class: probability}`` dicts); with
+    ``zipmap=False``, ``label`` and ``probabilities``, a float32 array of shape
+    ``(n_samples, n_classes)`` equal to ``predict_proba``'s within 1e-5.
 
     Parameters
     ----------
@@ -497,8 +498,8 @@ def to_onnx(
         Element type of the model's input. ``"uint8"`` takes MNIST's images as
         they are stored; float32 holds any uint8 or uint16 pixel exactly.
     zipmap : bool, default=True
-        If False, ``output_probability`` is a plain array instead of skl2onnx's
-        default list of dicts.
+        If False, the probabilities are a plain array (output ``probabilities``)
+        instead of skl2onnx's default list of dicts (``output_probability``).
 
     Returns
     -------
