@@ -78,12 +78,10 @@ class _Graph:
 
     def node(self, op_type: str, *inputs: str, output: str | None = None, **attrs):
         output = output or self._scope.get_unique_variable_name(op_type.lower())
-        domain = attrs.pop("op_domain", "")
         self._container.add_node(
             op_type,
             list(inputs),
             [output],
-            op_domain=domain,
             name=self._scope.get_unique_operator_name(op_type),
             **attrs,
         )
@@ -539,8 +537,13 @@ def to_onnx(
         _refuse_digit_image_preprocessor(None, first, None)
     if isinstance(first, PixelScaler):
         shape = [None, *first.image_shape_]
-    else:
+    elif hasattr(first, "n_features_in_"):
         shape = [None, first.n_features_in_]
+    else:
+        raise ValueError(
+            f"cannot tell the input shape of {type(first).__name__}; convert with "
+            "skl2onnx.to_onnx(model, X[:1]) after skmnist.register_onnx_converters()."
+        )
     options = None
     last = model.steps[-1][1] if isinstance(model, Pipeline) else model
     if not zipmap and is_classifier(last):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 onnxruntime = pytest.importorskip("onnxruntime")
 skl2onnx = pytest.importorskip("skl2onnx")
@@ -135,11 +135,15 @@ def test_standard_scaler_between_the_skmnist_steps(digit_images):
     _assert_same_predictions(pipe, digit_images[0])
 
 
-def test_standard_scaler_on_float64_rows(digits):
+def test_scikit_learn_steps_on_float64_rows(digits):
     images, labels = digits
     X = images[:600].reshape(600, -1).astype(np.float64)
     pipe = Pipeline(
-        [("standardize", StandardScaler()), ("clf", MNISTClassifier(**TINY))]
+        [
+            ("identity", FunctionTransformer()),  # skl2onnx converts identity only
+            ("standardize", StandardScaler()),
+            ("clf", MNISTClassifier(**TINY)),
+        ]
     ).fit(X, labels[:600])
     _assert_same_predictions(pipe, X)
 
