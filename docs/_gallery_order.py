@@ -6,6 +6,7 @@ _ORDER = [
     "plot_grid_search.py",
     "plot_own_digits.py",
     "plot_persistence.py",
+    "plot_onnx_export.py",
     "plot_dask_search.py",
 ]
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         load_digit_image,
         preprocess_digit_image,
     )
+    from skmnist._onnx import register_onnx_converters, to_onnx
     from skmnist._persistence import ModelFileError, load, save
     from skmnist._pipeline import make_mnist_pipeline
     from skmnist._plotting import (
@@ -47,6 +48,8 @@ _PUBLIC_NAMES = {
     "plot_learning_curves": "skmnist._plotting",
     "plot_misclassified": "skmnist._plotting",
     "save": "skmnist._persistence",
+    "to_onnx": "skmnist._onnx",
+    "register_onnx_converters": "skmnist._onnx",
     "ModelFileError": "skmnist._persistence",
     "load": "skmnist._persistence",
 }
@@ -69,7 +72,9 @@ __all__ = [
     "plot_learning_curves",
     "plot_misclassified",
     "preprocess_digit_image",
+    "register_onnx_converters",
     "save",
+    "to_onnx",
 ]
 
 

@@ -1,4 +1,5 @@
-"""The ``skmnist`` command line: train, evaluate, predict, search and serve.
+"""The ``skmnist`` command line: train, evaluate, predict, search, serve and
+export.
 
 Heavy imports (TensorFlow through the estimators) happen inside the commands, so
 ``skmnist --help`` answers at once. Every expected failure ends the command with
@@ -153,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_search_parser(commands)
     _add_serve_parser(commands)
+    _add_export_parser(commands)
     return parser
 
 
@@ -513,6 +515,59 @@ def _serve(args) -> int:
         # The port is taken, the address is not this machine's, or the file
         # holds no classifier.
         raise CommandError(_one_line(error)) from None
+    return 0
+
+
+def _add_export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="convert a saved model to ONNX, to serve it with onnxruntime",
+        description="Convert a model saved by 'skmnist train' or 'skmnist search' "
+        "(or skmnist.save) to an ONNX file that onnxruntime runs without "
+        "TensorFlow. Its input 'input' takes images of the shape the model was "
+        "fitted on; its outputs are 'output_label' and 'output_probability' (with "
+        "--no-zipmap, 'label' and 'probabilities'). "
+        "Needs 'pip install skmnist[onnx]'.",
+    )
+    export.add_argument("model", help="a model saved by 'skmnist train'")
+    _add_trust_pickle_argument(export)
+    export.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument(
+        "--dtype",
+        choices=["float32", "float64", "uint8", "int64"],
+        default="float32",
+        help="element type of the ONNX model's input (default: float32; uint8 "
+        "takes MNIST's images as stored)",
+    )
+    export.add_argument(
+        "--no-zipmap",
+        dest="zipmap",
+        action="store_false",
+        help="write the probabilities as an (n_samples, n_classes) array instead "
+        "of skl2onnx's default list of {class: probability} maps",
+    )
+    export.set_defaults(command=_export)
+
+
+def _export(args) -> int:
+    from skmnist._files import OutputPathError, check_writable_output
+
+    try:
+        check_writable_output(args.output, inputs=(args.model,), what="OUT.onnx")
+    except OutputPathError as error:
+        raise CommandError(str(error)) from None
+    try:
+        from skmnist._onnx import to_onnx
+    except ImportError as error:
+        raise CommandError(
+            f"export needs skl2onnx and onnx ({error}): pip install 'skmnist[onnx]'"
+        ) from None
+    model = load_model(args.model, args.trust_pickle)
+    try:
+        to_onnx(model, args.output, dtype=args.dtype, zipmap=args.zipmap)
+    except (OSError, ValueError) as error:
+        raise CommandError(_one_line(error)) from None
+    print(f"wrote the ONNX model to {args.output}")
     return 0
 
 

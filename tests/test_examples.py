@@ -21,6 +21,8 @@ def test_examples_are_found():
 def test_example_runs_in_fast_mode(example, mnist_path, monkeypatch, tmp_path):
     if example.stem == "plot_dask_search":
         pytest.importorskip("distributed")  # the dask extra
+    if example.stem == "plot_onnx_export":
+        pytest.importorskip("onnxruntime")  # the onnx extra
     import matplotlib
 
     matplotlib.use("Agg")
