@@ -343,7 +343,11 @@ def test_cli_export_end_to_end(digits_pipeline, digit_images, tmp_path):
     "args, message",
     [
         (["missing.skmnist", "out.onnx"], "no model file at missing.skmnist"),
-        (["model.skmnist", "nowhere/out.onnx"], "nowhere/out.onnx: no such folder"),
+        (
+            ["model.skmnist", "model.skmnist/out.onnx"],
+            "OUT.onnx model.skmnist/out.onnx: model.skmnist is a file, not a folder",
+        ),
+        (["model.skmnist", "model.skmnist"], "OUT.onnx model.skmnist is also an input"),
         (
             ["preprocessed.joblib", "out.onnx"],
             "cannot export DigitImagePreprocessor to ONNX: it reads images",
