@@ -280,6 +280,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
 
     # -- parameters ------------------------------------------------------------
 
+    # scikeras routes callbacks__* from __init__ but not through set_params.
+    _routing_prefixes = KerasClassifier._routing_prefixes | {"callbacks"}
+
     def _get_param_names(self):
         return [
             name
