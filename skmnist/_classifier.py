@@ -53,16 +53,11 @@ from skmnist._workspace import (
 
 mark_legacy_tags_as_migrated()
 
-# Parameters that scikeras's BaseWrapper.__init__ adds, with their defaults.
-# MNISTClassifier builds its own network (model, build_fn) and trains in
-# compiled epochs (run_eagerly), so get_params, and with it repr, clone and
-# searches, lists them only where a user set them.
-_SCIKERAS_EXTRAS = {
-    "model": None,
-    "build_fn": None,
-    "run_eagerly": False,
-    "validation_batch_size": None,
-}
+# Parameters that scikeras's BaseWrapper.__init__ adds and MNISTClassifier does
+# not use: it builds its own network (model, build_fn) and trains in compiled
+# epochs (run_eagerly). Their defaults are class attributes, so get_params, and
+# with it repr, clone and searches, lists them only where a user set them.
+_SCIKERAS_EXTRAS = ("model", "build_fn", "run_eagerly", "validation_batch_size")
 
 
 def keras_values(value):
@@ -254,24 +249,27 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         shuffle=True,
         **kwargs,
     ):
-        super().__init__(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=metrics,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_split=validation_split,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            random_state=random_state,
-            verbose=verbose,
-            warm_start=warm_start,
-            shuffle=shuffle,
-            **kwargs,
-        )
+        # Not BaseWrapper.__init__: it would also store scikeras's parameters
+        # that MNISTClassifier does not use (see _SCIKERAS_EXTRAS).
         self.hidden_units = hidden_units
         self.activation = activation
         self.dropout = dropout
+        self.optimizer = optimizer
+        self.loss = loss
+        self.metrics = metrics
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.callbacks = callbacks
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.shuffle = shuffle
+        # Routed parameters (optimizer__learning_rate=...), as scikeras keeps them.
+        vars(self).update(kwargs)
+        if kwargs:
+            self._user_params = set(kwargs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -280,16 +278,13 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
 
     # -- parameters ------------------------------------------------------------
 
+    model = None
+    build_fn = None
+    run_eagerly = False
+    validation_batch_size = None
+
     # scikeras routes callbacks__* from __init__ but not through set_params.
     _routing_prefixes = KerasClassifier._routing_prefixes | {"callbacks"}
-
-    def _get_param_names(self):
-        return [
-            name
-            for name in super()._get_param_names()
-            if name not in _SCIKERAS_EXTRAS
-            or getattr(self, name) is not _SCIKERAS_EXTRAS[name]
-        ]
 
     def set_params(self, **params) -> "MNISTClassifier":
         """Set hyper-parameters, routed ones (``optimizer__learning_rate``) too.
@@ -304,7 +299,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self : MNISTClassifier
             This estimator.
         """
-        for name in _SCIKERAS_EXTRAS.keys() & params.keys():
+        for name in set(_SCIKERAS_EXTRAS) & params.keys():
             setattr(self, name, params.pop(name))
         return super().set_params(**params)
 

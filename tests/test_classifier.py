@@ -392,12 +392,14 @@ def test_an_optimizer_instance_is_configuration_never_shared(digits_flat):
     assert isinstance(first.model_.optimizer, keras.optimizers.Adam)
     assert float(first.model_.optimizer.learning_rate) == pytest.approx(0.01)
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+    grid = [keras.optimizers.SGD(0.1), keras.optimizers.Adam(0.01)]
     search = GridSearchCV(
-        MNISTClassifier(hidden_units=13, epochs=2, random_state=0),
-        {"optimizer": [keras.optimizers.SGD(0.1), keras.optimizers.Adam(0.01)]},
+        MNISTClassifier(hidden_units=13, epochs=2, batch_size=32, random_state=0),
+        {"optimizer": grid},
         cv=2,
     ).fit(X, y)
-    assert search.best_score_ > 0.5
+    assert search.cv_results_["mean_test_score"].min() > 0.25  # chance: 0.1
+    assert not any(optimizer.built for optimizer in grid)
 
 
 def test_validation_data_labels_are_encoded_as_y(digits_flat):
@@ -481,8 +483,9 @@ def test_continued_training_uses_a_changed_learning_rate(digits_flat):
     clf = MNISTClassifier(
         hidden_units=32, epochs=2, optimizer__learning_rate=0.1, random_state=0
     ).fit(X, y)
-    assert _max_weight_change(clf, lambda: clf.fit(X, y)) > 1e-2  # refitted
-    clf.set_params(warm_start=True, optimizer__learning_rate=1e-9)
+    clf.set_params(warm_start=True)
+    assert _max_weight_change(clf, lambda: clf.fit(X, y)) > 1e-2
+    clf.set_params(optimizer__learning_rate=1e-9)
     assert _max_weight_change(clf, lambda: clf.fit(X, y)) < 1e-5
     assert float(clf.model_.optimizer.learning_rate) == pytest.approx(1e-9)
     clf.set_params(optimizer__learning_rate=0.1)
@@ -490,7 +493,7 @@ def test_continued_training_uses_a_changed_learning_rate(digits_flat):
     clf.set_params(optimizer__learning_rate=1e-9)
     assert _max_weight_change(clf, lambda: clf.partial_fit(X, y)) < 1e-5
     # The optimizer's update count goes on: its state was carried over.
-    assert int(clf.model_.optimizer.iterations) == 6 * int(np.ceil(len(X) / 128))
+    assert int(clf.model_.optimizer.iterations) == 8 * int(np.ceil(len(X) / 128))
 
 
 def test_warm_start_fits_do_not_replay_the_same_shuffle(digits_flat, monkeypatch):
