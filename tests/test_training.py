@@ -172,8 +172,8 @@ def test_routed_fit_validation_freq_takes_effect(data):
 
 def test_routed_fit_batch_size_overrides_batch_size(data):
     X, y, _ = data
-    clf = MNISTClassifier(hidden_units=8, epochs=1, fit__batch_size=100).fit(X, y)
-    assert int(clf.model_.optimizer.iterations) == 3
+    clf = MNISTClassifier(hidden_units=8, epochs=1, fit__batch_size=50).fit(X, y)
+    assert int(clf.model_.optimizer.iterations) == 300 // 50
 
 
 def test_routing_survives_set_params_pipelines_and_clone(data):
