@@ -10,7 +10,9 @@ import numpy as np
 import scipy.sparse as sp
 from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 from scikeras.utils import loss_name
+from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
@@ -23,8 +25,23 @@ from sklearn.utils.validation import (
 )
 
 from skmnist._random import draw_seeds, isolated_random_state
-from skmnist._scikeras_compat import MixinsFirst, mark_legacy_tags_as_migrated
-from skmnist._training import epoch_runner, fit_compiled_epochs, runs_compiled_epochs
+from skmnist._scikeras_compat import (
+    MixinsFirst,
+    get_loss_class_function_or_string,
+    get_metric_class,
+    get_optimizer_class,
+    is_categorical_crossentropy,
+    mark_legacy_tags_as_migrated,
+    route_params,
+    try_to_convert_strings_to_classes,
+    unflatten_params,
+)
+from skmnist._training import (
+    build_training_state,
+    epoch_runner,
+    fit_compiled_epochs,
+    runs_compiled_epochs,
+)
 from skmnist._workspace import (
     CompletedEpochs,
     borrowed_workspace,
@@ -35,6 +52,49 @@ from skmnist._workspace import (
 )
 
 mark_legacy_tags_as_migrated()
+
+# Parameters that scikeras's BaseWrapper.__init__ adds and MNISTClassifier does
+# not use: it builds its own network (model, build_fn) and trains in compiled
+# epochs (run_eagerly). Their defaults are class attributes, so get_params, and
+# with it repr, clone and searches, lists them only where a user set them.
+_SCIKERAS_EXTRAS = ("model", "build_fn", "run_eagerly", "validation_batch_size")
+
+
+def keras_values(value):
+    """``value`` with NumPy scalars turned into the Python numbers Keras expects.
+
+    Grids built with ``np.arange``, ``np.logspace`` or ``np.array`` hand
+    estimators ``np.int64`` and ``np.float32`` values, which scikit-learn's
+    parameter validation accepts but Keras refuses (``Dense(units=np.int64(8))``,
+    ``Adam(learning_rate=np.float32(0.01))``). Every hyper-parameter passes
+    through here on its way to Keras; lists, tuples and dicts are converted
+    item by item, anything else is left alone.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) in (list, tuple):
+        return type(value)(keras_values(item) for item in value)
+    if type(value) is dict:
+        return {key: keras_values(item) for key, item in value.items()}
+    return value
+
+
+def _is_binary_crossentropy(loss) -> bool:
+    try:
+        return loss_name(loss) == "binary_crossentropy"
+    except (TypeError, ValueError):  # a loss function of the user's own
+        return False
+
+
+class _LabelEncoder(ClassifierLabelEncoder):
+    """scikeras's label encoder, one-hot encoding for ``categorical_crossentropy``
+    on two classes too (scikeras does so on three or more only)."""
+
+    def _type_of_target(self, y):
+        target_type = super()._type_of_target(y)
+        if target_type == "binary" and is_categorical_crossentropy(self.loss):
+            return "multiclass"
+        return target_type
 
 
 class FitInterruptedWarning(UserWarning):
@@ -71,9 +131,12 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         Fraction of the hidden units dropped during training, in [0, 1).
     optimizer : str, keras.optimizers.Optimizer or its class, default="rmsprop"
         Optimizer; its arguments are routed with the ``optimizer__`` prefix, e.g.
-        ``optimizer__learning_rate=1e-3``.
+        ``optimizer__learning_rate=1e-3``. An optimizer instance is
+        configuration: each fit trains with a new optimizer made from its
+        config (routed arguments override it), never with the instance itself.
     loss : str or keras.losses.Loss, default="sparse_categorical_crossentropy"
-        Training loss. ``"categorical_crossentropy"`` one-hot encodes the labels.
+        Training loss. ``"categorical_crossentropy"`` one-hot encodes the labels;
+        ``"binary_crossentropy"`` trains one sigmoid unit and needs two classes.
     metrics : list or None, default=None
         Keras metrics recorded in ``history_``; None records ``["accuracy"]``.
     epochs : int, default=5
@@ -86,31 +149,46 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     callbacks : list of keras.callbacks.Callback or None, default=None
         Keras callbacks called during fit, e.g. ``EarlyStopping``.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes, as in scikit-learn.
+        Weights of the classes in the training loss, as in scikit-learn. As
+        with Keras's ``Model.fit(class_weight=...)``, validation losses and
+        metrics are not class-weighted. ``partial_fit`` refuses ``"balanced"``.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout and shuffling. Two fits with the same
-        integer give the same model on the CPU. Seeding does not change the random
-        state of the rest of the process.
+        integer give the same model on the CPU, on either backend and training
+        path. Continued training (``warm_start``, ``partial_fit``) draws a new
+        shuffle order at each call. Seeding does not change the random state of
+        the rest of the process.
     verbose : int, default=0
         0 trains silently (as is best inside searches), 1 shows Keras's progress
         bar, 2 one line per epoch.
     warm_start : bool, default=False
-        If True, ``fit`` continues training the current model.
+        If True, ``fit`` continues training the current model, with the
+        current optimizer, loss and training settings (a changed learning
+        rate applies) and the optimizer state kept where the optimizer class is
+        unchanged. The network (``hidden_units``, ``activation``, ``dropout``)
+        must be the one fitted.
     shuffle : bool, default=True
         Shuffle the training data before each epoch.
     **kwargs
         Routed parameters, as in scikeras: ``optimizer__*``, ``loss__*``,
-        ``fit__*``, ``callbacks__*``.
+        ``metrics__*``, ``callbacks__*`` and ``fit__*`` (any ``Model.fit``
+        argument, e.g. ``fit__validation_freq=2`` or ``fit__steps_per_epoch``;
+        ``fit__batch_size`` overrides ``batch_size``). ``predict__*`` arguments
+        are accepted and have no effect: prediction runs one compiled forward
+        pass whatever the batch size. Other scikeras parameters
+        (``validation_batch_size``, ``run_eagerly``) are accepted too. Every
+        numeric value may be a NumPy scalar.
 
     Attributes
     ----------
     model_ : keras.Model
-        The fitted Keras model.
+        The fitted Keras model. It is what ``predict`` uses until the next
+        ``fit``, whatever ``set_params`` changed in the meantime.
     history_ : dict of str to list of float
         Per-epoch ``loss`` and metrics (``accuracy``), plus ``val_loss`` and
         ``val_accuracy`` with a ``validation_split``.
     classes_ : ndarray of shape (n_classes,)
-        Class labels seen in ``fit``.
+        Class labels seen in ``fit``, or given to ``partial_fit``; sorted.
     n_classes_ : int
         Number of classes.
     n_features_in_ : int
@@ -171,29 +249,62 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         shuffle=True,
         **kwargs,
     ):
-        super().__init__(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=metrics,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_split=validation_split,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            random_state=random_state,
-            verbose=verbose,
-            warm_start=warm_start,
-            shuffle=shuffle,
-            **kwargs,
-        )
+        # Not BaseWrapper.__init__: it would also store scikeras's parameters
+        # that MNISTClassifier does not use (see _SCIKERAS_EXTRAS).
         self.hidden_units = hidden_units
         self.activation = activation
         self.dropout = dropout
+        self.optimizer = optimizer
+        self.loss = loss
+        self.metrics = metrics
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.callbacks = callbacks
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.shuffle = shuffle
+        # Routed parameters (optimizer__learning_rate=...), as scikeras keeps them.
+        vars(self).update(kwargs)
+        if kwargs:
+            self._user_params = set(kwargs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+    # -- parameters ------------------------------------------------------------
+
+    model = None
+    build_fn = None
+    run_eagerly = False
+    validation_batch_size = None
+
+    # scikeras routes callbacks__* from __init__ but not through set_params.
+    _routing_prefixes = KerasClassifier._routing_prefixes | {"callbacks"}
+
+    def set_params(self, **params) -> "MNISTClassifier":
+        """Set hyper-parameters, routed ones (``optimizer__learning_rate``) too.
+
+        Parameters
+        ----------
+        **params : dict
+            Hyper-parameters and their new values.
+
+        Returns
+        -------
+        self : MNISTClassifier
+            This estimator.
+        """
+        for name in set(_SCIKERAS_EXTRAS) & params.keys():
+            setattr(self, name, params.pop(name))
+        return super().set_params(**params)
+
+    # scikit-learn's repr (only what differs from the defaults), not scikeras's.
+    __repr__ = BaseEstimator.__repr__
 
     # -- fitting ---------------------------------------------------------------
 
@@ -207,9 +318,10 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         y : array-like of shape (n_samples,)
             Class labels: numbers or strings.
         sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights; combined with ``class_weight``.
+            Per-sample weights; combined with ``class_weight`` for training.
         **kwargs
-            Extra arguments for ``keras.Model.fit``.
+            Extra arguments for ``keras.Model.fit``. The labels of
+            ``validation_data=(X_val, y_val)`` are encoded as ``y``'s are.
 
         Returns
         -------
@@ -218,8 +330,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """
         self._validate_params()
         self.classes_ = None
-        sample_weight = self._combine_with_class_weight(y, sample_weight)
-        # Skip KerasClassifier.fit: it multiplies the caller's sample_weight in place.
+        # Skip KerasClassifier.fit: it multiplies the caller's sample_weight in
+        # place, and weights the validation rows by class too.
         return super(KerasClassifier, self).fit(
             X, y, sample_weight=sample_weight, **kwargs
         )
@@ -234,7 +346,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         y : array-like of shape (n_samples,)
             Class labels.
         classes : array-like of shape (n_classes,), default=None
-            All labels that will ever be seen; needed on the first call only.
+            All labels that will ever be seen; needed on the first call only
+            (later calls may repeat it, in any order, but not change it).
         sample_weight : array-like of shape (n_samples,), default=None
             Per-sample weights.
         **kwargs
@@ -246,21 +359,41 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             The updated classifier.
         """
         self._validate_params()
-        self.classes_ = (
-            classes if classes is not None else getattr(self, "classes_", None)
-        )
-        sample_weight = self._combine_with_class_weight(y, sample_weight)
+        if isinstance(self.class_weight, str):  # "balanced"
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit: it "
+                "would balance each batch on its own. Compute the weights once "
+                "with sklearn.utils.class_weight.compute_class_weight('balanced', "
+                "classes=classes, y=y) on (a large sample of) all the labels and "
+                "pass them as a dict."
+            )
+        if classes is not None:
+            classes = np.unique(self._validate_labels(classes))
+        if not self.initialized_:
+            self.classes_ = classes
+        elif classes is not None and classes.tolist() != self.classes_.tolist():
+            raise ValueError(
+                f"classes={classes.tolist()!r} is not the same as the classes "
+                f"this classifier was first trained with, {self.classes_.tolist()!r}."
+            )
+        if self.classes_ is not None:
+            self._check_known_labels(self._validate_labels(y), "y")
         return super(KerasClassifier, self).partial_fit(
             X, y, sample_weight=sample_weight, **kwargs
         )
 
-    def _combine_with_class_weight(self, y, sample_weight):
-        if self.class_weight is None:
-            return sample_weight
-        weights = compute_sample_weight(self.class_weight, y)
-        if sample_weight is not None:
-            weights = weights * np.asarray(sample_weight, dtype=float)
-        return weights
+    def _check_known_labels(self, y: np.ndarray, what: str) -> None:
+        unknown = {*y.tolist()} - {*self.classes_.tolist()}
+        if unknown:
+            raise ValueError(
+                f"{what} has labels that are not among the classes "
+                f"{self.classes_.tolist()!r}: {sorted(unknown, key=str)!r}."
+            )
+
+    @property
+    def target_encoder(self):
+        categories = "auto" if self.classes_ is None else [self.classes_]
+        return _LabelEncoder(loss=self.loss, categories=categories)
 
     def _initialize(self, X, y=None):
         if self.model is not None or self.build_fn is not None:
@@ -276,6 +409,12 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 "MNISTClassifier needs at least 2 classes in y, but y has one "
                 f"class only: {self.classes_[0]}."
             )
+        if _is_binary_crossentropy(self.loss) and self.n_classes_ > 2:
+            raise ValueError(
+                f"loss='binary_crossentropy' is for two classes, but y has "
+                f"{self.n_classes_}; use 'sparse_categorical_crossentropy' (the "
+                "default) or 'categorical_crossentropy' for more than two classes."
+            )
         super()._check_model_compatibility(y)
 
     def _build_keras_model(self) -> keras.Model:
@@ -284,27 +423,58 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         if seed is None:
             seed = draw_seeds(check_random_state(None), 1)[0]
         self._seed = seed
-        model = self._build_network(np.random.RandomState(seed))
+        model = self._build_network(
+            np.random.RandomState(seed), self._network_from_params()
+        )
         model.compile(**self._keras_compile_kwargs())
         build_optimizer(model)
         return model
 
-    def _build_network(self, random_state: np.random.RandomState) -> keras.Model:
+    def _network_from_params(self) -> dict:
+        """The network the hyper-parameters describe, for ``n_features_in_`` and
+        ``classes_``."""
+        return keras_values(
+            {
+                "hidden_units": self.hidden_units,
+                "activation": keras.activations.get(self.activation),
+                "dropout": self.dropout,
+                "output": self._output_layer(),
+            }
+        )
+
+    def _fitted_network(self) -> dict:
+        """The network of ``model_``: what ``predict`` and continued training
+        use, whatever ``set_params`` changed since ``fit``."""
+        hidden = self.model_.get_layer("hidden")
+        output = self.model_.get_layer("output")
+        dropout = [layer for layer in self.model_.layers if layer.name == "dropout"]
+        return {
+            "hidden_units": hidden.units,
+            "activation": hidden.activation,
+            "dropout": dropout[0].rate if dropout else 0.0,
+            "output": (output.units, output.activation),
+        }
+
+    def _build_network(
+        self, random_state: np.random.RandomState, network: dict
+    ) -> keras.Model:
         hidden_seed, dropout_seed, output_seed = draw_seeds(random_state, 3)
         layers = [
             keras.Input((self.n_features_in_,)),
             keras.layers.Dense(
-                self.hidden_units,
-                activation=self.activation,
+                network["hidden_units"],
+                activation=network["activation"],
                 kernel_initializer=keras.initializers.GlorotUniform(hidden_seed),
                 name="hidden",
             ),
         ]
-        if self.dropout > 0:
+        if network["dropout"] > 0:
             layers.append(
-                keras.layers.Dropout(self.dropout, seed=dropout_seed, name="dropout")
+                keras.layers.Dropout(
+                    network["dropout"], seed=dropout_seed, name="dropout"
+                )
             )
-        units, activation = self._output_layer()
+        units, activation = network["output"]
         layers.append(
             keras.layers.Dense(
                 units,
@@ -315,49 +485,78 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         )
         return keras.Sequential(layers, name="mnist_mlp")
 
-    def _output_layer(self) -> tuple[int, str]:
+    def _output_layer(self) -> tuple:
         if self._binary_output():
-            return 1, "sigmoid"
-        return self.n_classes_, "softmax"
+            return 1, keras.activations.get("sigmoid")
+        return self.n_classes_, keras.activations.get("softmax")
 
     def _binary_output(self) -> bool:
-        return (
-            isinstance(self.loss, str)
-            and loss_name(self.loss) == "binary_crossentropy"
-            and self.n_classes_ <= 2
-        )
+        return _is_binary_crossentropy(self.loss) and self.n_classes_ <= 2
 
     def _keras_compile_kwargs(self) -> dict:
-        kwargs = self._get_compile_kwargs()
-        if kwargs["metrics"] is None:
-            kwargs["metrics"] = ["accuracy"]
+        """``Model.compile``'s arguments, routed as scikeras routes them, made anew
+        at each call: no two models share an optimizer or a metric."""
+        params = keras_values(self.get_params())
+        kwargs = route_params(
+            params,
+            destination="compile",
+            pass_filter={"loss_weights", "weighted_metrics", "run_eagerly"},
+        )
+        optimizer_params = route_params(
+            params, destination="optimizer", pass_filter=set(), strict=True
+        )
+        optimizer = self.optimizer
+        if isinstance(optimizer, keras.optimizers.Optimizer):
+            # Configuration, not state: an instance built for one model's
+            # variables cannot train another's.
+            config = {**_optimizer_config(optimizer), **optimizer_params}
+            config.pop("name", None)
+            kwargs["optimizer"] = type(optimizer).from_config(config)
+        else:
+            kwargs["optimizer"] = unflatten_params(
+                try_to_convert_strings_to_classes(optimizer, get_optimizer_class),
+                optimizer_params,
+            )
+        kwargs["loss"] = unflatten_params(
+            try_to_convert_strings_to_classes(
+                params["loss"], get_loss_class_function_or_string
+            ),
+            route_params(params, destination="loss", pass_filter=set()),
+        )
+        metrics = params["metrics"] if params["metrics"] is not None else ["accuracy"]
+        metrics = unflatten_params(
+            try_to_convert_strings_to_classes(metrics, get_metric_class),
+            route_params(params, destination="metrics", pass_filter=set()),
+        )
+        kwargs["metrics"] = [
+            type(m).from_config(m.get_config())
+            if isinstance(m, keras.metrics.Metric)
+            else m
+            for m in (metrics if isinstance(metrics, list) else [metrics])
+        ]
         return kwargs
 
     def _architecture_key(self) -> tuple:
-        """What determines the forward pass: models with equal keys can run each
-        other's weights."""
+        """What determines the forward pass of ``model_``: models with equal keys
+        can run each other's weights."""
+        network = self._fitted_network()
         return (
             keras.backend.backend(),
             self.n_features_in_,
-            self._output_layer(),
-            self.hidden_units,
-            self.activation,
-            self.dropout > 0,
+            network["output"],
+            network["hidden_units"],
+            network["activation"],
+            network["dropout"] > 0,
         )
 
     def _training_key(self) -> tuple:
-        with warnings.catch_warnings():
-            # Keras 3.15 on JAX reads the learning rate with np.array(variable),
-            # which NumPy 2 deprecates; nothing the user can act on.
-            warnings.filterwarnings(
-                "ignore", "__array__ implementation", DeprecationWarning
-            )
-            compile_config = self.model_.get_compile_config()
+        compile_config = _optimizer_config(self.model_, compile_config=True)
         # Keras numbers optimizer names per instance ("rm_sprop_7"); the name
         # has no effect on training.
         compile_config["optimizer"]["config"].pop("name", None)
         compile_config = json.dumps(compile_config, sort_keys=True, default=repr)
-        return (*self._architecture_key(), self.dropout, compile_config)
+        dropout = self._fitted_network()["dropout"]
+        return (*self._architecture_key(), dropout, compile_config)
 
     def _build_workspace(self):
         workspace = self._build_template()
@@ -365,17 +564,58 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         build_optimizer(workspace)
         return epoch_runner(workspace)
 
+    def _continue_with_current_settings(self) -> None:
+        """Before continued training: the network must be the fitted one, and the
+        optimizer, loss and metrics are those set now (as MLPClassifier uses a
+        changed learning rate), keeping the optimizer's state where it can."""
+        fitted, wanted = self._fitted_network(), self._network_from_params()
+        changed = [
+            name for name in ("hidden_units", "dropout") if fitted[name] != wanted[name]
+        ]
+        if fitted["activation"] is not wanted["activation"]:
+            changed.append("activation")
+        if fitted["output"] != wanted["output"]:
+            changed.append("loss")
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} changed since this network was fitted, and "
+                "continued training (warm_start=True, partial_fit) trains the "
+                "fitted network. Call fit with warm_start=False to train a new "
+                "one."
+            )
+        previous = self.model_.optimizer
+        self.model_.compile(**self._keras_compile_kwargs())
+        build_optimizer(self.model_)
+        if type(previous) is type(self.model_.optimizer):
+            _carry_optimizer_state(previous, self.model_.optimizer)
+
     def _fit_keras_model(
         self, X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs
     ) -> None:
+        updates_so_far = int(self.model_.optimizer.iterations)
+        if updates_so_far:
+            self._continue_with_current_settings()
+        # Callbacks set since the last fit apply to continued training too.
+        self._initialize_callbacks()
         fit_args = self._keras_fit_arguments(epochs, initial_epoch, kwargs)
-        X, y, sample_weight = self._hold_out_validation_rows(
-            X, y, sample_weight, fit_args
+        if fit_args.get("validation_data") is not None:
+            fit_args["validation_data"] = self._encode_validation_data(
+                fit_args["validation_data"]
+            )
+        class_weights = self._class_sample_weight(y)
+        X, y, sample_weight, class_weights = self._hold_out_validation_rows(
+            X, y, sample_weight, class_weights, fit_args
         )
+        if class_weights is not None:
+            if sample_weight is not None:
+                class_weights = class_weights * sample_weight
+            sample_weight = class_weights
         # A fresh seed per training call, so that continued training (warm_start,
         # partial_fit) does not replay earlier shuffles.
         random_state = np.random.RandomState(
-            None if self._random_state is None else [self._seed, initial_epoch]
+            None
+            if self._random_state is None
+            else [self._seed, initial_epoch, updates_so_far]
         )
         completed = CompletedEpochs(self.model_)
         fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), completed]
@@ -416,14 +656,61 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 # Also after an error: model_ holds the epochs completed so far.
                 self._record_history(completed.history, warm_start, initial_epoch)
 
-    def _hold_out_validation_rows(self, X, y, sample_weight, fit_args):
-        """Split off ``validation_split`` of the rows as Keras does: the last ones."""
-        validation_split = fit_args.pop("validation_split")
-        if validation_split and fit_args.get("validation_data") is None:
-            (X, y, sample_weight), fit_args["validation_data"] = train_validation_split(
-                (X, y, sample_weight), validation_split
+    def _class_sample_weight(self, y_encoded: np.ndarray) -> np.ndarray | None:
+        """Per-row weights of ``class_weight`` for labels as the encoder gives them
+        (class indices, one sigmoid target or one-hot rows)."""
+        if self.class_weight is None:
+            return None
+        if y_encoded.ndim == 2 and y_encoded.shape[1] > 1:
+            indices = y_encoded.argmax(axis=1)
+        else:
+            indices = y_encoded.reshape(-1).astype(np.intp)
+        weights = compute_sample_weight(self.class_weight, self.classes_[indices])
+        return weights.astype(np.float32)
+
+    def _encode_validation_data(self, validation_data) -> tuple:
+        """``validation_data`` as the network sees it: features checked and labels
+        encoded as in ``fit``."""
+        if not (
+            isinstance(validation_data, (tuple, list))
+            and len(validation_data) in (2, 3)
+        ):
+            raise ValueError(
+                "validation_data must be a tuple (X_val, y_val) or (X_val, y_val, "
+                f"sample_weight_val), not {type(validation_data).__name__}."
             )
-        return X, y, sample_weight
+        X_val, y_val, *weights = validation_data
+        X_val, y_val = self._validate_data(X_val, y_val)
+        self._check_known_labels(y_val, "validation_data")
+        encoded = (
+            self.feature_encoder_.transform(X_val),
+            self.target_encoder_.transform(y_val),
+        )
+        if weights and weights[0] is not None:
+            weights = np.asarray(weights[0], dtype=np.float32)
+            if weights.shape != (len(X_val),):
+                raise ValueError(
+                    f"validation_data has {len(X_val)} samples but its "
+                    f"sample_weight has shape {weights.shape}."
+                )
+            encoded += (weights,)
+        return encoded
+
+    def _hold_out_validation_rows(self, X, y, sample_weight, class_weights, fit_args):
+        """Split off ``validation_split`` of the rows as Keras does: the last ones.
+
+        Only the caller's ``sample_weight`` goes with them: as in Keras's
+        ``Model.fit(class_weight=...)``, validation is not class-weighted.
+        """
+        validation_split = fit_args.pop("validation_split", 0.0)
+        if validation_split and fit_args.get("validation_data") is None:
+            arrays = (X, y, sample_weight, class_weights)
+            arrays, (X_val, y_val, weights_val, _) = train_validation_split(
+                arrays, validation_split
+            )
+            fit_args["validation_data"] = (X_val, y_val, weights_val)
+            return arrays
+        return X, y, sample_weight, class_weights
 
     def _fit_with_keras_loop(self, model, X, y, sample_weight, fit_args, random_state):
         """Train with ``Model.fit``, for what the compiled epochs do not cover.
@@ -432,6 +719,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ``isolated_random_state``); shuffling once more here with the estimator's
         own seed makes each epoch's order depend on ``random_state``.
         """
+        # Built now rather than by Model.fit, which on JAX draws a shuffle to
+        # build a new model's metrics: the first fit would differ from later ones.
+        build_training_state(model, X, y)
         if fit_args["shuffle"]:
             order = random_state.permutation(len(X))
             X, y = X[order], y[order]
@@ -446,17 +736,24 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             model.fit(x=X, y=y, sample_weight=sample_weight, **fit_args)
 
     def _keras_fit_arguments(self, epochs, initial_epoch, kwargs) -> dict:
-        return {
-            "batch_size": self.batch_size,
-            "validation_split": self.validation_split,
-            "validation_batch_size": self.validation_batch_size,
-            "shuffle": self.shuffle,
-            "verbose": self.verbose,
-            "callbacks": self._fit_callbacks,
-            **kwargs,
-            "epochs": initial_epoch + epochs,
-            "initial_epoch": initial_epoch,
+        """``Model.fit``'s arguments: the hyper-parameters, routed ``fit__*``
+        parameters over them, and ``fit``'s own keyword arguments over both."""
+        fit_args = route_params(
+            self.get_params(), destination="fit", pass_filter=self._fit_kwargs
+        )
+        # Routed callbacks (fit__callbacks) are in _fit_callbacks already.
+        fit_args = {
+            name: value
+            for name, value in fit_args.items()
+            if not name.startswith("callbacks")
         }
+        fit_args.update(kwargs)
+        fit_args.update(
+            epochs=initial_epoch + epochs,
+            initial_epoch=initial_epoch,
+            callbacks=list(self._fit_callbacks),
+        )
+        return keras_values(fit_args)
 
     def _record_history(self, epochs_history: dict, warm_start, initial_epoch):
         if not warm_start or initial_epoch == 0 or not hasattr(self, "history_"):
@@ -520,4 +817,38 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     def _build_template(self) -> keras.Model:
         """A network of this architecture for the shared caches, with weights of
         no importance: not model_, which the caches must not keep alive."""
-        return self._build_network(np.random.RandomState(0))
+        return self._build_network(np.random.RandomState(0), self._fitted_network())
+
+
+def _optimizer_config(source, compile_config: bool = False) -> dict:
+    """``source.get_config()``, or a model's compile config, without the NumPy 2
+    deprecation warning Keras 3.15 on JAX gives reading the learning rate
+    (``np.array(variable)``): nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "__array__ implementation", DeprecationWarning
+        )
+        if compile_config:
+            return source.get_compile_config()
+        return keras_values(source.get_config())
+
+
+def _carry_optimizer_state(source, target) -> None:
+    """Copy the update count and slot variables (moments, velocities) of one
+    optimizer to another of the same class; the learning rate stays the
+    target's, the one set now."""
+    by_name = {_slot_name(variable): variable for variable in source.variables}
+    for variable in target.variables:
+        name = _slot_name(variable)
+        previous = by_name.get(name)
+        if (
+            name != "learning_rate"
+            and previous is not None
+            and tuple(previous.shape) == tuple(variable.shape)
+        ):
+            variable.assign(previous.value)
+
+
+def _slot_name(variable) -> str:
+    # Paths read "<optimizer name>/<slot>"; optimizer names differ per instance.
+    return variable.path.split("/", 1)[-1]

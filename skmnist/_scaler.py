@@ -1,5 +1,6 @@
 """PixelScaler: images or flat pixel rows to float32 features in [0, 1]."""
 
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -19,8 +20,11 @@ class PixelScaler(TransformerMixin, BaseEstimator):
     MNIST's 28x28 digits, or pixel rows of shape ``(n_samples, n_pixels)``, as
     arrays of any numeric dtype, nested lists or DataFrames. Every pixel is
     divided by ``max_value``. Pixels outside ``[0, max_value]``, NaN or infinite
-    values, non-numeric data and a pixel count other than the one seen in ``fit``
-    raise a ``ValueError`` naming the problem.
+    values, non-numeric data and an image shape (or, for flat rows, a pixel
+    count) other than the one seen in ``fit`` raise a ``ValueError`` naming the
+    problem. Input that looks scaled already (booleans, or floats no brighter
+    than 1 where ``max_value`` is larger) gives a ``UserWarning``:
+    scaled twice, its pixels would all be nearly black.
 
     Parameters
     ----------
@@ -148,17 +152,36 @@ class PixelScaler(TransformerMixin, BaseEstimator):
         if reset:
             self.image_shape_ = image_shape or (X.shape[1],)
         self._check_pixel_range(X)
+        self._warn_if_already_scaled(X)
         return X
 
     def _check_image_size(self, image_shape: tuple) -> None:
         n_pixels = int(np.prod(image_shape))
-        if n_pixels != self.n_features_in_:
+        fitted_on_images = len(self.image_shape_) == 2
+        if n_pixels != self.n_features_in_ or (
+            fitted_on_images and tuple(image_shape) != tuple(self.image_shape_)
+        ):
             got = "x".join(map(str, image_shape))
             expected = "x".join(map(str, self.image_shape_))
             raise ValueError(
                 f"X has images of {got} = {n_pixels} pixels, but PixelScaler was "
                 f"fitted on {expected} = {self.n_features_in_} pixels per sample."
             )
+
+    def _warn_if_already_scaled(self, X: np.ndarray) -> None:
+        if X.dtype.kind == "b":
+            looks = "boolean pixels"
+        elif X.dtype.kind == "f" and X.size and self.max_value > 1 and 0 < X.max() <= 1:
+            looks = "float pixels no brighter than 1"
+        else:
+            return
+        warnings.warn(
+            f"PixelScaler got {looks}, which look scaled to [0, 1] already; "
+            f"dividing them by max_value={self.max_value} leaves them nearly "
+            "black. Pass the unscaled pixels, or set max_value=1.",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _check_pixel_range(self, X: np.ndarray) -> None:
         if X.size == 0:

@@ -72,6 +72,17 @@ def _acts_on_batches(callback: keras.callbacks.Callback) -> bool:
     )
 
 
+def build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    """Create the model's loss and metric variables for data like ``(x, y)``.
+
+    ``Model.fit`` does so on its first call by drawing a batch from its shuffled
+    input pipeline, which on JAX consumes a shuffle (from NumPy's global
+    generator) that later fits do not: built beforehand, every fit draws the
+    same. Compiled functions cannot create variables either.
+    """
+    model._symbolic_build(data_batch=(x[:1], y[:1]))
+
+
 def epoch_runner(model: keras.Model) -> "_EpochRunner":
     """The compiled epoch functions for a compiled ``model`` on this backend."""
     return _EPOCH_RUNNERS.get(keras.backend.backend(), _EpochRunner)(model)
@@ -102,8 +113,7 @@ def fit_compiled_epochs(
     model = runner.model
     n_samples = len(x)
     steps = math.ceil(n_samples / batch_size)
-    # Create the loss and metrics variables now: compiled functions cannot.
-    model._symbolic_build(data_batch=(x[:1], y[:1]))
+    build_training_state(model, x, y)
     data = runner.to_device(x, y, sample_weight)
     callbacks = keras.callbacks.CallbackList(
         callbacks,

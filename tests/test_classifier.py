@@ -10,7 +10,13 @@ from sklearn.base import clone, is_classifier
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import StackingClassifier, VotingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, check_cv, cross_val_score
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedKFold,
+    check_cv,
+    cross_val_score,
+)
 from sklearn.utils import get_tags
 
 from skmnist import MNISTClassifier
@@ -348,3 +354,228 @@ def test_one_class_is_refused(digits_flat):
     X, _ = digits_flat
     with pytest.raises(ValueError, match="one class only"):
         MNISTClassifier(epochs=1).fit(X, np.zeros(len(X)))
+
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four"]
+DIGIT_NAMES += ["five", "six", "seven", "eight", "nine"]
+
+
+# -- the contract a careful user relies on (issue 11) ------------------------------
+
+
+def test_numpy_scalars_are_accepted_as_hyper_parameters(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=np.int64(16),
+        dropout=np.float32(0.1),
+        epochs=np.int64(2),
+        batch_size=np.int32(64),
+        validation_split=np.float64(0.1),
+        shuffle=np.bool_(True),
+        optimizer__learning_rate=np.float32(0.01),
+        random_state=np.int64(0),
+    ).fit(X, y)
+    assert clf.model_.get_layer("hidden").units == 16
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(0.01)
+    assert len(clf.history_["val_loss"]) == 2
+
+
+def test_an_optimizer_instance_is_configuration_never_shared(digits_flat):
+    X, y = digits_flat
+    # An architecture no other test uses: no cached workspace can hide the bug.
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    params = {"hidden_units": 13, "epochs": 2, "optimizer": optimizer}
+    first = MNISTClassifier(**params, random_state=0).fit(X, y)
+    second = clone(first).fit(X, y)
+    assert not optimizer.built and int(optimizer.iterations) == 0
+    assert first.model_.optimizer is not second.model_.optimizer is not optimizer
+    assert isinstance(first.model_.optimizer, keras.optimizers.Adam)
+    assert float(first.model_.optimizer.learning_rate) == pytest.approx(0.01)
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+    grid = [keras.optimizers.SGD(0.1), keras.optimizers.Adam(0.01)]
+    search = GridSearchCV(
+        MNISTClassifier(hidden_units=13, epochs=2, batch_size=32, random_state=0),
+        {"optimizer": grid},
+        cv=2,
+    ).fit(X, y)
+    assert search.cv_results_["mean_test_score"].min() > 0.25  # chance: 0.1
+    assert not any(optimizer.built for optimizer in grid)
+
+
+def test_validation_data_labels_are_encoded_as_y(digits_flat):
+    X, y = digits_flat
+    X_train, y_train, X_val, y_val = X[:1200], y[:1200], X[1200:], y[1200:]
+    names = np.array(list("abcdefghij"))
+    for labels in (
+        lambda v: v + 1,
+        lambda v: names[v],
+        lambda v: np.array([3, 7, 42, 5, 6, 8, 9, 10, 11, 12])[v],
+    ):
+        clf = MNISTClassifier(**FAST, random_state=0)
+        clf.fit(X_train, labels(y_train), validation_data=(X_val, labels(y_val)))
+        assert clf.history_["val_accuracy"][-1] == pytest.approx(
+            clf.score(X_val, labels(y_val)), abs=1e-6
+        )
+    routed = MNISTClassifier(**FAST, fit__validation_data=(X_val, y_val + 1))
+    routed.fit(X_train, y_train + 1)
+    assert routed.history_["val_accuracy"][-1] == pytest.approx(
+        routed.score(X_val, y_val + 1), abs=1e-6
+    )
+    with pytest.raises(ValueError, match=r"validation_data has labels .*\[99\]"):
+        clf.fit(X_train, y_train, validation_data=(X_val, np.full(len(X_val), 99)))
+
+
+def test_partial_fit_sorts_classes_and_refuses_a_changed_set(digits_flat):
+    X, y = digits_flat
+    names = np.array(DIGIT_NAMES)
+    clf = MNISTClassifier(**FAST, random_state=0)
+    for _ in range(5):
+        clf.partial_fit(X, names[y], classes=names)
+    assert clf.classes_.tolist() == sorted(names)
+    assert get_scorer("roc_auc_ovr")(clf, X, names[y]) > 0.95
+    np.testing.assert_array_equal(
+        clf.predict(X), clf.classes_[clf.predict_proba(X).argmax(axis=1)]
+    )
+    clf.partial_fit(X, names[y], classes=names[::-1])  # the same set: fine
+    with pytest.raises(ValueError, match="not the same as the classes"):
+        clf.partial_fit(X, names[y], classes=[*names, "ten"])
+    with pytest.raises(ValueError, match=r"y has labels .*'ten'"):
+        clf.partial_fit(X[:2], ["ten", "one"])
+    numeric = MNISTClassifier(**FAST).partial_fit(
+        X, y, classes=[9, 3, 1, 0, 2, 4, 5, 6, 7, 8]
+    )
+    assert numeric.classes_.tolist() == list(range(10))
+
+
+def test_partial_fit_refuses_balanced_class_weight(digits_flat):
+    X, y = digits_flat
+    with pytest.raises(ValueError, match="'balanced' is not supported for partial_fit"):
+        MNISTClassifier(**FAST, class_weight="balanced").partial_fit(
+            X, y, classes=np.arange(10)
+        )
+
+
+def test_class_weight_does_not_weight_the_validation_loss(digits_flat):
+    X, y = digits_flat
+    heavy = {label: 1.0 for label in range(10)} | {3: 20.0}
+    clf = MNISTClassifier(
+        **FAST, validation_split=0.2, class_weight=heavy, random_state=0
+    ).fit(X, y)
+    split_at = int(np.floor(len(X) * 0.8))
+    X_val, y_val = X[split_at:], y[split_at:]
+    unweighted = keras.losses.sparse_categorical_crossentropy(
+        y_val, clf.predict_proba(X_val)
+    )
+    assert clf.history_["val_loss"][-1] == pytest.approx(
+        float(np.mean(unweighted)), rel=1e-4
+    )
+
+
+def _max_weight_change(clf, fit):
+    before = [w.copy() for w in clf.model_.get_weights()]
+    fit()
+    after = clf.model_.get_weights()
+    return max(float(np.abs(a - b).max()) for a, b in zip(after, before, strict=True))
+
+
+def test_continued_training_uses_a_changed_learning_rate(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=32, epochs=2, optimizer__learning_rate=0.1, random_state=0
+    ).fit(X, y)
+    clf.set_params(warm_start=True)
+    assert _max_weight_change(clf, lambda: clf.fit(X, y)) > 1e-2
+    clf.set_params(optimizer__learning_rate=1e-9)
+    assert _max_weight_change(clf, lambda: clf.fit(X, y)) < 1e-5
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(1e-9)
+    clf.set_params(optimizer__learning_rate=0.1)
+    assert _max_weight_change(clf, lambda: clf.partial_fit(X, y)) > 1e-2
+    clf.set_params(optimizer__learning_rate=1e-9)
+    assert _max_weight_change(clf, lambda: clf.partial_fit(X, y)) < 1e-5
+    # The optimizer's update count goes on: its state was carried over.
+    assert int(clf.model_.optimizer.iterations) == 8 * int(np.ceil(len(X) / 128))
+
+
+def test_warm_start_fits_do_not_replay_the_same_shuffle(digits_flat, monkeypatch):
+    from skmnist import _training
+
+    orders = []
+    runner_class = _training._EPOCH_RUNNERS[keras.backend.backend()]
+    run_epoch = runner_class.run_epoch
+
+    def spy(self, data, order, batch_size):
+        orders.append(order.copy())
+        run_epoch(self, data, order, batch_size)
+
+    monkeypatch.setattr(runner_class, "run_epoch", spy)
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, warm_start=True, random_state=0)
+    clf.fit(X, y)
+    clf.fit(X, y)
+    assert len(orders) == 2 * FAST["epochs"]
+    first, second = orders[: FAST["epochs"]], orders[FAST["epochs"] :]
+    assert not any(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    # Still reproducible: the same sequence of fits gives the same orders.
+    orders.clear()
+    clone(clf).fit(X, y).fit(X, y)
+    np.testing.assert_array_equal(
+        np.concatenate(orders), np.concatenate(first + second)
+    )
+
+
+def test_same_random_state_same_model_with_a_batch_callback(digits_flat):
+    """On JAX, Model.fit drew one more shuffle on a new workspace, so the first fit
+    in a process differed from later ones with the same random_state."""
+    X, y = digits_flat
+    # An architecture no other test uses: the first fit builds a new workspace.
+    params = {"hidden_units": 19, "epochs": 3, "batch_size": 32, "random_state": 5}
+    fits = [
+        MNISTClassifier(**params, callbacks=[keras.callbacks.TerminateOnNaN()])
+        .fit(X, y)
+        .predict_proba(X)
+        for _ in range(3)
+    ]
+    np.testing.assert_array_equal(fits[0], fits[1])
+    np.testing.assert_array_equal(fits[1], fits[2])
+
+
+def test_categorical_crossentropy_on_two_classes(digits_flat):
+    X, y = digits_flat
+    labels = np.where(y < 5, "low", "high")
+    clf = MNISTClassifier(**FAST, loss="categorical_crossentropy", random_state=0)
+    clf.fit(X, labels)
+    assert clf.model_.get_layer("output").units == 2
+    assert clf.predict_proba(X).shape == (len(X), 2)
+    assert set(clf.predict(X)) <= {"low", "high"}
+    assert clf.score(X, labels) > 0.8
+
+
+def test_binary_crossentropy_on_more_classes_says_what_to_use(digits_flat):
+    X, y = digits_flat
+    with pytest.raises(ValueError, match=r"is for two classes.*sparse_categorical"):
+        MNISTClassifier(**FAST, loss="binary_crossentropy").fit(X, y)
+
+
+def test_a_fitted_network_predicts_until_refitted(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    proba = clf.predict_proba(X)
+    clf.set_params(hidden_units=7, dropout=0.4, activation="tanh")
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    assert clf.score(X, y) > 0.8
+    with pytest.raises(ValueError, match="hidden_units, dropout, activation changed"):
+        clf.set_params(warm_start=True).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    clf.set_params(warm_start=False).fit(X, y)
+    assert clf.model_.get_layer("hidden").units == 7
+
+
+def test_repr_shows_what_the_user_set():
+    assert repr(MNISTClassifier()) == "MNISTClassifier()"
+    clf = MNISTClassifier(hidden_units=64, optimizer__learning_rate=0.01)
+    assert (
+        repr(clf) == "MNISTClassifier(hidden_units=64, optimizer__learning_rate=0.01)"
+    )
+    clf.set_params(validation_batch_size=256)
+    assert "validation_batch_size=256" in repr(clf)
+    assert clone(clf).get_params()["validation_batch_size"] == 256

@@ -187,6 +187,7 @@ def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message):
 def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
     import os
     import signal
+    import threading
 
     rng = np.random.RandomState(0)
     data = tmp_path / "tiny.npz"
@@ -202,8 +203,17 @@ def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
     command = [sys.executable, "-m", "skmnist", "train", "--data", str(data)]
     command += ["--epochs", "100000", "--hidden-units", "16", "--output", str(saved)]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A background job (nohup, "&", some CI runners) ignores SIGINT and its
+        # children inherit that; the child gets the default, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    # Whatever happens, the training ends within bounds.
+    watchdog = threading.Timer(300, process.kill)
+    watchdog.start()
     try:
         for line in process.stdout:  # wait until training is under way
             if line.startswith("Epoch 3/"):
@@ -211,6 +221,7 @@ def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
         os.kill(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
+        watchdog.cancel()
         process.kill()
     assert process.returncode == 130, stderr
     assert "training interrupted; nothing saved" in stderr

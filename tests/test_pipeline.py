@@ -1,6 +1,6 @@
 import numpy as np
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, cross_val_score, validation_curve
 from sklearn.pipeline import Pipeline
 
 from skmnist import MNISTClassifier, PixelScaler, make_mnist_pipeline
@@ -47,3 +47,32 @@ def test_cross_val_score_and_clone(digits):
     pipe.set_params(scale__max_value=16, clf__random_state=0)
     scores = cross_val_score(clone(pipe), images, labels, cv=3)
     assert np.all(scores > 0.7)
+
+
+def test_numpy_grids_in_searches(digits):
+    """Grids built with np.array, np.arange or np.logspace hold NumPy scalars."""
+    images, labels = digits
+    pipe = make_mnist_pipeline(epochs=2, batch_size=64, random_state=0)
+    pipe.set_params(scale__max_value=16)
+    search = GridSearchCV(
+        pipe,
+        {
+            "clf__hidden_units": np.array([8, 16]),
+            "clf__optimizer__learning_rate": np.logspace(-3, -2, 2, dtype=np.float32),
+            "clf__dropout": np.array([0.0], dtype=np.float32),
+        },
+        cv=2,
+    ).fit(images, labels)
+    assert len(search.cv_results_["params"]) == 4
+    train_scores, _ = validation_curve(
+        pipe, images, labels, param_name="clf__epochs",
+        param_range=np.arange(1, 3), cv=2,
+    )  # fmt: skip
+    assert train_scores.shape == (2, 2)
+
+
+def test_repr_inside_a_pipeline_shows_what_the_user_set():
+    text = repr(make_mnist_pipeline(hidden_units=64))
+    assert "MNISTClassifier(hidden_units=64)" in text
+    for unused in ("build_fn", "model=", "run_eagerly", "validation_batch_size"):
+        assert unused not in text

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +100,34 @@ def test_pandas_output():
     assert isinstance(out, pd.DataFrame)
     assert out.shape == (2, 12)
     assert out.columns[-1] == "pixel_2_3"
+
+
+@pytest.mark.parametrize(
+    "X",
+    [IMAGES / 255, IMAGES.astype(np.float32) / 255, IMAGES > 100],
+    ids=["float64-in-0-1", "float32-in-0-1", "boolean"],
+)
+def test_input_that_looks_scaled_already_gives_a_warning(X):
+    with pytest.warns(UserWarning, match="look scaled to \\[0, 1\\] already"):
+        PixelScaler().fit(X)
+    scaler = PixelScaler().fit(IMAGES)
+    with pytest.warns(UserWarning, match="look scaled"):
+        scaler.transform(X)
+
+
+@pytest.mark.parametrize(
+    "X, max_value",
+    [(IMAGES, 255), (IMAGES.astype(float), 255), (IMAGES / 255, 1), (IMAGES * 0, 255)],
+    ids=["uint8", "float-0-255", "max_value-1", "black"],
+)
+def test_unscaled_input_gives_no_warning(X, max_value):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PixelScaler(max_value=max_value).fit_transform(X)
+
+
+def test_images_of_another_shape_with_as_many_pixels_are_refused():
+    scaler = PixelScaler().fit(np.zeros((2, 28, 28), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"images of 14x56 = 784 pixels.*28x28"):
+        scaler.transform(np.zeros((2, 14, 56), dtype=np.uint8))
+    assert scaler.transform(np.zeros((2, 784), dtype=np.uint8)).shape == (2, 784)
