@@ -1,8 +1,9 @@
 """The ``skmnist serve`` web service: a prediction API and a draw-a-digit page.
 
-An image posted to ``/predict`` goes through the same
-:func:`~skmnist.load_digit_image` as ``skmnist predict`` reads files with, so the
-page, the API and the command line give one answer for one PNG. FastAPI and
+An image posted to ``/predict`` is decoded by Pillow and goes through the same
+:func:`~skmnist.preprocess_digit_image` as the files that ``skmnist predict``
+reads with :func:`~skmnist.load_digit_image`, so the page, the API and the
+command line give one answer for one PNG. FastAPI and
 uvicorn are imported only here, so they stay an optional extra
 (``pip install 'skmnist[serve]'``).
 """
@@ -26,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from skmnist._images import load_digit_image
+from skmnist._images import preprocess_digit_image
 from skmnist._version import __version__
 
 #: Default limit on the bytes of one upload (413 above it).
@@ -322,32 +323,50 @@ async def _read_upload(request: Request, limit: int) -> bytes:
 def _predict_proba(model, data: bytes, max_pixels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    # Decoded here rather than by load_digit_image, which reads files by name:
+    # the same Pillow image goes to the same preprocess_digit_image, and each
+    # failure gets its own status.
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise HTTPException(
             415, "not an image: Pillow reads no image format from the body"
         ) from None
-    except Image.DecompressionBombError:
-        width, height = max_pixels, max_pixels  # refused below
-    except (OSError, SyntaxError, ValueError) as error:
-        raise HTTPException(400, f"the image cannot be read: {error}") from None
-    if width * height > max_pixels:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Larger than Pillow opens safely; the sizes are in its message.
         raise HTTPException(
-            413,
-            f"the image has {width}x{height} pixels, more than the limit of "
-            f"{max_pixels}",
-        )
-    try:
-        digit = load_digit_image(io.BytesIO(data))
-    except ValueError as error:
-        # The format was recognised above, so this is about what it shows.
-        raise HTTPException(422, str(error)) from None
-    except (OSError, SyntaxError) as error:
-        # Truncated or corrupt image data.
-        raise HTTPException(400, f"the image cannot be read: {error}") from None
+            413, f"the image has more pixels than the limit of {max_pixels} ({error})"
+        ) from None
+    except Exception as error:
+        raise _damaged(error) from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise HTTPException(
+                413,
+                f"the image has {width}x{height} pixels, more than the limit of "
+                f"{max_pixels}",
+            )
+        try:
+            image.load()
+        except Exception as error:
+            raise _damaged(error) from None
+        try:
+            digit = preprocess_digit_image(image)
+        except ValueError as error:
+            # Decoded above, so this is about what it shows: no digit.
+            raise HTTPException(422, str(error)) from None
     return model.predict_proba(digit[np.newaxis])[0]
+
+
+def _damaged(error: Exception) -> HTTPException:
+    # Pillow's decoders fail on damaged or truncated data with OSError,
+    # SyntaxError, EOFError, struct.error, ValueError and more.
+    return HTTPException(
+        400,
+        f"the image cannot be read: it is damaged or truncated "
+        f"({type(error).__name__}: {error})",
+    )
 
 
 def _static_file(name: str):

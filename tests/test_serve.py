@@ -88,7 +88,9 @@ def _error(response, status, match):
 
 
 @pytest.mark.mnist
-def test_predict_answers_label_and_every_class_probability(client, model, photos):
+def test_predict_answers_label_and_every_class_probability(
+    client, model, photos, tmp_path
+):
     correct = 0
     for data, label in photos:
         response = client.post(
@@ -101,7 +103,8 @@ def test_predict_answers_label_and_every_class_probability(client, model, photos
         probabilities = np.array(list(answer["probabilities"].values()))
         assert probabilities.sum() == pytest.approx(1, abs=1e-5)
         assert answer["label"] == int(np.argmax(probabilities))
-        digit = skmnist.load_digit_image(io.BytesIO(data))
+        (tmp_path / "digit.png").write_bytes(data)
+        digit = skmnist.load_digit_image(tmp_path / "digit.png")
         expected = model.predict_proba(digit[np.newaxis])
         np.testing.assert_allclose(probabilities, expected[0], rtol=1e-6)
         correct += answer["label"] == label
