@@ -95,6 +95,7 @@ def create_app(
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     classes = [_plain(label) for label in model.classes_]
+    _check_predicts_digits(model, len(classes))
     description = {
         "estimator": type(model).__name__,
         "classes": classes,
@@ -107,18 +108,27 @@ def create_app(
         version=__version__,
         description="Handwritten digit classification with an skmnist model.",
     )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        # Errors are JSON like the others; uvicorn still logs the traceback.
+        return JSONResponse(
+            {"detail": f"internal error ({type(error).__name__}); see the log"}, 500
+        )
+
     app.mount("/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static")
 
-    @app.get("/", include_in_schema=False)
+    # HEAD too, as HTTP asks of every GET resource (curl -I, uptime checks).
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(_static_file("index.html"), media_type="text/html")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     def health() -> dict:
         """Whether the service is up: ``{"status": "ok"}``."""
         return {"status": "ok"}
 
-    @app.get("/model")
+    @app.api_route("/model", methods=["GET", "HEAD"])
     def describe_model() -> dict:
         """The served model: its estimator class, classes, hyper-parameters
         (those that are numbers, text, booleans or null) and skmnist's version."""
@@ -131,6 +141,7 @@ def create_app(
             413: {"description": "over the size limit"},
             415: {"description": "not an image format that Pillow reads"},
             422: {"description": "no digit found (a blank image)"},
+            500: {"description": "the model gave no valid answer"},
         },
         openapi_extra={
             "requestBody": {
@@ -163,6 +174,11 @@ def create_app(
         # Decoding and the network are CPU work: off the event loop, so that
         # other requests (and /health) are answered meanwhile.
         proba = await run_in_threadpool(_predict_proba, model, data, max_image_pixels)
+        if not np.isfinite(proba).all():
+            # A diverged network: no answer rather than a guess.
+            raise HTTPException(
+                500, "the model gave NaN or infinite probabilities for this image"
+            )
         best = int(np.argmax(proba))
         return {
             "label": classes[best],
@@ -304,7 +320,8 @@ async def _read_upload(request: Request, limit: int) -> bytes:
         return message
 
     counted = Request(request.scope, receive)
-    content_type = request.headers.get("content-type", "")
+    # Media types are case-insensitive.
+    content_type = request.headers.get("content-type", "").lower()
     if not content_type.startswith("multipart/form-data"):
         data = b"".join([chunk async for chunk in counted.stream()])
     else:
@@ -357,6 +374,24 @@ def _predict_proba(model, data: bytes, max_pixels: int) -> np.ndarray:
             # Decoded above, so this is about what it shows: no digit.
             raise HTTPException(422, str(error)) from None
     return model.predict_proba(digit[np.newaxis])[0]
+
+
+def _check_predicts_digits(model, n_classes: int) -> None:
+    """Refuse a model that cannot classify one 28x28 digit, at start rather than
+    with every request; the first prediction also readies the network."""
+    try:
+        proba = np.asarray(model.predict_proba(np.zeros((1, 28, 28), np.uint8)))
+    except Exception as error:
+        raise TypeError(
+            f"the model to serve must classify MNIST-style digits of shape "
+            f"(n, 28, 28); predicting one failed with {type(error).__name__}: "
+            f"{error}"
+        ) from None
+    if proba.shape != (1, n_classes):
+        raise TypeError(
+            f"the model to serve must give one probability per class; for one "
+            f"digit it gave shape {proba.shape}, with {n_classes} classes"
+        )
 
 
 def _damaged(error: Exception) -> HTTPException:

@@ -22,6 +22,8 @@ pytest.importorskip("fastapi")
 Image = pytest.importorskip("PIL.Image")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import skmnist  # noqa: E402
 from skmnist._serve import _ServerProcess, create_app  # noqa: E402
@@ -249,6 +251,100 @@ def test_upload_limit_is_enforced_while_reading(model):
     assert sent[0]["status"] == 413
     assert pulled * len(chunk) <= 100_000 + len(chunk)
     assert b"limit of 100000 bytes" in sent[1]["body"]
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("path", ["/", "/health", "/model"])
+def test_head_is_answered_like_get(client, path):
+    head = client.head(path)
+    assert head.status_code == 200, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == client.get(path).headers["content-type"]
+
+
+@pytest.mark.mnist
+def test_multipart_media_type_is_case_insensitive(client, photos):
+    data, _ = photos[0]
+    boundary = "skmnist-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/predict",
+        content=body,
+        headers={"content-type": f"Multipart/Form-Data; boundary={boundary}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == client.post("/predict", content=data).json()
+
+
+def _png_header(width, height) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.mnist
+def test_decompression_bomb_is_413_with_its_real_size(client):
+    # Past the size Pillow opens at all: the message must not make one up.
+    response = client.post("/predict", content=_png_header(100_000, 100_000))
+    _error(response, 413, r"limit of 16777216 .*10000000000 pixels")
+
+
+class _DivergedClassifier(ClassifierMixin, BaseEstimator):
+    """A fitted classifier whose network diverged: NaN for any digit with ink;
+    ``fail`` raises instead, as a broken model would."""
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        X = np.asarray(X)
+        if X.any() and self.fail:
+            raise RuntimeError("broken")
+        proba = np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+        proba[X.reshape(len(X), -1).any(axis=1)] = np.nan
+        return proba
+
+
+def test_nan_probabilities_are_a_json_500_not_a_guess():
+    model = _DivergedClassifier().fit(np.zeros((2, 28, 28)), [0, 1])
+    with TestClient(create_app(model)) as client:
+        image = np.full((40, 40), 255, dtype=np.uint8)
+        image[5:35, 18:22] = 0
+        _error(client.post("/predict", content=_png(image)), 500, "NaN or infinite")
+
+
+def test_unexpected_failures_are_json_500():
+    model = _DivergedClassifier(fail=True).fit(np.zeros((2, 28, 28)), [0, 1])
+    app = create_app(model)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        image = np.full((40, 40), 255, dtype=np.uint8)
+        image[5:35, 18:22] = 0
+        _error(client.post("/predict", content=_png(image)), 500, "internal error")
+
+
+def test_create_app_refuses_a_model_that_cannot_classify_a_digit():
+    # A classifier fitted on flat 784-pixel rows, as a joblib file may hold.
+    flat = LogisticRegression().fit(np.eye(784)[:20], np.arange(20) % 2)
+    with pytest.raises(TypeError, match=r"digits of shape \(n, 28, 28\)"):
+        create_app(flat)
 
 
 def test_create_app_refuses_an_unfitted_or_non_classifier():
