@@ -10,6 +10,7 @@ uvicorn are imported only here, so they stay an optional extra
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import signal
@@ -247,7 +248,10 @@ def serve(
         config = uvicorn.Config(
             app, log_level=log_level, root_path=root_path, proxy_headers=True
         )
-        uvicorn.Server(config).run(sockets=[listener])
+        # Ctrl-C is the way to stop it: uvicorn has shut down, and raises the
+        # interrupt again only to pass it on; a traceback would read as a crash.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[listener])
     finally:
         listener.close()
 
@@ -268,6 +272,9 @@ class _ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # Ctrl-C works in the child as in a terminal, even when this
+                # process runs where SIGINT is ignored (a background job).
+                preexec_fn=_default_interrupt,
             )
         try:
             self.url = self._wait_for_address(startup_timeout)
@@ -286,20 +293,27 @@ class _ServerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"the server did not start:\n{self.log_path.read_text()}")
 
-    def stop(self) -> None:
+    def stop(self, how: int = signal.SIGTERM) -> int:
+        """Stop the server with the signal ``how`` (killed after 30 s);
+        returns its exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(how)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=30)
+        return self.process.returncode
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def _default_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:
@@ -385,13 +399,19 @@ def _check_predicts_digits(model, n_classes: int) -> None:
         raise TypeError(
             f"the model to serve must classify MNIST-style digits of shape "
             f"(n, 28, 28); predicting one failed with {type(error).__name__}: "
-            f"{error}"
+            f"{_first_line(error)}"
         ) from None
     if proba.shape != (1, n_classes):
         raise TypeError(
             f"the model to serve must give one probability per class; for one "
             f"digit it gave shape {proba.shape}, with {n_classes} classes"
         )
+
+
+def _first_line(error: Exception) -> str:
+    # Keras's messages run over many lines; the CLI prints one.
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _damaged(error: Exception) -> HTTPException:

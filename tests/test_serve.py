@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -544,6 +545,10 @@ def test_behind_a_proxy_that_strips_a_root_path(model_file, tmp_path):
                 assert not reference.startswith("/"), reference  # stays relative
             assert http.get("static/page.js").status_code == 200
             assert "'/mnist/openapi.json'" in http.get("docs").text
+        # Ctrl-C stops it cleanly: status 0 and no traceback.
+        assert proxied.stop(signal.SIGINT) == 0
+        log = proxied.log_path.read_text()
+        assert "Finished server process" in log and "Traceback" not in log, log
     finally:
         proxied.stop()
 
