@@ -38,6 +38,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 2**20
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 _PAGE = "_static"
+_CURL_D_TYPE = "application/x-www-form-urlencoded"
 
 
 class _TooLarge(HTTPException):
@@ -174,7 +175,20 @@ def create_app(
             return JSONResponse({"detail": "the client disconnected"}, 400)
         # Decoding and the network are CPU work: off the event loop, so that
         # other requests (and /health) are answered meanwhile.
-        proba = await run_in_threadpool(_predict_proba, model, data, max_image_pixels)
+        try:
+            proba = await run_in_threadpool(
+                _predict_proba, model, data, max_image_pixels
+            )
+        except HTTPException as error:
+            sent_as = request.headers.get("content-type", "").lower()
+            if error.status_code == 415 and sent_as.startswith(_CURL_D_TYPE):
+                # What curl -d @file sends: the file without its line breaks.
+                raise HTTPException(
+                    415,
+                    f"{error.detail}; with curl, send a file with "
+                    f"--data-binary @FILE, as -d removes its line breaks",
+                ) from None
+            raise
         if not np.isfinite(proba).all():
             # A diverged network: no answer rather than a guess.
             raise HTTPException(

@@ -181,6 +181,19 @@ def test_bad_bodies_get_json_errors(client, body, headers, status, match):
 
 
 @pytest.mark.mnist
+def test_curl_d_mangled_upload_is_415_with_a_hint(client, photos):
+    data, _ = photos[0]
+    # curl -d @digit.png: line breaks removed, sent as a form.
+    mangled = data.replace(b"\r", b"").replace(b"\n", b"")
+    response = client.post(
+        "/predict",
+        content=mangled,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    _error(response, 415, r"not an image.*--data-binary @FILE")
+
+
+@pytest.mark.mnist
 def test_truncated_image_is_400(client, photos):
     data, _ = photos[0]
     _error(client.post("/predict", content=data[: len(data) // 2]), 400, "truncated")
