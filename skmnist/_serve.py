@@ -120,21 +120,29 @@ def create_app(
 
     app.mount("/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static")
 
-    # HEAD too, as HTTP asks of every GET resource (curl -I, uptime checks).
-    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(_static_file("index.html"), media_type="text/html")
 
-    @app.api_route("/health", methods=["GET", "HEAD"])
+    @app.get("/health")
     def health() -> dict:
         """Whether the service is up: ``{"status": "ok"}``."""
         return {"status": "ok"}
 
-    @app.api_route("/model", methods=["GET", "HEAD"])
+    @app.get("/model")
     def describe_model() -> dict:
         """The served model: its estimator class, classes, hyper-parameters
         (those that are numbers, text, booleans or null) and skmnist's version."""
         return description
+
+    # HEAD too, as HTTP asks of every GET resource (curl -I, uptime checks);
+    # left out of the OpenAPI description, where it would repeat the GET.
+    for path, endpoint in [
+        ("/", page),
+        ("/health", health),
+        ("/model", describe_model),
+    ]:
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
     @app.post(
         "/predict",

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -146,6 +147,9 @@ def test_health_model_and_openapi(client, model):
     json.dumps(description)  # plain JSON all through
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/health", "/model"} <= set(schema["paths"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # such as FastAPI's duplicate operation ids
+        create_app(model).openapi()
 
 
 @pytest.mark.mnist
