@@ -1,14 +1,16 @@
 """The ``skmnist serve`` web service: a prediction API and a draw-a-digit page.
 
-An image posted to ``/predict`` goes through the same
-:func:`~skmnist.load_digit_image` as ``skmnist predict`` reads files with, so the
-page, the API and the command line give one answer for one PNG. FastAPI and
+An image posted to ``/predict`` is decoded by Pillow and goes through the same
+:func:`~skmnist.preprocess_digit_image` as the files that ``skmnist predict``
+reads with :func:`~skmnist.load_digit_image`, so the page, the API and the
+command line give one answer for one PNG. FastAPI and
 uvicorn are imported only here, so they stay an optional extra
 (``pip install 'skmnist[serve]'``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import signal
@@ -26,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from skmnist._images import load_digit_image
+from skmnist._images import preprocess_digit_image
 from skmnist._version import __version__
 
 #: Default limit on the bytes of one upload (413 above it).
@@ -36,6 +38,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 2**20
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 _PAGE = "_static"
+_CURL_D_TYPE = "application/x-www-form-urlencoded"
 
 
 class _TooLarge(HTTPException):
@@ -94,6 +97,7 @@ def create_app(
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     classes = [_plain(label) for label in model.classes_]
+    _check_predicts_digits(model, len(classes))
     description = {
         "estimator": type(model).__name__,
         "classes": classes,
@@ -106,6 +110,14 @@ def create_app(
         version=__version__,
         description="Handwritten digit classification with an skmnist model.",
     )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        # Errors are JSON like the others; uvicorn still logs the traceback.
+        return JSONResponse(
+            {"detail": f"internal error ({type(error).__name__}); see the log"}, 500
+        )
+
     app.mount("/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -123,6 +135,15 @@ def create_app(
         (those that are numbers, text, booleans or null) and skmnist's version."""
         return description
 
+    # HEAD too, as HTTP asks of every GET resource (curl -I, uptime checks);
+    # left out of the OpenAPI description, where it would repeat the GET.
+    for path, endpoint in [
+        ("/", page),
+        ("/health", health),
+        ("/model", describe_model),
+    ]:
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
+
     @app.post(
         "/predict",
         responses={
@@ -130,6 +151,7 @@ def create_app(
             413: {"description": "over the size limit"},
             415: {"description": "not an image format that Pillow reads"},
             422: {"description": "no digit found (a blank image)"},
+            500: {"description": "the model gave no valid answer"},
         },
         openapi_extra={
             "requestBody": {
@@ -161,7 +183,25 @@ def create_app(
             return JSONResponse({"detail": "the client disconnected"}, 400)
         # Decoding and the network are CPU work: off the event loop, so that
         # other requests (and /health) are answered meanwhile.
-        proba = await run_in_threadpool(_predict_proba, model, data, max_image_pixels)
+        try:
+            proba = await run_in_threadpool(
+                _predict_proba, model, data, max_image_pixels
+            )
+        except HTTPException as error:
+            sent_as = request.headers.get("content-type", "").lower()
+            if error.status_code == 415 and sent_as.startswith(_CURL_D_TYPE):
+                # What curl -d @file sends: the file without its line breaks.
+                raise HTTPException(
+                    415,
+                    f"{error.detail}; with curl, send a file with "
+                    f"--data-binary @FILE, as -d removes its line breaks",
+                ) from None
+            raise
+        if not np.isfinite(proba).all():
+            # A diverged network: no answer rather than a guess.
+            raise HTTPException(
+                500, "the model gave NaN or infinite probabilities for this image"
+            )
         best = int(np.argmax(proba))
         return {
             "label": classes[best],
@@ -230,7 +270,10 @@ def serve(
         config = uvicorn.Config(
             app, log_level=log_level, root_path=root_path, proxy_headers=True
         )
-        uvicorn.Server(config).run(sockets=[listener])
+        # Ctrl-C is the way to stop it: uvicorn has shut down, and raises the
+        # interrupt again only to pass it on; a traceback would read as a crash.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[listener])
     finally:
         listener.close()
 
@@ -251,6 +294,9 @@ class _ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # Ctrl-C works in the child as in a terminal, even when this
+                # process runs where SIGINT is ignored (a background job).
+                preexec_fn=_default_interrupt,
             )
         try:
             self.url = self._wait_for_address(startup_timeout)
@@ -269,20 +315,27 @@ class _ServerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"the server did not start:\n{self.log_path.read_text()}")
 
-    def stop(self) -> None:
+    def stop(self, how: int = signal.SIGTERM) -> int:
+        """Stop the server with the signal ``how`` (killed after 30 s);
+        returns its exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(how)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=30)
+        return self.process.returncode
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def _default_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:
@@ -303,7 +356,8 @@ async def _read_upload(request: Request, limit: int) -> bytes:
         return message
 
     counted = Request(request.scope, receive)
-    content_type = request.headers.get("content-type", "")
+    # Media types are case-insensitive.
+    content_type = request.headers.get("content-type", "").lower()
     if not content_type.startswith("multipart/form-data"):
         data = b"".join([chunk async for chunk in counted.stream()])
     else:
@@ -322,32 +376,74 @@ async def _read_upload(request: Request, limit: int) -> bytes:
 def _predict_proba(model, data: bytes, max_pixels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    # Decoded here rather than by load_digit_image, which reads files by name:
+    # the same Pillow image goes to the same preprocess_digit_image, and each
+    # failure gets its own status.
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise HTTPException(
             415, "not an image: Pillow reads no image format from the body"
         ) from None
-    except Image.DecompressionBombError:
-        width, height = max_pixels, max_pixels  # refused below
-    except (OSError, SyntaxError, ValueError) as error:
-        raise HTTPException(400, f"the image cannot be read: {error}") from None
-    if width * height > max_pixels:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Larger than Pillow opens safely; the sizes are in its message.
         raise HTTPException(
-            413,
-            f"the image has {width}x{height} pixels, more than the limit of "
-            f"{max_pixels}",
-        )
-    try:
-        digit = load_digit_image(io.BytesIO(data))
-    except ValueError as error:
-        # The format was recognised above, so this is about what it shows.
-        raise HTTPException(422, str(error)) from None
-    except (OSError, SyntaxError) as error:
-        # Truncated or corrupt image data.
-        raise HTTPException(400, f"the image cannot be read: {error}") from None
+            413, f"the image has more pixels than the limit of {max_pixels} ({error})"
+        ) from None
+    except Exception as error:
+        raise _damaged(error) from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise HTTPException(
+                413,
+                f"the image has {width}x{height} pixels, more than the limit of "
+                f"{max_pixels}",
+            )
+        try:
+            image.load()
+        except Exception as error:
+            raise _damaged(error) from None
+        try:
+            digit = preprocess_digit_image(image)
+        except ValueError as error:
+            # Decoded above, so this is about what it shows: no digit.
+            raise HTTPException(422, str(error)) from None
     return model.predict_proba(digit[np.newaxis])[0]
+
+
+def _check_predicts_digits(model, n_classes: int) -> None:
+    """Refuse a model that cannot classify one 28x28 digit, at start rather than
+    with every request; the first prediction also readies the network."""
+    try:
+        proba = np.asarray(model.predict_proba(np.zeros((1, 28, 28), np.uint8)))
+    except Exception as error:
+        raise TypeError(
+            f"the model to serve must classify MNIST-style digits of shape "
+            f"(n, 28, 28); predicting one failed with {type(error).__name__}: "
+            f"{_first_line(error)}"
+        ) from None
+    if proba.shape != (1, n_classes):
+        raise TypeError(
+            f"the model to serve must give one probability per class; for one "
+            f"digit it gave shape {proba.shape}, with {n_classes} classes"
+        )
+
+
+def _first_line(error: Exception) -> str:
+    # Keras's messages run over many lines; the CLI prints one.
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _damaged(error: Exception) -> HTTPException:
+    # Pillow's decoders fail on damaged or truncated data with OSError,
+    # SyntaxError, EOFError, struct.error, ValueError and more.
+    return HTTPException(
+        400,
+        f"the image cannot be read: it is damaged or truncated "
+        f"({type(error).__name__}: {error})",
+    )
 
 
 def _static_file(name: str):

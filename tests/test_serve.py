@@ -8,10 +8,12 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +24,8 @@ pytest.importorskip("fastapi")
 Image = pytest.importorskip("PIL.Image")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import skmnist  # noqa: E402
 from skmnist._serve import _ServerProcess, create_app  # noqa: E402
@@ -88,7 +92,9 @@ def _error(response, status, match):
 
 
 @pytest.mark.mnist
-def test_predict_answers_label_and_every_class_probability(client, model, photos):
+def test_predict_answers_label_and_every_class_probability(
+    client, model, photos, tmp_path
+):
     correct = 0
     for data, label in photos:
         response = client.post(
@@ -101,7 +107,8 @@ def test_predict_answers_label_and_every_class_probability(client, model, photos
         probabilities = np.array(list(answer["probabilities"].values()))
         assert probabilities.sum() == pytest.approx(1, abs=1e-5)
         assert answer["label"] == int(np.argmax(probabilities))
-        digit = skmnist.load_digit_image(io.BytesIO(data))
+        (tmp_path / "digit.png").write_bytes(data)
+        digit = skmnist.load_digit_image(tmp_path / "digit.png")
         expected = model.predict_proba(digit[np.newaxis])
         np.testing.assert_allclose(probabilities, expected[0], rtol=1e-6)
         correct += answer["label"] == label
@@ -140,6 +147,9 @@ def test_health_model_and_openapi(client, model):
     json.dumps(description)  # plain JSON all through
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/health", "/model"} <= set(schema["paths"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # such as FastAPI's duplicate operation ids
+        create_app(model).openapi()
 
 
 @pytest.mark.mnist
@@ -152,7 +162,8 @@ def test_page_and_its_files_are_served_without_external_resources(client):
     assert 'name="viewport"' in html
     for reference in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert "//" not in reference, reference  # nothing from another site
-        assert client.get(reference).status_code == 200, reference
+        if not reference.startswith("data:"):  # inline, such as the icon
+            assert client.get(reference).status_code == 200, reference
     script = client.get("/static/page.js").text
     assert "pointerdown" in script and 'fetch("predict"' in script
     style = client.get("/static/page.css").text
@@ -171,6 +182,19 @@ def test_page_and_its_files_are_served_without_external_resources(client):
 )
 def test_bad_bodies_get_json_errors(client, body, headers, status, match):
     _error(client.post("/predict", content=body, headers=headers), status, match)
+
+
+@pytest.mark.mnist
+def test_curl_d_mangled_upload_is_415_with_a_hint(client, photos):
+    data, _ = photos[0]
+    # curl -d @digit.png: line breaks removed, sent as a form.
+    mangled = data.replace(b"\r", b"").replace(b"\n", b"")
+    response = client.post(
+        "/predict",
+        content=mangled,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    _error(response, 415, r"not an image.*--data-binary @FILE")
 
 
 @pytest.mark.mnist
@@ -246,6 +270,100 @@ def test_upload_limit_is_enforced_while_reading(model):
     assert sent[0]["status"] == 413
     assert pulled * len(chunk) <= 100_000 + len(chunk)
     assert b"limit of 100000 bytes" in sent[1]["body"]
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("path", ["/", "/health", "/model"])
+def test_head_is_answered_like_get(client, path):
+    head = client.head(path)
+    assert head.status_code == 200, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == client.get(path).headers["content-type"]
+
+
+@pytest.mark.mnist
+def test_multipart_media_type_is_case_insensitive(client, photos):
+    data, _ = photos[0]
+    boundary = "skmnist-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/predict",
+        content=body,
+        headers={"content-type": f"Multipart/Form-Data; boundary={boundary}"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == client.post("/predict", content=data).json()
+
+
+def _png_header(width, height) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.mnist
+def test_decompression_bomb_is_413_with_its_real_size(client):
+    # Past the size Pillow opens at all: the message must not make one up.
+    response = client.post("/predict", content=_png_header(100_000, 100_000))
+    _error(response, 413, r"limit of 16777216 .*10000000000 pixels")
+
+
+class _DivergedClassifier(ClassifierMixin, BaseEstimator):
+    """A fitted classifier whose network diverged: NaN for any digit with ink;
+    ``fail`` raises instead, as a broken model would."""
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        X = np.asarray(X)
+        if X.any() and self.fail:
+            raise RuntimeError("broken")
+        proba = np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+        proba[X.reshape(len(X), -1).any(axis=1)] = np.nan
+        return proba
+
+
+def test_nan_probabilities_are_a_json_500_not_a_guess():
+    model = _DivergedClassifier().fit(np.zeros((2, 28, 28)), [0, 1])
+    with TestClient(create_app(model)) as client:
+        image = np.full((40, 40), 255, dtype=np.uint8)
+        image[5:35, 18:22] = 0
+        _error(client.post("/predict", content=_png(image)), 500, "NaN or infinite")
+
+
+def test_unexpected_failures_are_json_500():
+    model = _DivergedClassifier(fail=True).fit(np.zeros((2, 28, 28)), [0, 1])
+    app = create_app(model)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        image = np.full((40, 40), 255, dtype=np.uint8)
+        image[5:35, 18:22] = 0
+        _error(client.post("/predict", content=_png(image)), 500, "internal error")
+
+
+def test_create_app_refuses_a_model_that_cannot_classify_a_digit():
+    # A classifier fitted on flat 784-pixel rows, as a joblib file may hold.
+    flat = LogisticRegression().fit(np.eye(784)[:20], np.arange(20) % 2)
+    with pytest.raises(TypeError, match=r"digits of shape \(n, 28, 28\)"):
+        create_app(flat)
 
 
 def test_create_app_refuses_an_unfitted_or_non_classifier():
@@ -445,6 +563,10 @@ def test_behind_a_proxy_that_strips_a_root_path(model_file, tmp_path):
                 assert not reference.startswith("/"), reference  # stays relative
             assert http.get("static/page.js").status_code == 200
             assert "'/mnist/openapi.json'" in http.get("docs").text
+        # Ctrl-C stops it cleanly: status 0 and no traceback.
+        assert proxied.stop(signal.SIGINT) == 0
+        log = proxied.log_path.read_text()
+        assert "Finished server process" in log and "Traceback" not in log, log
     finally:
         proxied.stop()
 
@@ -585,6 +707,35 @@ def test_page_fits_a_phone_screen(server, browser):
         assert sizes["canvas"] >= 0.8 * sizes["screen"] - 40
         _draw(page, _ONE)
         assert _prediction(page)["digit"] == "1"
+    finally:
+        page.close()
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_a_tap_leaves_a_mark_and_the_page_asks_for_nothing_missing(server, browser):
+    page = browser.new_page(viewport={"width": 760, "height": 540})
+    # Chromium reports a missing favicon.ico only on the console.
+    errors = []
+    page.on(
+        "console", lambda line: errors.append(line.text) if line.type == "error" else 0
+    )
+    try:
+        page.goto(server.url, timeout=REQUEST_TIMEOUT * 1000)
+        page.wait_for_load_state("networkidle", timeout=REQUEST_TIMEOUT * 1000)
+        page.wait_for_timeout(500)
+        assert errors == []
+        box = page.locator("#pad").bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        darkest = page.evaluate(
+            """() => {
+                const pad = document.getElementById('pad');
+                const pixels = pad.getContext('2d')
+                    .getImageData(0, 0, pad.width, pad.height).data;
+                return pixels.reduce((low, value) => Math.min(low, value), 255);
+            }"""
+        )
+        assert darkest == 0  # the dot is drawn, not only sent
     finally:
         page.close()
 

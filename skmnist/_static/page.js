@@ -62,7 +62,6 @@
 
   function stroke(from, to) {
     context.strokeStyle = "#000000";
-    context.fillStyle = "#000000";
     context.lineWidth = pad.width / 14;
     context.lineCap = "round";
     context.lineJoin = "round";
@@ -73,13 +72,22 @@
     inked = true;
   }
 
+  function dot(at) {
+    // A tap or click leaves a mark: a zero-length line draws nothing.
+    context.fillStyle = "#000000";
+    context.beginPath();
+    context.arc(at.x, at.y, pad.width / 28, 0, 2 * Math.PI);
+    context.fill();
+    inked = true;
+  }
+
   pad.addEventListener("pointerdown", (event) => {
     if (drawing !== null) return;
     event.preventDefault();
     drawing = event.pointerId;
     pad.setPointerCapture(event.pointerId);
     last = point(event);
-    stroke(last, last);
+    dot(last);
     schedule();
   });
   pad.addEventListener("pointermove", (event) => {
