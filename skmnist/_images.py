@@ -1,5 +1,6 @@
 """Turning a photo or scan of one handwritten digit into an MNIST-style image."""
 
+import contextlib
 import math
 import os
 
@@ -142,8 +143,9 @@ def load_digit_image(path) -> np.ndarray:
 
     Parameters
     ----------
-    path : str or path-like
-        The image file.
+    path : str, path-like or binary file object
+        The image file, or an open binary file (such as :class:`io.BytesIO`)
+        positioned at the image's start; a file object is left open.
 
     Returns
     -------
@@ -177,22 +179,15 @@ def load_digit_image(path) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
-    name = os.fspath(path)
-    # Opened here, apart from decoding, so that what the operating system
-    # refuses (a symbolic link loop, say) is not reported as a damaged image.
+    if hasattr(path, "read"):
+        # The caller's file: read here, and left open for the caller to close.
+        name = str(getattr(path, "name", "<file object>"))
+        source = contextlib.nullcontext(path)
+    else:
+        name = os.fspath(path)
+        source = _open_image_file(path, name)
     try:
-        file = open(path, "rb")  # noqa: SIM115 (closed below, with the image)
-    except FileNotFoundError as error:
-        raise ValueError(f"cannot read {name!r}: no such file") from error
-    except IsADirectoryError as error:
-        raise ValueError(f"cannot read {name!r}: it is a directory") from error
-    except PermissionError as error:
-        raise ValueError(f"cannot read {name!r}: permission denied") from error
-    except (OSError, ValueError) as error:  # ValueError: a NUL in the name
-        reason = getattr(error, "strerror", None) or str(error)
-        raise ValueError(f"cannot read {name!r}: {reason}") from error
-    try:
-        with file, Image.open(file) as image:
+        with source as file, Image.open(file) as image:
             factor = _reduction(image.size)
             if factor > 1:
                 # A large JPEG decodes at a half, quarter or eighth of its size.
@@ -226,6 +221,23 @@ def load_digit_image(path) -> np.ndarray:
         return preprocess_digit_image(picture)
     except ValueError as error:
         raise ValueError(f"{name!r}: {error}") from None
+
+
+def _open_image_file(path, name: str):
+    """Open ``path`` for reading, apart from decoding, so that what the
+    operating system refuses (a loop of symbolic links, say) is not reported
+    as a damaged image."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError as error:
+        raise ValueError(f"cannot read {name!r}: no such file") from error
+    except IsADirectoryError as error:
+        raise ValueError(f"cannot read {name!r}: it is a directory") from error
+    except PermissionError as error:
+        raise ValueError(f"cannot read {name!r}: permission denied") from error
+    except (OSError, ValueError) as error:  # ValueError: a NUL in the name
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ValueError(f"cannot read {name!r}: {reason}") from error
 
 
 class DigitImagePreprocessor(TransformerMixin, BaseEstimator):

@@ -589,3 +589,19 @@ def test_noisy_photo_is_cropped_to_its_digit_not_to_the_noise():
     # Before: specks of noise all over the page widened the crop, the digit
     # shrank to a few pixels (correlation 0.3).
     assert np.corrcoef(digit.ravel(), expected.ravel())[0, 1] > 0.95
+
+
+def test_load_digit_image_reads_an_open_file_and_leaves_it_open(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from skmnist import load_digit_image
+
+    path = tmp_path / "digit.png"
+    Image.fromarray(_stroke()).save(path)
+    buffer = io.BytesIO(path.read_bytes())
+    np.testing.assert_array_equal(load_digit_image(buffer), load_digit_image(path))
+    assert not buffer.closed
+    with pytest.raises(ValueError, match="not an image file"):
+        load_digit_image(io.BytesIO(b"no image here"))
