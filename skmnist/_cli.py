@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # a user's own setting wins
         # Before TensorFlow is imported: its C++ logs read it once, at start.
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        _import_keras_quietly()
+    _import_keras_quietly(_log_level(os.environ["TF_CPP_MIN_LOG_LEVEL"]))
     format_warning = warnings.formatwarning
     # A warning is one line too, without the source line Python would quote.
     warnings.formatwarning = _format_warning
@@ -63,10 +63,24 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"skmnist: warning: {_one_line(message)}\n"
 
 
-def _import_keras_quietly() -> None:
-    """Import Keras (and its backend) with the C++ log lines written during the
-    import left out: some are written before TensorFlow reads
-    TF_CPP_MIN_LOG_LEVEL. Anything else written meanwhile is passed on."""
+def _log_level(text: str) -> int:
+    """TF_CPP_MIN_LOG_LEVEL as TensorFlow reads it: 0 (all) to 3 (fatal only)."""
+    try:
+        return min(max(int(text), 0), 3)
+    except ValueError:
+        return 0
+
+
+# The severity of a C++ log line, by its first letter, in TF_CPP_MIN_LOG_LEVEL's
+# terms.
+_SEVERITY = {ord("I"): 0, ord("W"): 1, ord("E"): 2, ord("F"): 3}
+
+
+def _import_keras_quietly(level: int) -> None:
+    """Import Keras (and its backend) with the C++ log lines below ``level``
+    written during the import left out: some are written before TensorFlow reads
+    TF_CPP_MIN_LOG_LEVEL, so a user's level 2 would still show INFO lines.
+    Anything else written meanwhile is passed on."""
     if "keras" in sys.modules:
         return
     sys.stderr.flush()
@@ -82,9 +96,16 @@ def _import_keras_quietly() -> None:
             os.close(saved)
             captured.seek(0)
             for line in captured:
-                if not _CPP_LOG_LINE.match(line):
+                if not (_CPP_LOG_LINE.match(line) and _severity(line) < level):
                     sys.stderr.buffer.write(line)
             sys.stderr.flush()
+
+
+def _severity(line: bytes) -> int:
+    if line.startswith(b"WARNING: All log messages"):
+        # absl's notice that introduces the early lines: as quiet as an INFO line.
+        return 0
+    return _SEVERITY[line[0]]
 
 
 def _one_line(error: BaseException) -> str:

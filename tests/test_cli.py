@@ -345,6 +345,19 @@ def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("level", ["1", "2"])
+def test_a_users_log_level_hides_the_cpp_lines_below_it(level, tmp_path):
+    # TensorFlow writes some lines before it reads TF_CPP_MIN_LOG_LEVEL; a user
+    # who set 1 or 2 asked for no INFO lines, so the error stays one line.
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x04N.")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level}
+    result = _skmnist(
+        "predict", str(tmp_path / "model.pkl"), "x.png", env=env, check=False
+    )
+    assert result.returncode == 1
+    assert "--trust-pickle" in _one_error_line(result.stderr)
+
+
 def _random_images(n, seed=0):
     return np.random.RandomState(seed).randint(0, 256, (n, 28, 28), dtype=np.uint8)
 
