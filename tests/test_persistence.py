@@ -646,6 +646,56 @@ def test_forged_pipeline_and_scaler_parameters_are_refused(
         skmnist.load(path)
 
 
+def _forge_scaler(**changes):
+    def edit(members):
+        _edit_json(
+            members,
+            "estimator.json",
+            lambda d: d["steps"][0][1]["fitted"].update(changes),
+        )
+        _resign(members)
+
+    return edit
+
+
+def _array(dtype, values):
+    return {"__ndarray__": {"dtype": dtype, "shape": [len(values)], "values": values}}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_forge_scaler(n_features_in_="64"), "n_features_in_ must be a positive"),
+        (_forge_scaler(image_shape_="x"), "image_shape_ 'x' is not a shape"),
+        (_forge_scaler(image_shape_={"__tuple__": [0, 0]}), "not a shape of 64 pixels"),
+        (_forge_scaler(image_shape_={"__tuple__": [10**6] * 2}), "not a shape"),
+        (_forge_scaler(feature_names_in_=_array("|O", ["a", 1])), "64 strings"),
+        (_forge_fitted(target_type_="multilabel-indicator"), "target_type_"),
+        (_forge_fitted(target_type_=[1]), "invalid target_type_"),
+        (_forge_fitted(history_="x"), "history_ must map"),
+        (_forge_fitted(history_={"loss": ["x"]}), "history_ must map"),
+    ],
+    ids=[
+        "scaler-n-features-str",
+        "scaler-shape-str",
+        "scaler-shape-zero",
+        "scaler-shape-huge",
+        "scaler-feature-names",
+        "target-type",
+        "target-type-list",
+        "history-str",
+        "history-values",
+    ],
+)
+def test_forged_fitted_attributes_are_refused(saved_pipeline, tmp_path, edit, message):
+    # Each of these loaded before, into a model that predicted or failed later
+    # with a message contradicting itself ("64 pixels, but fitted on 64").
+    path = tmp_path / "forged.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+    with pytest.raises(_persistence.ModelFileError, match=message):
+        skmnist.load(path)
+
+
 def test_forged_unfitted_parameters_are_refused_too(tmp_path):
     path = tmp_path / "unfitted.skmnist"
     skmnist.save(MNISTClassifier(), path)
