@@ -480,7 +480,11 @@ def tiny_npz(tmp_path):
 def _bad_outputs(tmp_path, data):
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("x")
+    # A device or pipe such as /dev/null: renaming a file over it would replace
+    # the device itself (running as root, /dev/null became a model file).
+    os.mkfifo(tmp_path / "pipe")
     return {
+        "pipe": (tmp_path / "pipe", "not a regular file"),
         "folder": (tmp_path / "folder", "is a folder"),
         "parent-is-file": (tmp_path / "file" / "m.skmnist", "is a file, not a folder"),
         "unwritable": (Path("/proc/skmnist/m.skmnist"), "cannot be written"),
@@ -494,7 +498,14 @@ def _bad_outputs(tmp_path, data):
 
 @pytest.mark.parametrize(
     "case",
-    ["folder", "parent-is-file", "unwritable", "the-data", "the-data-by-another-name"],
+    [
+        "folder",
+        "parent-is-file",
+        "unwritable",
+        "the-data",
+        "the-data-by-another-name",
+        "pipe",
+    ],
 )
 @pytest.mark.parametrize("command", ["train", "search"])
 def test_bad_outputs_are_refused_before_the_data_is_loaded(

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pickle
+import stat
 import subprocess
 import sys
 import zipfile
@@ -787,6 +788,16 @@ def test_deeply_nested_json_is_refused(saved_pipeline, tmp_path, where):
     _write_members(path, members)
     with pytest.raises(_persistence.ModelFileError, match="nested too deeply"):
         skmnist.load(path)
+
+
+def test_save_never_replaces_a_device_or_pipe(tmp_path):
+    # os.replace would swap the pipe (or, as root, /dev/null) for a model file.
+    pipe = tmp_path / "pipe.skmnist"
+    os.mkfifo(pipe)
+    with pytest.raises(ValueError, match="not a regular file"):
+        skmnist.save(skmnist.PixelScaler(), pipe)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    assert [path.name for path in tmp_path.iterdir()] == ["pipe.skmnist"]
 
 
 def test_saved_files_get_the_default_permissions(fitted_pipeline, tmp_path):
