@@ -258,7 +258,7 @@ def _evaluate(args) -> int:
 
     if args.plot is not None:
         # Before the slow part, not after.
-        _check_plot_file(args.plot, inputs=(args.model, args.data, _data_env()))
+        _check_plot_file(args.plot, inputs=(args.model, *_data_inputs(args.data)))
     pipeline = load_digit_model(args.model, args.trust_pickle, digit_labels=True)
     _, (x_test, y_test) = _load_mnist(args.data)
     predicted = pipeline.predict(x_test)
@@ -681,14 +681,19 @@ def _check_model_output(args) -> Path:
         args.parser.error(f"argument --output: {error}")
     try:
         return check_writable_output(
-            args.output, inputs=(args.data, _data_env()), what="--output"
+            args.output, inputs=_data_inputs(args.data), what="--output"
         )
     except OutputPathError as error:
         raise CommandError(str(error)) from None
 
 
-def _data_env() -> str | None:
-    return os.environ.get("SKMNIST_DATA") or None
+def _data_inputs(data: str | None) -> list:
+    """The files that loading ``--data`` (or the default data) may read, which
+    no output may overwrite: the named file, the mnist.npz or IDX files in a
+    named folder, $SKMNIST_DATA and Keras's cached mnist.npz."""
+    from skmnist.datasets._mnist import _input_files
+
+    return [data, os.environ.get("SKMNIST_DATA") or None, *_input_files(data)]
 
 
 def _load_mnist(path):

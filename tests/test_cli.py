@@ -525,6 +525,39 @@ def test_bad_outputs_are_refused_before_the_data_is_loaded(
     assert tiny_npz.read_bytes() == before
 
 
+@pytest.mark.parametrize("where", ["data-folder", "idx-folder", "keras-cache"])
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_an_output_over_the_data_a_folder_or_cache_holds_is_refused(
+    command, where, tmp_path, tiny_npz, capsys, no_data_loading, monkeypatch
+):
+    # --data names a folder (or nothing: Keras's cache), not the file itself.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("SKMNIST_DATA", raising=False)
+    if where == "data-folder":
+        data = folder / "mnist.npz"
+        data.write_bytes(tiny_npz.read_bytes())
+        argv = ["--data", folder]
+    elif where == "idx-folder":
+        data = folder / "train-images-idx3-ubyte.gz"
+        data.write_bytes(b"IDX")
+        argv = ["--data", folder]
+    else:
+        data = tmp_path / "keras" / "datasets" / "mnist.npz"
+        data.parent.mkdir(parents=True)
+        data.write_bytes(tiny_npz.read_bytes())
+        argv = []
+    before = data.read_bytes()
+    extra = (
+        ["--param", "clf__epochs=1", "--n-workers", "0"] if command == "search" else []
+    )
+    status, _, err = _main(capsys, command, *extra, *argv, "--output", data)
+    assert status == 1
+    assert "is also an input" in _one_error_line(err)
+    assert data.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
