@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # a user's own setting wins
         # Before TensorFlow is imported: its C++ logs read it once, at start.
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        _import_keras_quietly()
+    _import_keras_quietly(_log_level(os.environ["TF_CPP_MIN_LOG_LEVEL"]))
     format_warning = warnings.formatwarning
     # A warning is one line too, without the source line Python would quote.
     warnings.formatwarning = _format_warning
@@ -64,10 +64,24 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"skmnist: warning: {_one_line(message)}\n"
 
 
-def _import_keras_quietly() -> None:
-    """Import Keras (and its backend) with the C++ log lines written during the
-    import left out: some are written before TensorFlow reads
-    TF_CPP_MIN_LOG_LEVEL. Anything else written meanwhile is passed on."""
+def _log_level(text: str) -> int:
+    """TF_CPP_MIN_LOG_LEVEL as TensorFlow reads it: 0 (all) to 3 (fatal only)."""
+    try:
+        return min(max(int(text), 0), 3)
+    except ValueError:
+        return 0
+
+
+# The severity of a C++ log line, by its first letter, in TF_CPP_MIN_LOG_LEVEL's
+# terms.
+_SEVERITY = {ord("I"): 0, ord("W"): 1, ord("E"): 2, ord("F"): 3}
+
+
+def _import_keras_quietly(level: int) -> None:
+    """Import Keras (and its backend) with the C++ log lines below ``level``
+    written during the import left out: some are written before TensorFlow reads
+    TF_CPP_MIN_LOG_LEVEL, so a user's level 2 would still show INFO lines.
+    Anything else written meanwhile is passed on."""
     if "keras" in sys.modules:
         return
     sys.stderr.flush()
@@ -83,9 +97,16 @@ def _import_keras_quietly() -> None:
             os.close(saved)
             captured.seek(0)
             for line in captured:
-                if not _CPP_LOG_LINE.match(line):
+                if not (_CPP_LOG_LINE.match(line) and _severity(line) < level):
                     sys.stderr.buffer.write(line)
             sys.stderr.flush()
+
+
+def _severity(line: bytes) -> int:
+    if line.startswith(b"WARNING: All log messages"):
+        # absl's notice that introduces the early lines: as quiet as an INFO line.
+        return 0
+    return _SEVERITY[line[0]]
 
 
 def _one_line(error: BaseException) -> str:
@@ -239,7 +260,7 @@ def _evaluate(args) -> int:
 
     if args.plot is not None:
         # Before the slow part, not after.
-        _check_plot_file(args.plot, inputs=(args.model, args.data, _data_env()))
+        _check_plot_file(args.plot, inputs=(args.model, *_data_inputs(args.data)))
     pipeline = load_digit_model(args.model, args.trust_pickle, digit_labels=True)
     _, (x_test, y_test) = _load_mnist(args.data)
     predicted = pipeline.predict(x_test)
@@ -612,14 +633,19 @@ def _check_model_output(args) -> Path:
         args.parser.error(f"argument --output: {error}")
     try:
         return check_writable_output(
-            args.output, inputs=(args.data, _data_env()), what="--output"
+            args.output, inputs=_data_inputs(args.data), what="--output"
         )
     except OutputPathError as error:
         raise CommandError(str(error)) from None
 
 
-def _data_env() -> str | None:
-    return os.environ.get("SKMNIST_DATA") or None
+def _data_inputs(data: str | None) -> list:
+    """The files that loading ``--data`` (or the default data) may read, which
+    no output may overwrite: the named file, the mnist.npz or IDX files in a
+    named folder, $SKMNIST_DATA and Keras's cached mnist.npz."""
+    from skmnist.datasets._mnist import _input_files
+
+    return [data, os.environ.get("SKMNIST_DATA") or None, *_input_files(data)]
 
 
 def _load_mnist(path):

@@ -42,6 +42,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
     'hi'
     """
     path = Path(path)
+    _check_replaceable(path, "")
     handle, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
@@ -102,6 +103,7 @@ def check_writable_output(
             )
     if path.is_dir():
         raise OutputPathError(f"{what} {path} is a folder; give a file name.")
+    _check_replaceable(path, f"{what} ")
     for parent in (path.parent, *path.parent.parents):
         if parent.exists():
             if not parent.is_dir():
@@ -125,6 +127,17 @@ def check_writable_output(
         # Replacing works even so, but the user protected the file.
         raise OutputPathError(f"{what} {path} is read-only.")
     return path
+
+
+def _check_replaceable(path: Path, what: str) -> None:
+    """Refuse an existing ``path`` that is not a regular file (a device such as
+    /dev/null, a pipe, a socket): the atomic rename would replace the device
+    itself, not write to it."""
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise OutputPathError(
+            f"{what}{path} is not a regular file (a device, pipe or socket); "
+            "give a file name."
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -589,13 +589,17 @@ def _rebuild(node, model_files: dict | None, where: str):
     elif kind == "PixelScaler":
         estimator = _checked(PixelScaler(**_params(node, kind, where)), where)
         if node.get("fitted") is not None:
-            vars(estimator).update(_fitted(node, _SCALER_STORED, where))
+            attributes = _fitted(node, _SCALER_STORED, where)
+            _check_scaler_attributes(attributes, where)
+            vars(estimator).update(attributes)
     elif kind == "MNISTClassifier":
         estimator = _checked(MNISTClassifier(**_params(node, kind, where)), where)
         if node.get("fitted") is None:
             pass
         elif model_files is None:  # checking what save is about to write
-            _fitted(node, _CLASSIFIER_STORED, where)
+            _check_classifier_attributes(
+                _fitted(node, _CLASSIFIER_STORED, where), where
+            )
             for state in _expect(node["model"], dict, where)["non_trainable_variables"]:
                 _array_from_json(_expect(state, dict, where), where)
         else:
@@ -734,8 +738,79 @@ def _fitted(node: dict, allowed: tuple, where: str) -> dict:
     return attributes
 
 
+def _check_scaler_attributes(attributes: dict, where: str) -> None:
+    """The scaler's fitted attributes, as fit sets them: the pixel count, an image
+    shape of that many pixels, and optionally one feature name per pixel."""
+    n_features = _positive_int(attributes.get("n_features_in_"), where)
+    shape = attributes.get("image_shape_")
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) in (1, 2)
+        and all(isinstance(size, int) and not isinstance(size, bool) for size in shape)
+        and math.prod(shape) == n_features
+    ):
+        raise ModelFileError(
+            f"{where}: image_shape_ {_short_repr(shape)} is not a shape of "
+            f"{n_features} pixels."
+        )
+    _check_feature_names(attributes, n_features, where)
+
+
+def _check_classifier_attributes(attributes: dict, where: str) -> None:
+    """The classifier's fitted attributes other than classes_ (checked by
+    rebuilding its label encoder), as fit sets them."""
+    n_features = _positive_int(attributes.get("n_features_in_"), where)
+    _check_feature_names(attributes, n_features, where)
+    # fit takes 1-D labels only, which type_of_target calls one of these.
+    if attributes.get("target_type_", "multiclass") not in ("binary", "multiclass"):
+        raise ModelFileError(
+            f"{where}: invalid target_type_ {_short_repr(attributes['target_type_'])}."
+        )
+    history = attributes.get("history_", {})
+    if not (
+        isinstance(history, dict)
+        and all(
+            isinstance(key, str)
+            and isinstance(values, list)
+            and all(
+                isinstance(value, int | float) and not isinstance(value, bool)
+                for value in values
+            )
+            for key, values in history.items()
+        )
+    ):
+        raise ModelFileError(
+            f"{where}: history_ must map metric names to lists of numbers."
+        )
+
+
+def _positive_int(value, where: str) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ModelFileError(
+            f"{where}: n_features_in_ must be a positive integer, got "
+            f"{_short_repr(value)}."
+        )
+    return value
+
+
+def _check_feature_names(attributes: dict, n_features: int, where: str) -> None:
+    if "feature_names_in_" not in attributes:
+        return
+    names = attributes["feature_names_in_"]
+    if not (
+        isinstance(names, np.ndarray)
+        and names.shape == (n_features,)
+        and names.dtype.kind in "UO"
+        and all(isinstance(name, str) for name in names.tolist())
+    ):
+        raise ModelFileError(
+            f"{where}: feature_names_in_ must be {n_features} strings, one per pixel."
+        )
+
+
 def _restore_classifier(clf: MNISTClassifier, node, model_files, where) -> None:
     attributes = _fitted(node, _CLASSIFIER_STORED, where)
+    _check_classifier_attributes(attributes, where)
     classes = _expect(attributes.get("classes_"), np.ndarray, f"{where}: classes_")
     vars(clf).update(attributes)
     _expect(clf._seed, int, f"{where}: _seed")
@@ -754,9 +829,7 @@ def _restore_classifier(clf: MNISTClassifier, node, model_files, where) -> None:
     vars(clf).update(getattr(clf.target_encoder_, "get_metadata", dict)())
     if clf.classes_.dtype != classes.dtype or not np.array_equal(clf.classes_, classes):
         raise ModelFileError(f"{where}: inconsistent classes_.")
-    n_features = _expect(clf.n_features_in_, int, f"{where}: n_features_in_")
-    if n_features < 1:
-        raise ModelFileError(f"{where}: invalid n_features_in_ {n_features}.")
+    n_features = clf.n_features_in_
     description = _expect(node.get("model"), dict, where)
     member = description.get("member")
     if member not in model_files:

@@ -356,6 +356,19 @@ def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("level", ["1", "2"])
+def test_a_users_log_level_hides_the_cpp_lines_below_it(level, tmp_path):
+    # TensorFlow writes some lines before it reads TF_CPP_MIN_LOG_LEVEL; a user
+    # who set 1 or 2 asked for no INFO lines, so the error stays one line.
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x04N.")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level}
+    result = _skmnist(
+        "predict", str(tmp_path / "model.pkl"), "x.png", env=env, check=False
+    )
+    assert result.returncode == 1
+    assert "--trust-pickle" in _one_error_line(result.stderr)
+
+
 def _random_images(n, seed=0):
     return np.random.RandomState(seed).randint(0, 256, (n, 28, 28), dtype=np.uint8)
 
@@ -478,7 +491,11 @@ def tiny_npz(tmp_path):
 def _bad_outputs(tmp_path, data):
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("x")
+    # A device or pipe such as /dev/null: renaming a file over it would replace
+    # the device itself (running as root, /dev/null became a model file).
+    os.mkfifo(tmp_path / "pipe")
     return {
+        "pipe": (tmp_path / "pipe", "not a regular file"),
         "folder": (tmp_path / "folder", "is a folder"),
         "parent-is-file": (tmp_path / "file" / "m.skmnist", "is a file, not a folder"),
         "unwritable": (Path("/proc/skmnist/m.skmnist"), "cannot be written"),
@@ -492,7 +509,14 @@ def _bad_outputs(tmp_path, data):
 
 @pytest.mark.parametrize(
     "case",
-    ["folder", "parent-is-file", "unwritable", "the-data", "the-data-by-another-name"],
+    [
+        "folder",
+        "parent-is-file",
+        "unwritable",
+        "the-data",
+        "the-data-by-another-name",
+        "pipe",
+    ],
 )
 @pytest.mark.parametrize("command", ["train", "search"])
 def test_bad_outputs_are_refused_before_the_data_is_loaded(
@@ -510,6 +534,39 @@ def test_bad_outputs_are_refused_before_the_data_is_loaded(
     line = _one_error_line(err)
     assert "--output" in line and message in line
     assert tiny_npz.read_bytes() == before
+
+
+@pytest.mark.parametrize("where", ["data-folder", "idx-folder", "keras-cache"])
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_an_output_over_the_data_a_folder_or_cache_holds_is_refused(
+    command, where, tmp_path, tiny_npz, capsys, no_data_loading, monkeypatch
+):
+    # --data names a folder (or nothing: Keras's cache), not the file itself.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("SKMNIST_DATA", raising=False)
+    if where == "data-folder":
+        data = folder / "mnist.npz"
+        data.write_bytes(tiny_npz.read_bytes())
+        argv = ["--data", folder]
+    elif where == "idx-folder":
+        data = folder / "train-images-idx3-ubyte.gz"
+        data.write_bytes(b"IDX")
+        argv = ["--data", folder]
+    else:
+        data = tmp_path / "keras" / "datasets" / "mnist.npz"
+        data.parent.mkdir(parents=True)
+        data.write_bytes(tiny_npz.read_bytes())
+        argv = []
+    before = data.read_bytes()
+    extra = (
+        ["--param", "clf__epochs=1", "--n-workers", "0"] if command == "search" else []
+    )
+    status, _, err = _main(capsys, command, *extra, *argv, "--output", data)
+    assert status == 1
+    assert "is also an input" in _one_error_line(err)
+    assert data.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pickle
+import stat
 import subprocess
 import sys
 import zipfile
@@ -646,6 +647,56 @@ def test_forged_pipeline_and_scaler_parameters_are_refused(
         skmnist.load(path)
 
 
+def _forge_scaler(**changes):
+    def edit(members):
+        _edit_json(
+            members,
+            "estimator.json",
+            lambda d: d["steps"][0][1]["fitted"].update(changes),
+        )
+        _resign(members)
+
+    return edit
+
+
+def _array(dtype, values):
+    return {"__ndarray__": {"dtype": dtype, "shape": [len(values)], "values": values}}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_forge_scaler(n_features_in_="64"), "n_features_in_ must be a positive"),
+        (_forge_scaler(image_shape_="x"), "image_shape_ 'x' is not a shape"),
+        (_forge_scaler(image_shape_={"__tuple__": [0, 0]}), "not a shape of 64 pixels"),
+        (_forge_scaler(image_shape_={"__tuple__": [10**6] * 2}), "not a shape"),
+        (_forge_scaler(feature_names_in_=_array("|O", ["a", 1])), "64 strings"),
+        (_forge_fitted(target_type_="multilabel-indicator"), "target_type_"),
+        (_forge_fitted(target_type_=[1]), "invalid target_type_"),
+        (_forge_fitted(history_="x"), "history_ must map"),
+        (_forge_fitted(history_={"loss": ["x"]}), "history_ must map"),
+    ],
+    ids=[
+        "scaler-n-features-str",
+        "scaler-shape-str",
+        "scaler-shape-zero",
+        "scaler-shape-huge",
+        "scaler-feature-names",
+        "target-type",
+        "target-type-list",
+        "history-str",
+        "history-values",
+    ],
+)
+def test_forged_fitted_attributes_are_refused(saved_pipeline, tmp_path, edit, message):
+    # Each of these loaded before, into a model that predicted or failed later
+    # with a message contradicting itself ("64 pixels, but fitted on 64").
+    path = tmp_path / "forged.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+    with pytest.raises(_persistence.ModelFileError, match=message):
+        skmnist.load(path)
+
+
 def test_forged_unfitted_parameters_are_refused_too(tmp_path):
     path = tmp_path / "unfitted.skmnist"
     skmnist.save(MNISTClassifier(), path)
@@ -737,6 +788,16 @@ def test_deeply_nested_json_is_refused(saved_pipeline, tmp_path, where):
     _write_members(path, members)
     with pytest.raises(_persistence.ModelFileError, match="nested too deeply"):
         skmnist.load(path)
+
+
+def test_save_never_replaces_a_device_or_pipe(tmp_path):
+    # os.replace would swap the pipe (or, as root, /dev/null) for a model file.
+    pipe = tmp_path / "pipe.skmnist"
+    os.mkfifo(pipe)
+    with pytest.raises(ValueError, match="not a regular file"):
+        skmnist.save(skmnist.PixelScaler(), pipe)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    assert [path.name for path in tmp_path.iterdir()] == ["pipe.skmnist"]
 
 
 def test_saved_files_get_the_default_permissions(fitted_pipeline, tmp_path):

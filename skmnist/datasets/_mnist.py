@@ -122,6 +122,25 @@ def _find_local_copy(path, data_home):
     return cached if cached.is_file() else None
 
 
+def _input_files(path=None) -> list[Path]:
+    """Every file :func:`load_mnist` (``path``, no ``data_home``) might read,
+    found without reading any, for refusing an output that would overwrite one:
+    the source's mnist.npz or IDX files, and Keras's cache."""
+    files = [_keras_cache_file()]
+    try:
+        source = _find_local_copy(path, None)
+    except OSError:  # reported when the data is loaded
+        return files
+    if source is not None and source.is_dir():
+        files.append(source / "mnist.npz")
+        files += [
+            source / f"{name}{gz}" for name in _IDX_FILES.values() for gz in ("", ".gz")
+        ]
+    elif source is not None:
+        files.append(source)
+    return files
+
+
 def _in_folder(path: Path) -> Path:
     """A folder's ``mnist.npz`` if it holds one, else the path itself (a file,
     or a folder of IDX files)."""
