@@ -15,7 +15,7 @@ from scikeras.wrappers import KerasClassifier
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
@@ -329,7 +329,12 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             The fitted classifier.
         """
         self._validate_params()
-        self.classes_ = None
+        if self.warm_start and self.initialized_:
+            # Continued training keeps classes_ (and the network's outputs).
+            self._check_known_labels(self._validate_labels(y), "y")
+            self._encode_labels_for_the_current_loss()
+        else:
+            self.classes_ = None
         # Skip KerasClassifier.fit: it multiplies the caller's sample_weight in
         # place, and weights the validation rows by class too.
         return super(KerasClassifier, self).fit(
@@ -378,6 +383,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             )
         if self.classes_ is not None:
             self._check_known_labels(self._validate_labels(y), "y")
+        if self.initialized_:
+            self._encode_labels_for_the_current_loss()
         return super(KerasClassifier, self).partial_fit(
             X, y, sample_weight=sample_weight, **kwargs
         )
@@ -389,6 +396,21 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 f"{what} has labels that are not among the classes "
                 f"{self.classes_.tolist()!r}: {sorted(unknown, key=str)!r}."
             )
+
+    def _encode_labels_for_the_current_loss(self) -> None:
+        """Before continued training: encode labels as the loss set now expects.
+
+        Sparse and plain categorical cross-entropy train the same softmax
+        network on class indices or one-hot rows; after ``set_params(loss=...)``
+        from one to the other, the labels follow the new loss. A loss that
+        needs another network is refused by the network check instead.
+        """
+        if is_categorical_crossentropy(self.loss) == is_categorical_crossentropy(
+            self.target_encoder_.loss
+        ):
+            return
+        if self._fitted_network()["output"] == self._network_from_params()["output"]:
+            self.target_encoder_ = self.target_encoder.fit(self.classes_)
 
     @property
     def target_encoder(self):
@@ -665,7 +687,14 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             indices = y_encoded.argmax(axis=1)
         else:
             indices = y_encoded.reshape(-1).astype(np.intp)
-        weights = compute_sample_weight(self.class_weight, self.classes_[indices])
+        if isinstance(self.class_weight, dict):
+            # Against all of classes_, not only the labels of this call: a
+            # partial_fit batch may lack some of the classes the dict names.
+            weights = compute_class_weight(
+                self.class_weight, classes=self.classes_, y=self.classes_[indices]
+            )[indices]
+        else:
+            weights = compute_sample_weight(self.class_weight, self.classes_[indices])
         return weights.astype(np.float32)
 
     def _encode_validation_data(self, validation_data) -> tuple:
