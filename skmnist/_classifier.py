@@ -1,6 +1,7 @@
 """MNISTClassifier: the classic MNIST perceptron as a scikit-learn classifier."""
 
 import contextlib
+import functools
 import json
 import warnings
 from numbers import Integral, Real
@@ -135,7 +136,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         configuration: each fit trains with a new optimizer made from its
         config (routed arguments override it), never with the instance itself.
     loss : str or keras.losses.Loss, default="sparse_categorical_crossentropy"
-        Training loss. ``"categorical_crossentropy"`` one-hot encodes the labels;
+        Training loss. Routed ``loss__`` arguments (``loss__ignore_class=3``)
+        configure a loss given by name or class. ``"categorical_crossentropy"``
+        one-hot encodes the labels;
         ``"binary_crossentropy"`` trains one sigmoid unit and needs two classes.
     metrics : list or None, default=None
         Keras metrics recorded in ``history_``; None records ``["accuracy"]``.
@@ -539,11 +542,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 try_to_convert_strings_to_classes(optimizer, get_optimizer_class),
                 optimizer_params,
             )
-        kwargs["loss"] = unflatten_params(
-            try_to_convert_strings_to_classes(
-                params["loss"], get_loss_class_function_or_string
-            ),
+        loss, loss_params = (
+            params["loss"],
             route_params(params, destination="loss", pass_filter=set()),
+        )
+        if isinstance(loss, str) and loss_params:
+            loss = _loss_class(loss)
+        kwargs["loss"] = unflatten_params(
+            try_to_convert_strings_to_classes(loss, get_loss_class_function_or_string),
+            loss_params,
         )
         metrics = params["metrics"] if params["metrics"] is not None else ["accuracy"]
         metrics = unflatten_params(
@@ -847,6 +854,28 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """A network of this architecture for the shared caches, with weights of
         no importance: not model_, which the caches must not keep alive."""
         return self._build_network(np.random.RandomState(0), self._fitted_network())
+
+
+@functools.cache
+def _loss_class(name: str) -> type:
+    """The Keras loss class whose instances are named ``name``, so that routed
+    ``loss__`` arguments can configure a loss given by name (scikeras turns a
+    name into a loss function, which takes no arguments)."""
+    for candidate in vars(keras.losses).values():
+        if not isinstance(candidate, type) or not issubclass(
+            candidate, keras.losses.Loss
+        ):
+            continue
+        try:
+            if candidate().name == name:
+                return candidate
+        except TypeError:  # a base class that needs arguments
+            continue
+    raise ValueError(
+        f"loss={name!r} takes no loss__ arguments: it is not the name of a "
+        "keras.losses class. Pass the class itself, e.g. "
+        "loss=keras.losses.SparseCategoricalCrossentropy."
+    )
 
 
 def _optimizer_config(source, compile_config: bool = False) -> dict:

@@ -625,3 +625,16 @@ def test_partial_fit_class_weight_dict_may_name_classes_absent_from_a_batch(
     clf.partial_fit(X[y < 5], y[y < 5], classes=np.arange(10))
     clf.partial_fit(X[y >= 5], y[y >= 5])
     assert clf.classes_.tolist() == list(range(10))
+
+
+def test_loss_arguments_are_routed_to_a_loss_given_by_name(digits_flat):
+    # scikeras turns a loss name into a function, which takes no loss__ arguments.
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        **FAST,
+        loss="sparse_categorical_crossentropy",
+        loss__ignore_class=np.int64(3),
+    ).fit(X, y)
+    assert clf.model_.loss.get_config()["ignore_class"] == 3
+    with pytest.raises(ValueError, match=r"loss='no_such_loss' .*keras.losses"):
+        MNISTClassifier(**FAST, loss="no_such_loss", loss__axis=-1).fit(X, y)
