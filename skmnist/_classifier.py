@@ -189,7 +189,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ``fit``, whatever ``set_params`` changed in the meantime.
     history_ : dict of str to list of float
         Per-epoch ``loss`` and metrics (``accuracy``), plus ``val_loss`` and
-        ``val_accuracy`` with a ``validation_split``.
+        ``val_accuracy`` with a ``validation_split``. Each ``fit`` starts it
+        anew, with ``warm_start`` too (as in scikeras); ``partial_fit`` appends.
     classes_ : ndarray of shape (n_classes,)
         Class labels seen in ``fit``, or given to ``partial_fit``; sorted.
     n_classes_ : int
