@@ -19,6 +19,7 @@ from sklearn.model_selection import (
 )
 from sklearn.utils import get_tags
 
+import skmnist
 from skmnist import MNISTClassifier
 
 FAST = {
@@ -581,12 +582,16 @@ def test_repr_shows_what_the_user_set():
     assert clone(clf).get_params()["validation_batch_size"] == 256
 
 
-def test_warm_start_fit_keeps_classes_and_names_unknown_labels(digits_flat):
+def test_warm_start_fit_keeps_classes_and_names_unknown_labels(digits_flat, tmp_path):
     X, y = digits_flat
     clf = MNISTClassifier(**FAST, warm_start=True, random_state=0).fit(X, y + 1)
     clf.fit(X[y < 5], y[y < 5] + 1)  # continued training on some of the classes
     assert clf.classes_.tolist() == list(range(1, 11))
     assert get_scorer("roc_auc_ovr")(clf, X, y + 1) > 0.9
+    # save never writes a file that load refuses (classes_ was None here).
+    skmnist.save(clf, tmp_path / "warm.skmnist")
+    loaded = skmnist.load(tmp_path / "warm.skmnist")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     with pytest.raises(ValueError, match=r"y has labels .*\[0\]"):
         clf.fit(X, y)
 
