@@ -1,6 +1,7 @@
 """MNISTClassifier: the classic MNIST perceptron as a scikit-learn classifier."""
 
 import contextlib
+import functools
 import json
 import warnings
 from numbers import Integral, Real
@@ -15,7 +16,7 @@ from scikeras.wrappers import KerasClassifier
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     check_array,
@@ -135,7 +136,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         configuration: each fit trains with a new optimizer made from its
         config (routed arguments override it), never with the instance itself.
     loss : str or keras.losses.Loss, default="sparse_categorical_crossentropy"
-        Training loss. ``"categorical_crossentropy"`` one-hot encodes the labels;
+        Training loss. Routed ``loss__`` arguments (``loss__ignore_class=3``)
+        configure a loss given by name or class. ``"categorical_crossentropy"``
+        one-hot encodes the labels;
         ``"binary_crossentropy"`` trains one sigmoid unit and needs two classes.
     metrics : list or None, default=None
         Keras metrics recorded in ``history_``; None records ``["accuracy"]``.
@@ -186,7 +189,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ``fit``, whatever ``set_params`` changed in the meantime.
     history_ : dict of str to list of float
         Per-epoch ``loss`` and metrics (``accuracy``), plus ``val_loss`` and
-        ``val_accuracy`` with a ``validation_split``.
+        ``val_accuracy`` with a ``validation_split``. Each ``fit`` starts it
+        anew, with ``warm_start`` too (as in scikeras); ``partial_fit`` appends.
     classes_ : ndarray of shape (n_classes,)
         Class labels seen in ``fit``, or given to ``partial_fit``; sorted.
     n_classes_ : int
@@ -329,7 +333,12 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             The fitted classifier.
         """
         self._validate_params()
-        self.classes_ = None
+        if self.warm_start and self.initialized_:
+            # Continued training keeps classes_ (and the network's outputs).
+            self._check_known_labels(self._validate_labels(y), "y")
+            self._encode_labels_for_the_current_loss()
+        else:
+            self.classes_ = None
         # Skip KerasClassifier.fit: it multiplies the caller's sample_weight in
         # place, and weights the validation rows by class too.
         return super(KerasClassifier, self).fit(
@@ -378,6 +387,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             )
         if self.classes_ is not None:
             self._check_known_labels(self._validate_labels(y), "y")
+        if self.initialized_:
+            self._encode_labels_for_the_current_loss()
         return super(KerasClassifier, self).partial_fit(
             X, y, sample_weight=sample_weight, **kwargs
         )
@@ -389,6 +400,21 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 f"{what} has labels that are not among the classes "
                 f"{self.classes_.tolist()!r}: {sorted(unknown, key=str)!r}."
             )
+
+    def _encode_labels_for_the_current_loss(self) -> None:
+        """Before continued training: encode labels as the loss set now expects.
+
+        Sparse and plain categorical cross-entropy train the same softmax
+        network on class indices or one-hot rows; after ``set_params(loss=...)``
+        from one to the other, the labels follow the new loss. A loss that
+        needs another network is refused by the network check instead.
+        """
+        if is_categorical_crossentropy(self.loss) == is_categorical_crossentropy(
+            self.target_encoder_.loss
+        ):
+            return
+        if self._fitted_network()["output"] == self._network_from_params()["output"]:
+            self.target_encoder_ = self.target_encoder.fit(self.classes_)
 
     @property
     def target_encoder(self):
@@ -517,11 +543,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 try_to_convert_strings_to_classes(optimizer, get_optimizer_class),
                 optimizer_params,
             )
-        kwargs["loss"] = unflatten_params(
-            try_to_convert_strings_to_classes(
-                params["loss"], get_loss_class_function_or_string
-            ),
+        loss, loss_params = (
+            params["loss"],
             route_params(params, destination="loss", pass_filter=set()),
+        )
+        if isinstance(loss, str) and loss_params:
+            loss = _loss_class(loss)
+        kwargs["loss"] = unflatten_params(
+            try_to_convert_strings_to_classes(loss, get_loss_class_function_or_string),
+            loss_params,
         )
         metrics = params["metrics"] if params["metrics"] is not None else ["accuracy"]
         metrics = unflatten_params(
@@ -665,7 +695,14 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             indices = y_encoded.argmax(axis=1)
         else:
             indices = y_encoded.reshape(-1).astype(np.intp)
-        weights = compute_sample_weight(self.class_weight, self.classes_[indices])
+        if isinstance(self.class_weight, dict):
+            # Against all of classes_, not only the labels of this call: a
+            # partial_fit batch may lack some of the classes the dict names.
+            weights = compute_class_weight(
+                self.class_weight, classes=self.classes_, y=self.classes_[indices]
+            )[indices]
+        else:
+            weights = compute_sample_weight(self.class_weight, self.classes_[indices])
         return weights.astype(np.float32)
 
     def _encode_validation_data(self, validation_data) -> tuple:
@@ -818,6 +855,28 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """A network of this architecture for the shared caches, with weights of
         no importance: not model_, which the caches must not keep alive."""
         return self._build_network(np.random.RandomState(0), self._fitted_network())
+
+
+@functools.cache
+def _loss_class(name: str) -> type:
+    """The Keras loss class whose instances are named ``name``, so that routed
+    ``loss__`` arguments can configure a loss given by name (scikeras turns a
+    name into a loss function, which takes no arguments)."""
+    for candidate in vars(keras.losses).values():
+        if not isinstance(candidate, type) or not issubclass(
+            candidate, keras.losses.Loss
+        ):
+            continue
+        try:
+            if candidate().name == name:
+                return candidate
+        except TypeError:  # a base class that needs arguments
+            continue
+    raise ValueError(
+        f"loss={name!r} takes no loss__ arguments: it is not the name of a "
+        "keras.losses class. Pass the class itself, e.g. "
+        "loss=keras.losses.SparseCategoricalCrossentropy."
+    )
 
 
 def _optimizer_config(source, compile_config: bool = False) -> dict:

@@ -19,6 +19,7 @@ from sklearn.model_selection import (
 )
 from sklearn.utils import get_tags
 
+import skmnist
 from skmnist import MNISTClassifier
 
 FAST = {
@@ -579,3 +580,66 @@ def test_repr_shows_what_the_user_set():
     clf.set_params(validation_batch_size=256)
     assert "validation_batch_size=256" in repr(clf)
     assert clone(clf).get_params()["validation_batch_size"] == 256
+
+
+def test_warm_start_fit_keeps_classes_and_names_unknown_labels(digits_flat, tmp_path):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, warm_start=True, random_state=0).fit(X, y + 1)
+    clf.fit(X[y < 5], y[y < 5] + 1)  # continued training on some of the classes
+    assert clf.classes_.tolist() == list(range(1, 11))
+    assert get_scorer("roc_auc_ovr")(clf, X, y + 1) > 0.9
+    # save never writes a file that load refuses (classes_ was None here).
+    skmnist.save(clf, tmp_path / "warm.skmnist")
+    loaded = skmnist.load(tmp_path / "warm.skmnist")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match=r"y has labels .*\[0\]"):
+        clf.fit(X, y)
+
+
+@pytest.mark.parametrize("method", ["warm_start", "partial_fit"])
+@pytest.mark.parametrize(
+    "first, then",
+    [
+        ("sparse_categorical_crossentropy", "categorical_crossentropy"),
+        ("categorical_crossentropy", "sparse_categorical_crossentropy"),
+    ],
+)
+def test_continued_training_after_switching_the_cross_entropy(
+    digits_flat, method, first, then
+):
+    # Both losses train the same softmax network; only the labels' encoding
+    # (class indices or one-hot rows) differs.
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, loss=first, random_state=0).fit(X, y + 1)
+    clf.set_params(loss=then)
+    if method == "warm_start":
+        clf.set_params(warm_start=True).fit(X, y + 1)
+    else:
+        clf.partial_fit(X, y + 1)
+    assert len(clf.history_["loss"]) >= 1
+    assert clf.score(X, y + 1) > 0.8
+    assert clf.predict_proba(X[:3]).shape == (3, 10)
+
+
+def test_partial_fit_class_weight_dict_may_name_classes_absent_from_a_batch(
+    digits_flat,
+):
+    X, y = digits_flat
+    weights = {0: 2.0, 9: 5.0}  # unnamed classes weigh 1, as in scikit-learn
+    clf = MNISTClassifier(**FAST, class_weight=weights, random_state=0)
+    clf.partial_fit(X[y < 5], y[y < 5], classes=np.arange(10))
+    clf.partial_fit(X[y >= 5], y[y >= 5])
+    assert clf.classes_.tolist() == list(range(10))
+
+
+def test_loss_arguments_are_routed_to_a_loss_given_by_name(digits_flat):
+    # scikeras turns a loss name into a function, which takes no loss__ arguments.
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        **FAST,
+        loss="sparse_categorical_crossentropy",
+        loss__ignore_class=np.int64(3),
+    ).fit(X, y)
+    assert clf.model_.loss.get_config()["ignore_class"] == 3
+    with pytest.raises(ValueError, match=r"loss='no_such_loss' .*keras.losses"):
+        MNISTClassifier(**FAST, loss="no_such_loss", loss__axis=-1).fit(X, y)
