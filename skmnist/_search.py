@@ -34,6 +34,12 @@ def check_param_grid(params, pipeline) -> dict:
         if name in grid:
             raise SearchUsageError(f"--param {name} given twice")
         grid[name] = list(values)
+        for index, value in enumerate(grid[name]):
+            # The same candidate twice is the same fits run twice.
+            if any(_same_value(value, other) for other in grid[name][:index]):
+                raise SearchUsageError(
+                    f"--param {name}: the value {_format_value(value)} is given twice"
+                )
     defaults = pipeline.get_params()
     steps = [name for name, _ in pipeline.steps]
     for name, values in grid.items():
@@ -61,12 +67,20 @@ def _check_value(pipeline, name, value, defaults) -> None:
         and not isinstance(default, bool)
     ):
         raise SearchUsageError(f"{shown}: expects a number, not a truth value")
+    if isinstance(value, Real) and not isinstance(value, bool):
+        # A fit takes NaN or infinity without a word (a NaN learning rate trains
+        # NaN weights, scored at chance) where no constraint refuses it.
+        if not np.isfinite(value):
+            raise SearchUsageError(f"{shown}: not a finite number")
+        if name.endswith("optimizer__learning_rate") and value <= 0:
+            raise SearchUsageError(f"{shown}: the learning rate must be positive")
     candidate = clone(pipeline)
     try:
         candidate.set_params(**{name: value})
         for _, step in candidate.steps:
             step._validate_params()
         _check_optimizer(candidate.steps[-1][1])
+        _check_loss(candidate.steps[-1][1])
     except (ValueError, TypeError) as error:
         # The first line only: scikit-learn goes on with advice for Python code
         # ("set it in the constructor").
@@ -98,6 +112,20 @@ def _check_optimizer(classifier) -> None:
         keras.optimizers.get({"class_name": optimizer, "config": arguments})
     else:
         optimizer(**arguments)
+
+
+def _check_loss(classifier) -> None:
+    """Look up a loss given by name as the fit's compile would: Keras refuses
+    unknown names."""
+    loss = classifier.get_params().get("loss")
+    if isinstance(loss, str):
+        import keras
+
+        keras.losses.get(loss)
+
+
+def _same_value(a, b) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def check_random_state(random_state) -> None:
