@@ -11,6 +11,7 @@ time, not the search; and its progress is printed while it runs.
 import sys
 import threading
 import warnings
+from contextlib import ExitStack
 from numbers import Real
 
 import numpy as np
@@ -263,9 +264,10 @@ def run_search(
         _fit_or_fail(search, x_train, y_train)
     else:
         progress = FitProgress(total=count_fits(search, x_train, y_train))
-        with dask_client(
-            scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker or 1
-        ) as client:
+        with ExitStack() as stack:
+            client = _connect(
+                stack, dask_client, scheduler, n_workers, threads_per_worker
+            )
             print(f"dask cluster: {describe_cluster(client)}", file=out, flush=True)
             try:
                 with ProgressPrinter(progress, out):
@@ -284,6 +286,27 @@ def run_search(
     print(f"best parameters: {format_params(search.best_params_)}", file=out)
     print(f"best cv score: {search.best_score_:.4f}", file=out)
     return search, test
+
+
+def _connect(stack, dask_client, scheduler, n_workers, threads_per_worker):
+    """Enter ``dask_client`` on ``stack``; an address dask cannot parse or
+    reach (its connect timeout bounds the wait) is one line, not a traceback."""
+    try:
+        return stack.enter_context(
+            dask_client(
+                scheduler,
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker or 1,
+            )
+        )
+    except (OSError, ValueError) as error:  # TimeoutError is an OSError
+        where = (
+            f"reach the dask scheduler at {scheduler}"
+            if scheduler is not None
+            else "start a local dask cluster"
+        )
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise SearchFailedError(f"cannot {where}: {first_line}") from None
 
 
 def _fit_or_fail(search, X, y, **options):

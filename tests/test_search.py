@@ -759,3 +759,37 @@ def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
     assert rerun == lines.index(progress[-1]) + 1
     assert lines[-1].startswith("test_acc: ")
     assert model.is_file()
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("garbage", "missing port number in address 'garbage'"),
+        ("tcp://127.0.0.1:9", "Timed out trying to connect to tcp://127.0.0.1:9"),
+    ],
+)
+def test_a_scheduler_that_cannot_be_reached_is_one_line(
+    capsys, small_data, tmp_path, address, message
+):
+    import dask
+
+    # dask's own bound on the wait, shortened for the test (30 s by default).
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        status, out, err = _main(
+            capsys,
+            "--param",
+            "clf__hidden_units=8",
+            "--data",
+            str(small_data),
+            "--output",
+            str(tmp_path / "m.skmnist"),
+            "--scheduler",
+            address,
+        )
+    assert (status, out) == (1, "")
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        f"skmnist: error: cannot reach the dask scheduler at {address}: {message}"
+        + err.split(message, 1)[1].rstrip("\n")
+    ], err
+    assert not (tmp_path / "m.skmnist").exists()
