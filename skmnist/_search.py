@@ -11,6 +11,7 @@ time, not the search; and its progress is printed while it runs.
 import sys
 import threading
 import warnings
+from contextlib import ExitStack
 from numbers import Real
 
 import numpy as np
@@ -34,6 +35,12 @@ def check_param_grid(params, pipeline) -> dict:
         if name in grid:
             raise SearchUsageError(f"--param {name} given twice")
         grid[name] = list(values)
+        for index, value in enumerate(grid[name]):
+            # The same candidate twice is the same fits run twice.
+            if any(_same_value(value, other) for other in grid[name][:index]):
+                raise SearchUsageError(
+                    f"--param {name}: the value {_format_value(value)} is given twice"
+                )
     defaults = pipeline.get_params()
     steps = [name for name, _ in pipeline.steps]
     for name, values in grid.items():
@@ -61,12 +68,20 @@ def _check_value(pipeline, name, value, defaults) -> None:
         and not isinstance(default, bool)
     ):
         raise SearchUsageError(f"{shown}: expects a number, not a truth value")
+    if isinstance(value, Real) and not isinstance(value, bool):
+        # A fit takes NaN or infinity without a word (a NaN learning rate trains
+        # NaN weights, scored at chance) where no constraint refuses it.
+        if not np.isfinite(value):
+            raise SearchUsageError(f"{shown}: not a finite number")
+        if name.endswith("optimizer__learning_rate") and value <= 0:
+            raise SearchUsageError(f"{shown}: the learning rate must be positive")
     candidate = clone(pipeline)
     try:
         candidate.set_params(**{name: value})
         for _, step in candidate.steps:
             step._validate_params()
         _check_optimizer(candidate.steps[-1][1])
+        _check_loss(candidate.steps[-1][1])
     except (ValueError, TypeError) as error:
         # The first line only: scikit-learn goes on with advice for Python code
         # ("set it in the constructor").
@@ -98,6 +113,20 @@ def _check_optimizer(classifier) -> None:
         keras.optimizers.get({"class_name": optimizer, "config": arguments})
     else:
         optimizer(**arguments)
+
+
+def _check_loss(classifier) -> None:
+    """Look up a loss given by name as the fit's compile would: Keras refuses
+    unknown names."""
+    loss = classifier.get_params().get("loss")
+    if isinstance(loss, str):
+        import keras
+
+        keras.losses.get(loss)
+
+
+def _same_value(a, b) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def check_random_state(random_state) -> None:
@@ -235,9 +264,10 @@ def run_search(
         _fit_or_fail(search, x_train, y_train)
     else:
         progress = FitProgress(total=count_fits(search, x_train, y_train))
-        with dask_client(
-            scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker or 1
-        ) as client:
+        with ExitStack() as stack:
+            client = _connect(
+                stack, dask_client, scheduler, n_workers, threads_per_worker
+            )
             print(f"dask cluster: {describe_cluster(client)}", file=out, flush=True)
             try:
                 with ProgressPrinter(progress, out):
@@ -256,6 +286,27 @@ def run_search(
     print(f"best parameters: {format_params(search.best_params_)}", file=out)
     print(f"best cv score: {search.best_score_:.4f}", file=out)
     return search, test
+
+
+def _connect(stack, dask_client, scheduler, n_workers, threads_per_worker):
+    """Enter ``dask_client`` on ``stack``; an address dask cannot parse or
+    reach (its connect timeout bounds the wait) is one line, not a traceback."""
+    try:
+        return stack.enter_context(
+            dask_client(
+                scheduler,
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker or 1,
+            )
+        )
+    except (OSError, ValueError) as error:  # TimeoutError is an OSError
+        where = (
+            f"reach the dask scheduler at {scheduler}"
+            if scheduler is not None
+            else "start a local dask cluster"
+        )
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise SearchFailedError(f"cannot {where}: {first_line}") from None
 
 
 def _fit_or_fail(search, X, y, **options):

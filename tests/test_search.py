@@ -580,7 +580,10 @@ def small_data(tmp_path_factory, digits):
 
 
 def _main(capsys, *args):
-    status = main(["search", *args])
+    try:
+        status = main(["search", *args])
+    except SystemExit as exit:  # argparse's usage errors
+        status = exit.code
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -619,13 +622,38 @@ NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9"]
             ["--param", "clf__hidden_units=8,true"],
             "--param clf__hidden_units=True: expects a number, not a truth value",
         ),
+        # Values a fit would take without a word and train nonsense with (a NaN
+        # learning rate gives NaN weights and chance-level scores).
+        (
+            ["--param", "clf__optimizer__learning_rate=1e-3,nan"],
+            "--param clf__optimizer__learning_rate=nan: not a finite number",
+        ),
+        (
+            ["--param", "clf__optimizer__learning_rate=inf"],
+            "--param clf__optimizer__learning_rate=inf: not a finite number",
+        ),
+        (
+            ["--param", "clf__optimizer__learning_rate=-1e-3"],
+            "--param clf__optimizer__learning_rate=-0.001: the learning rate must "
+            "be positive",
+        ),
+        # Found by the first fit only, after the cluster had started.
+        (
+            ["--param", "clf__loss=sparse_categorical_crossentropy,foo"],
+            "--param clf__loss='foo': Could not interpret loss",
+        ),
+        # The same candidate twice is the same fits twice.
+        (
+            ["--param", "clf__hidden_units=8,16,8"],
+            "--param clf__hidden_units: the value 8 is given twice",
+        ),
         (
             ["--param", "clf__hidden_units=8", "--cv", "1"],
             "--cv must be at least 2 folds, got 1",
         ),
         (
             ["--param", "clf__hidden_units=8", "--random-state", "-1"],
-            "--random-state must be between 0 and 2**32 - 1, got -1",
+            "argument --random-state: must be an integer from 0 to 4294967295, got -1",
         ),
         (
             ["--param", "clf__hidden_units=8", "--scoring", "acuracy"],
@@ -731,3 +759,37 @@ def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
     assert rerun == lines.index(progress[-1]) + 1
     assert lines[-1].startswith("test_acc: ")
     assert model.is_file()
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("garbage", "missing port number in address 'garbage'"),
+        ("tcp://127.0.0.1:9", "Timed out trying to connect to tcp://127.0.0.1:9"),
+    ],
+)
+def test_a_scheduler_that_cannot_be_reached_is_one_line(
+    capsys, small_data, tmp_path, address, message
+):
+    import dask
+
+    # dask's own bound on the wait, shortened for the test (30 s by default).
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        status, out, err = _main(
+            capsys,
+            "--param",
+            "clf__hidden_units=8",
+            "--data",
+            str(small_data),
+            "--output",
+            str(tmp_path / "m.skmnist"),
+            "--scheduler",
+            address,
+        )
+    assert (status, out) == (1, "")
+    assert "Traceback" not in err
+    assert err.splitlines() == [
+        f"skmnist: error: cannot reach the dask scheduler at {address}: {message}"
+        + err.split(message, 1)[1].rstrip("\n")
+    ], err
+    assert not (tmp_path / "m.skmnist").exists()
