@@ -373,6 +373,14 @@ def _random_images(n, seed=0):
     return np.random.RandomState(seed).randint(0, 256, (n, 28, 28), dtype=np.uint8)
 
 
+def _digit_photo():
+    """A dark stroke on white paper: something predict reads as a digit (random
+    pixels it rightly refuses as noise)."""
+    page = np.full((60, 50), 255, dtype=np.uint8)
+    page[10:50, 22:28] = 0
+    return page
+
+
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory, digits, digits_flat):
     """Small models of every kind evaluate and predict may be handed."""
@@ -420,7 +428,7 @@ def test_evaluate_needs_digit_labels_predict_prints_any(
     status, _, err = _main(capsys, "evaluate", model_files / "words.joblib")
     assert status == 1
     assert "classes are ['one', 'zero'], not the digits 0-9" in _one_error_line(err)
-    PIL.fromarray(_random_images(1)[0]).save(tmp_path / "d.png")
+    PIL.fromarray(_digit_photo()).save(tmp_path / "d.png")
     status, out, err = _main(
         capsys, "predict", model_files / "words.joblib", tmp_path / "d.png"
     )
@@ -454,7 +462,7 @@ def test_predict_reports_every_failing_file_and_classifies_the_rest(
 ):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
-        PIL.fromarray(255 - _random_images(1)[0] // 2).save(tmp_path / folder / "d.png")
+        PIL.fromarray(_digit_photo()).save(tmp_path / folder / "d.png")
     _bomb_png(tmp_path / "bomb.png")
     PIL.fromarray(np.full((40, 40), 255, dtype=np.uint8)).save(tmp_path / "blank.png")
     (tmp_path / "empty.png").write_bytes(b"")
