@@ -105,13 +105,19 @@ def tensorflow_global_seed() -> int | None:
     tf = sys.modules.get("tensorflow")
     if tf is None:
         return None
+    global_seed = _eager_context_global_seed()
+    if global_seed is not None:
+        return global_seed()
+    global_seed, _ = tf.compat.v1.random.get_seed(None)
+    return global_seed
+
+
+def _eager_context_global_seed() -> Callable[[], int | None] | None:
     try:
         from tensorflow.python.eager import context
-
-        return context.global_seed()
-    except (ImportError, AttributeError):
-        global_seed, _ = tf.compat.v1.random.get_seed(None)
-        return global_seed
+    except ImportError:
+        return None
+    return getattr(context, "global_seed", None)
 
 
 def dask_distributed_backend() -> type:

@@ -223,7 +223,7 @@ def run_search(
     progress, the reruns and the table of candidates to ``out`` (default: stdout).
     Returns the fitted search and the MNIST test set.
     """
-    from skmnist import make_mnist_pipeline
+    from skmnist._pipeline import make_mnist_pipeline
     from skmnist.datasets import load_mnist
 
     out = sys.stdout if out is None else out

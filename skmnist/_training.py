@@ -135,6 +135,14 @@ def hold_out_validation_rows(x, y, sample_weight, class_weight, fit_args) -> tup
             "provide more data, or a different value for the "
             "`validation_split` argument."
         )
+    # As Keras's split does, floating-point arrays become floatx.
+    floatx = keras.config.floatx()
+    arrays = tuple(
+        a.astype(floatx)
+        if a is not None and np.issubdtype(a.dtype, np.floating) and a.dtype != floatx
+        else a
+        for a in arrays
+    )
     train = tuple(None if a is None else a[:split_at] for a in arrays)
     x_val, y_val, weights_val, _ = (None if a is None else a[split_at:] for a in arrays)
     fit_args["validation_data"] = (x_val, y_val, weights_val)
