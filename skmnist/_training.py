@@ -1,9 +1,8 @@
-"""Training a compiled Keras model on arrays: :func:`train`, the one entry point.
+"""Training a compiled Keras model on arrays, behind one entry point: :func:`train`.
 
-:func:`train` holds out the validation rows, then trains either in whole
-compiled epochs (below) or, for what those do not cover, with ``Model.fit``.
-
-Whole-epoch compiled training: one compiled call per epoch, not per mini-batch.
+:func:`train` holds out the validation rows (the last ones, as Keras does), then
+trains in whole compiled epochs, one compiled call per epoch rather than per
+mini-batch, or, for what those do not cover, with ``Model.fit``.
 
 For a network as small as the MNIST perceptron, ``keras.Model.fit`` spends more
 time dispatching one compiled step per mini-batch and feeding it through its input
