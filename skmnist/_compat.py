@@ -19,19 +19,26 @@ release, so it will not move) and joblib's dask backend class, which
 :mod:`skmnist._dask` extends (see :func:`dask_distributed_backend`).
 """
 
+import importlib
 import sys
 from collections.abc import Callable
 
-from scikeras._utils import (
-    get_loss_class_function_or_string,
-    get_metric_class,
-    get_optimizer_class,
-    route_params,
-    try_to_convert_strings_to_classes,
-    unflatten_params,
-)
-from scikeras.utils.transformers import _is_categorical_crossentropy
 from sklearn.utils._param_validation import Interval, StrOptions
+
+# scikeras's helpers, imported on first use: scikeras imports Keras, and so
+# TensorFlow, which PixelScaler, the dask helpers and the CLI must not pay for.
+_SCIKERAS_NAMES = {
+    "get_loss_class_function_or_string": ("scikeras._utils", None),
+    "get_metric_class": ("scikeras._utils", None),
+    "get_optimizer_class": ("scikeras._utils", None),
+    "route_params": ("scikeras._utils", None),
+    "try_to_convert_strings_to_classes": ("scikeras._utils", None),
+    "unflatten_params": ("scikeras._utils", None),
+    "is_categorical_crossentropy": (
+        "scikeras.utils.transformers",
+        "_is_categorical_crossentropy",
+    ),
+}
 
 __all__ = [
     "Interval",
@@ -39,18 +46,23 @@ __all__ = [
     "build_training_state",
     "call_concrete_function",
     "dask_distributed_backend",
-    "get_loss_class_function_or_string",
-    "get_metric_class",
-    "get_optimizer_class",
-    "is_categorical_crossentropy",
-    "route_params",
     "tensorflow_global_seed",
-    "try_to_convert_strings_to_classes",
-    "unflatten_params",
     "validate_estimator_params",
+    *_SCIKERAS_NAMES,
 ]
 
-is_categorical_crossentropy: Callable[[object], bool] = _is_categorical_crossentropy
+
+def __getattr__(name: str):
+    if name not in _SCIKERAS_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _SCIKERAS_NAMES[name]
+    value = getattr(importlib.import_module(module), attribute or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SCIKERAS_NAMES})
 
 
 def build_training_state(model, x, y) -> None:

@@ -3,6 +3,7 @@ result, and no other module reaches for a private API."""
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -145,6 +146,32 @@ def test_global_seed_is_read_without_the_eager_context(
     # skmnist only.
     monkeypatch.setattr(_compat, "_eager_context_global_seed", lambda: None)
     assert tensorflow_global_seed() == private
+
+
+def test_importing_the_compat_module_imports_no_keras():
+    # PixelScaler, the dask helpers and the CLI import it: TensorFlow must not
+    # come with it.
+    code = (
+        "import sys, skmnist._compat, skmnist._scaler, skmnist._random; "
+        "print(sorted({'keras', 'tensorflow', 'scikeras'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_scikeras_helpers_are_scikeras_own():
+    from scikeras import _utils
+    from scikeras.utils import transformers
+
+    assert _compat.route_params is _utils.route_params
+    assert (
+        _compat.is_categorical_crossentropy is transformers._is_categorical_crossentropy
+    )
+    with pytest.raises(AttributeError, match="no_such_helper"):
+        _compat.no_such_helper
 
 
 def test_global_seed_is_none_without_tensorflow(monkeypatch):
