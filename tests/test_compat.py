@@ -107,7 +107,7 @@ def test_concrete_function_without_call_flat_is_called_normally():
     def affine(trainable, non_trainable, x):
         return x @ trainable[0] + non_trainable[0]
 
-    concrete = tf.function(affine).get_concrete_function(
+    concrete = tf.function(affine, autograph=False).get_concrete_function(
         [kernel], [bias], tf.TensorSpec((4, 3), tf.float32)
     )
     x = tf.constant(np.arange(12, dtype=np.float32).reshape(4, 3))
