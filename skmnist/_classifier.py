@@ -1,6 +1,5 @@
 """MNISTClassifier: the classic MNIST perceptron as a scikit-learn classifier."""
 
-import contextlib
 import functools
 import json
 import warnings
@@ -9,13 +8,11 @@ from numbers import Integral, Real
 import keras
 import numpy as np
 import scipy.sparse as sp
-from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 from scikeras.utils import loss_name
 from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -25,31 +22,27 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from skmnist._random import draw_seeds, isolated_random_state
-from skmnist._scikeras_compat import (
-    MixinsFirst,
+from skmnist._compat import (
+    Interval,
+    StrOptions,
     get_loss_class_function_or_string,
     get_metric_class,
     get_optimizer_class,
     is_categorical_crossentropy,
-    mark_legacy_tags_as_migrated,
     route_params,
     try_to_convert_strings_to_classes,
     unflatten_params,
 )
-from skmnist._training import (
-    build_training_state,
-    epoch_runner,
-    fit_compiled_epochs,
-    runs_compiled_epochs,
-)
+from skmnist._inference import forward_pass
+from skmnist._random import draw_seeds
+from skmnist._scikeras_layout import MixinsFirst, mark_legacy_tags_as_migrated
+from skmnist._training import epoch_runner, train
 from skmnist._workspace import (
     CompletedEpochs,
     borrowed_workspace,
     build_optimizer,
     collect_discarded_models,
     copy_training_state,
-    forward_pass,
 )
 
 mark_legacy_tags_as_migrated()
@@ -633,13 +626,6 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 fit_args["validation_data"]
             )
         class_weights = self._class_sample_weight(y)
-        X, y, sample_weight, class_weights = self._hold_out_validation_rows(
-            X, y, sample_weight, class_weights, fit_args
-        )
-        if class_weights is not None:
-            if sample_weight is not None:
-                class_weights = class_weights * sample_weight
-            sample_weight = class_weights
         # A fresh seed per training call, so that continued training (warm_start,
         # partial_fit) does not replay earlier shuffles.
         random_state = np.random.RandomState(
@@ -653,19 +639,16 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         with borrowed_workspace(self._training_key(), self._build_workspace) as runner:
             copy_training_state(self.model_, runner.model)
             try:
-                if runs_compiled_epochs(fit_args):
-                    fit_compiled_epochs(
-                        runner,
-                        X,
-                        y,
-                        sample_weight,
-                        random_state=random_state,
-                        **fit_args,
-                    )
-                else:
-                    self._fit_with_keras_loop(
-                        runner.model, X, y, sample_weight, fit_args, random_state
-                    )
+                train(
+                    runner,
+                    X,
+                    y,
+                    sample_weight,
+                    class_weights,
+                    random_state=random_state,
+                    seeded=self._random_state is not None,
+                    fit_args=fit_args,
+                )
                 trained = True
                 # Callbacks such as EarlyStopping may change the weights after the
                 # last epoch.
@@ -732,45 +715,6 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 )
             encoded += (weights,)
         return encoded
-
-    def _hold_out_validation_rows(self, X, y, sample_weight, class_weights, fit_args):
-        """Split off ``validation_split`` of the rows as Keras does: the last ones.
-
-        Only the caller's ``sample_weight`` goes with them: as in Keras's
-        ``Model.fit(class_weight=...)``, validation is not class-weighted.
-        """
-        validation_split = fit_args.pop("validation_split", 0.0)
-        if validation_split and fit_args.get("validation_data") is None:
-            arrays = (X, y, sample_weight, class_weights)
-            arrays, (X_val, y_val, weights_val, _) = train_validation_split(
-                arrays, validation_split
-            )
-            fit_args["validation_data"] = (X_val, y_val, weights_val)
-            return arrays
-        return X, y, sample_weight, class_weights
-
-    def _fit_with_keras_loop(self, model, X, y, sample_weight, fit_args, random_state):
-        """Train with ``Model.fit``, for what the compiled epochs do not cover.
-
-        Keras reshuffles every epoch, but on TensorFlow with a constant seed (see
-        ``isolated_random_state``); shuffling once more here with the estimator's
-        own seed makes each epoch's order depend on ``random_state``.
-        """
-        # Built now rather than by Model.fit, which on JAX draws a shuffle to
-        # build a new model's metrics: the first fit would differ from later ones.
-        build_training_state(model, X, y)
-        if fit_args["shuffle"]:
-            order = random_state.permutation(len(X))
-            X, y = X[order], y[order]
-            if sample_weight is not None:
-                sample_weight = sample_weight[order]
-        randomness = (
-            contextlib.nullcontext()
-            if self._random_state is None
-            else isolated_random_state(draw_seeds(random_state, 1)[0])
-        )
-        with randomness:
-            model.fit(x=X, y=y, sample_weight=sample_weight, **fit_args)
 
     def _keras_fit_arguments(self, epochs, initial_epoch, kwargs) -> dict:
         """``Model.fit``'s arguments: the hyper-parameters, routed ``fit__*``

@@ -227,7 +227,8 @@ def _seed(text: str) -> int:
 
 def _train(args) -> int:
     output = _check_model_output(args)
-    from skmnist import FitInterruptedWarning, make_mnist_pipeline
+    from skmnist._classifier import FitInterruptedWarning
+    from skmnist._pipeline import make_mnist_pipeline
 
     (x_train, y_train), (x_test, y_test) = _load_mnist(args.data)
     pipeline = make_mnist_pipeline(
