@@ -1,6 +1,7 @@
 """skmnist.save / skmnist.load: the pickle-free file format."""
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 
+import h5py
 import joblib
 import keras
 import numpy as np
@@ -27,6 +29,7 @@ from skmnist import (
     _persistence,
     make_mnist_pipeline,
 )
+from skmnist._persistence import _archive, _registry
 
 TINY = {"hidden_units": 16, "epochs": 1, "batch_size": 32, "random_state": 0}
 
@@ -214,12 +217,10 @@ def test_failed_save_leaves_the_previous_file_intact(
     path.write_bytes(saved_pipeline.read_bytes())
     before = path.read_bytes()
 
-    def crash(model, filepath):  # after estimator.json went into the archive
-        with open(filepath, "wb") as half_written:
-            half_written.write(b"PK\x03\x04 half a model")
+    def crash(array, where):  # after estimator.json went into the archive
         raise OSError("disk full")
 
-    monkeypatch.setattr(keras.saving, "save_model", crash)
+    monkeypatch.setattr(_archive, "npy_bytes", crash)
     with pytest.raises(OSError, match="disk full"):
         skmnist.save(fitted_pipeline, path)
     assert path.read_bytes() == before
@@ -234,6 +235,9 @@ def test_loading_unpickles_nothing(saved_pipeline, monkeypatch, data):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(np, "load", refuse)
     monkeypatch.setattr(keras.saving, "load_model", refuse)
+    # Nor read HDF5 (format version 2 has no HDF5 in it).
+    monkeypatch.setattr(h5py, "File", refuse)
+    monkeypatch.setattr(keras.Model, "load_weights", refuse)
     assert skmnist.load(saved_pipeline).predict(data[0][:3]).shape == (3,)
 
 
@@ -318,9 +322,9 @@ def _changed_json_resigned(members):
 
 
 def _changed_weights(members):
-    weights = bytearray(members["models/0.keras"])
+    weights = bytearray(members["weights/0.npy"])
     weights[len(weights) // 2] ^= 0xFF
-    members["models/0.keras"] = bytes(weights)
+    members["weights/0.npy"] = bytes(weights)
 
 
 def _extra_member(members):
@@ -355,7 +359,7 @@ def _garbage_json(members):
         (_future_version, "format version 99.*Upgrade skmnist"),
         (_wrong_checksum, r"checksum mismatch for estimator\.json"),
         (_changed_json, r"checksum mismatch for estimator\.json"),
-        (_changed_weights, r"checksum mismatch for models/0\.keras"),
+        (_changed_weights, r"checksum mismatch for weights/0\.npy"),
         (_changed_json_resigned, "weights do not fit the network"),
         (_extra_member, "members do not match its manifest"),
         (_no_manifest, r"no manifest\.json"),
@@ -426,13 +430,25 @@ def test_missing_file(tmp_path):
         skmnist.load(tmp_path / "absent.skmnist")
 
 
-def test_the_archive_holds_a_standard_keras_model(saved_pipeline, data):
-    # Keras itself can read the model (in its safe mode) without skmnist.
-    keras_bytes = _members(saved_pipeline)["models/0.keras"]
-    model = keras.saving.load_model(
-        _to_file(keras_bytes, saved_pipeline.with_suffix(".keras")), safe_mode=True
-    )
-    assert model.output_shape == (None, 10)
+def test_the_weights_are_plain_npy_arrays(saved_pipeline, fitted_pipeline):
+    # numpy reads them without pickle; Keras's .keras file is an export
+    # (model_.save), not part of the format.
+    members = _members(saved_pipeline)
+    manifest = json.loads(members["manifest.json"])
+    node = json.loads(members["estimator.json"])["steps"][1][1]
+    assert manifest["format_version"] == 2
+    assert not any(name.endswith((".keras", ".h5")) for name in members)
+    stored = [
+        np.load(io.BytesIO(members[name]), allow_pickle=False)
+        for name in node["weights"]
+    ]
+    for array, name in zip(stored, node["weights"], strict=True):
+        assert manifest["arrays"][name] == {
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+        }
+    for ours, theirs in zip(stored, _variables(fitted_pipeline[-1]), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def _to_file(content: bytes, path):
@@ -609,7 +625,7 @@ def test_forged_hyper_parameters_are_refused_before_keras_sees_them(
     monkeypatch.setattr(
         "keras.src.saving.serialization_lib.deserialize_keras_object", refuse
     )
-    monkeypatch.setattr(MNISTClassifier, "_build_keras_model", refuse)
+    monkeypatch.setattr(MNISTClassifier, "_build_network", refuse)
     with pytest.raises(_persistence.ModelFileError, match=message):
         skmnist.load(path)
 
@@ -727,40 +743,36 @@ def test_huge_networks_are_refused_before_they_are_allocated(
     def refuse(*args, **kwargs):
         raise AssertionError("the network was built")
 
-    monkeypatch.setattr(MNISTClassifier, "_build_keras_model", refuse)
+    monkeypatch.setattr(MNISTClassifier, "_build_network", refuse)
     with pytest.raises(_persistence.ModelFileError, match="weight bytes, more than"):
         skmnist.load(path)
 
 
 def test_oversized_members_are_refused_before_extraction(saved_pipeline, monkeypatch):
-    monkeypatch.setattr(_persistence, "_MAX_MODEL_BYTES", 1000)
+    monkeypatch.setattr(_archive, "_MAX_MEMBER_BYTES", 1000)
     monkeypatch.setattr(
-        _persistence.shutil,
-        "copyfileobj",
-        lambda *args: pytest.fail("the member was extracted"),
+        _archive, "read_npy", lambda *args: pytest.fail("the member was read")
     )
     with pytest.raises(_persistence.ModelFileError, match="too large"):
         skmnist.load(saved_pipeline)
 
 
 def test_oversized_archives_are_refused(saved_pipeline, monkeypatch):
-    monkeypatch.setattr(_persistence, "_MAX_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(_archive, "_MAX_TOTAL_BYTES", 1000)
     with pytest.raises(_persistence.ModelFileError, match="too large"):
         skmnist.load(saved_pipeline)
 
 
 def test_zip_bombs_are_refused_before_extraction(saved_pipeline, tmp_path, monkeypatch):
     members = _members(saved_pipeline)
-    members["models/0.keras"] = bytes(8 * 2**20)  # deflates a thousandfold
+    members["weights/0.npy"] = bytes(8 * 2**20)  # deflates a thousandfold
     _resign(members)
     path = tmp_path / "bomb.skmnist"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, content in members.items():
             archive.writestr(name, content)
     monkeypatch.setattr(
-        _persistence.shutil,
-        "copyfileobj",
-        lambda *args: pytest.fail("the member was extracted"),
+        _archive, "read_npy", lambda *args: pytest.fail("the member was read")
     )
     with pytest.raises(_persistence.ModelFileError, match="expands"):
         skmnist.load(path)
@@ -894,13 +906,13 @@ def test_save_refuses_what_load_would_refuse(tmp_path):
 
 def test_save_runs_the_loaders_checks(tmp_path, monkeypatch):
     seen = []
-    original = _persistence._params
+    original = _registry._params
 
     def spy(node, kind, where):
         seen.append(kind)
         return original(node, kind, where)
 
-    monkeypatch.setattr(_persistence, "_params", spy)
+    monkeypatch.setattr(_registry, "_params", spy)
     skmnist.save(make_mnist_pipeline(), tmp_path / "m.skmnist")
     assert seen == ["PixelScaler", "MNISTClassifier", "Pipeline"]
 
