@@ -583,15 +583,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         if self.classes_.dtype != classes.dtype or not np.array_equal(
             self.classes_, classes
         ):
-            raise ValueError("inconsistent classes_.")
+            raise ValueError("classes_ that its label encoder does not give back")
         if weights is not None:
             units, outputs = self.hidden_units, self._output_layer()[0]
             needed = 4 * ((self.n_features_in_ + 1) * units + (units + 1) * outputs)
             stored = sum(weight.nbytes for weight in weights)
             if needed > stored:  # float32 weights
                 raise ValueError(
-                    f"the hyper-parameters describe a network of {needed} weight "
-                    f"bytes, more than the {stored} bytes of weights stored."
+                    f"a network of {needed} weight bytes, more than the {stored} "
+                    "bytes stored"
                 )
         self.feature_encoder_ = self.feature_encoder.fit(
             np.zeros((1, self.n_features_in_), dtype=np.float32)
@@ -602,22 +602,24 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         if weights is not None and len(weights) != len(variables):
             raise ValueError(
                 f"{len(weights)} weight arrays for a network and optimizer of "
-                f"{len(variables)} variables."
+                f"{len(variables)} variables"
             )
         for variable, value in zip(variables, weights or (), strict=False):
+            # Integers may differ: each backend has its own for counters and
+            # seeds (int64 under TensorFlow, int32 and uint32 under JAX).
             kind = np.dtype(variable.dtype).kind
             if value.shape != tuple(variable.shape) or not (
-                value.dtype.kind == kind or {value.dtype.kind, kind} <= {"i", "u"}
+                value.dtype == variable.dtype or {value.dtype.kind, kind} <= {"i", "u"}
             ):
                 raise ValueError(
                     f"weights of shape {value.shape} and dtype {value.dtype} for "
                     f"{variable.path}, of shape {tuple(variable.shape)} and dtype "
-                    f"{variable.dtype}."
+                    f"{variable.dtype}"
                 )
             if kind in "iu" and value.size:  # another backend's integer dtype
                 limits = np.iinfo(variable.dtype)
                 if value.min() < limits.min or value.max() > limits.max:
-                    raise ValueError(f"{variable.path} out of range.")
+                    raise ValueError(f"{variable.path} out of range")
             variable.assign(value.astype(variable.dtype))
         self.model_ = model
 

@@ -248,7 +248,7 @@ def read_npy(
         raise ModelFileError(f"{where}: invalid .npy header: {error}") from None
     if found_dtype != dtype or found_dtype.str != dtype.str or fortran_order:
         raise ModelFileError(
-            f"{where}: the array is stored as {short_repr(str(found_dtype))}, but "
+            f"{where}: the array is stored as {str(found_dtype)[:60]}, but "
             f"the manifest declares {dtype.str}; the file was modified or is damaged."
         )
     if tuple(found_shape) != shape:

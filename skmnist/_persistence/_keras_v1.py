@@ -14,7 +14,9 @@ from skmnist._persistence._codec import array_from_json
 from skmnist._persistence._errors import ModelFileError, expect
 
 
-def load_weights(model, node: dict, keras_files: dict[str, Path], where: str) -> None:
+def load_weights(
+    model, node: dict, where: str, *, keras_files: dict[str, Path]
+) -> None:
     """Read the weights of the ``.keras`` member that ``node`` names, and the
     non-trainable variables (dropout's random state) stored beside them in
     JSON, into ``model``."""

@@ -165,7 +165,8 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
             except ValueError as error:
                 raise ModelFileError(
                     f"{where}: the weights do not fit the network the "
-                    f"hyper-parameters describe: {error}"
+                    f"hyper-parameters describe ({error}) The file was modified "
+                    "or is damaged."
                 ) from None
             except Exception as error:  # Keras refusing what passed our checks
                 raise ModelFileError(
@@ -408,7 +409,7 @@ def _set_attributes(estimator, attributes: dict, weights) -> None:
 
 def _restore_classifier(clf: MNISTClassifier, attributes: dict, weights) -> None:
     if weights is None:
-        raise ValueError("the file stores no weights for it.")
+        raise ValueError("the file stores no weights for it")
     if callable(weights):  # format version 1: Keras reads them into the network
         clf._restore(attributes, None)
         weights(clf.model_)
