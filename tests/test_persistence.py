@@ -1201,3 +1201,36 @@ def test_trusted_version_1_files_round_trip_exactly(data, tmp_path):
 def test_unfitted_version_1_files_need_no_trust(tmp_path):
     path = _as_version_1(make_mnist_pipeline(hidden_units=32), tmp_path / "v1.skmnist")
     assert skmnist.load(path).get_params()["clf__hidden_units"] == 32
+
+
+@pytest.mark.slow
+def test_files_load_under_the_other_backend(fitted_pipeline, saved_pipeline, data):
+    # Weights are plain arrays: a file saved under TensorFlow loads under JAX
+    # and back (their integer counters differ: int64, int32 and uint32).
+    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
+    images, labels = data
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    folder = saved_pipeline.parent
+    script = (
+        "import sys, numpy as np, skmnist\n"
+        "images, labels = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
+        "loaded = skmnist.load(sys.argv[1])\n"
+        "np.save(sys.argv[4], loaded.predict_proba(images))\n"
+        "loaded[-1].partial_fit(loaded[0].transform(images), labels)\n"
+        "skmnist.save(loaded, sys.argv[5])\n"
+    )
+    np.save(folder / "images.npy", images)
+    np.save(folder / "labels.npy", labels)
+    subprocess.run(
+        [sys.executable, "-c", script, str(saved_pipeline), str(folder / "images.npy"),
+         str(folder / "labels.npy"), str(folder / "proba.npy"),
+         str(folder / "back.skmnist")],
+        env={**os.environ, "KERAS_BACKEND": other}, check=True, timeout=300,
+        capture_output=True,
+    )  # fmt: skip
+    expected = fitted_pipeline.predict_proba(images)
+    # The backends' float32 kernels round differently, in the last bits only.
+    np.testing.assert_allclose(np.load(folder / "proba.npy"), expected, atol=1e-6)
+    back = skmnist.load(folder / "back.skmnist")
+    assert len(back[-1].history_["loss"]) == 2
+    assert back.predict_proba(images).shape == expected.shape
