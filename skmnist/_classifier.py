@@ -583,15 +583,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         if self.classes_.dtype != classes.dtype or not np.array_equal(
             self.classes_, classes
         ):
-            raise ValueError("classes_ that its label encoder does not give back")
+            raise ValueError("classes_ is not what its label encoder gives back")
         if weights is not None:
             units, outputs = self.hidden_units, self._output_layer()[0]
             needed = 4 * ((self.n_features_in_ + 1) * units + (units + 1) * outputs)
             stored = sum(weight.nbytes for weight in weights)
             if needed > stored:  # float32 weights
                 raise ValueError(
-                    f"a network of {needed} weight bytes, more than the {stored} "
-                    "bytes stored"
+                    f"the hyper-parameters describe a network of {needed} weight "
+                    f"bytes, more than the {stored} bytes stored"
                 )
         self.feature_encoder_ = self.feature_encoder.fit(
             np.zeros((1, self.n_features_in_), dtype=np.float32)
@@ -599,10 +599,11 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self._initialize_callbacks()
         model = self._compiled_network(self._seed)
         variables = [*model.variables, *model.optimizer.variables]
+        misfit = "the weights do not fit the network the hyper-parameters describe"
         if weights is not None and len(weights) != len(variables):
             raise ValueError(
-                f"{len(weights)} weight arrays for a network and optimizer of "
-                f"{len(variables)} variables"
+                f"{misfit}: {len(weights)} weight arrays for a network and "
+                f"optimizer of {len(variables)} variables"
             )
         for variable, value in zip(variables, weights or (), strict=False):
             # Integers may differ: each backend has its own for counters and
@@ -612,14 +613,14 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 value.dtype == variable.dtype or {value.dtype.kind, kind} <= {"i", "u"}
             ):
                 raise ValueError(
-                    f"weights of shape {value.shape} and dtype {value.dtype} for "
+                    f"{misfit}: shape {value.shape} and dtype {value.dtype} for "
                     f"{variable.path}, of shape {tuple(variable.shape)} and dtype "
                     f"{variable.dtype}"
                 )
             if kind in "iu" and value.size:  # another backend's integer dtype
                 limits = np.iinfo(variable.dtype)
                 if value.min() < limits.min or value.max() > limits.max:
-                    raise ValueError(f"{variable.path} out of range")
+                    raise ValueError(f"{misfit}: {variable.path} out of range")
             variable.assign(value.astype(variable.dtype))
         self.model_ = model
 

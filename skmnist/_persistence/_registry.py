@@ -92,11 +92,11 @@ def describe(estimator: BaseEstimator, arrays: dict, where: str) -> dict:
     )
     fitted = entry.fitted_marker is not None and entry.fitted_marker in vars(estimator)
     if entry.fitted_marker is not None:
-        # An unfitted estimator is its hyper-parameters; leftovers of a failed
-        # fit are dropped.
         node["fitted"] = None
-    if entry.fitted_marker is not None and not fitted:
-        return node
+        if not fitted:
+            # An unfitted estimator is its hyper-parameters; leftovers of a
+            # failed fit are dropped.
+            return node
     unknown = set(vars(estimator)) - {
         *params,
         *_INIT_STATE,
@@ -149,9 +149,6 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
                 for pair in expect(node[entry.nested], list, where)
             )
         ]
-        for pair in node[entry.nested]:
-            if len(pair) != 2:
-                raise ModelFileError(f"{where}: malformed {entry.nested}.")
     estimator = _checked(entry.cls(**nested, **_params(node, name, where)), where)
     if entry.fitted_marker is not None and node.get("fitted") is not None:
         attributes = _fitted(node, entry.stored, where)
@@ -164,9 +161,7 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
                 raise
             except ValueError as error:
                 raise ModelFileError(
-                    f"{where}: the weights do not fit the network the "
-                    f"hyper-parameters describe ({error}) The file was modified "
-                    "or is damaged."
+                    f"{where}: {error}; the file was modified or is damaged."
                 ) from None
             except Exception as error:  # Keras refusing what passed our checks
                 raise ModelFileError(
@@ -409,7 +404,7 @@ def _set_attributes(estimator, attributes: dict, weights) -> None:
 
 def _restore_classifier(clf: MNISTClassifier, attributes: dict, weights) -> None:
     if weights is None:
-        raise ValueError("the file stores no weights for it")
+        raise ValueError("the file stores no weights for the fitted network")
     if callable(weights):  # format version 1: Keras reads them into the network
         clf._restore(attributes, None)
         weights(clf.model_)
