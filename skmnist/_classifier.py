@@ -437,11 +437,16 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         super()._check_model_compatibility(y)
 
     def _build_keras_model(self) -> keras.Model:
-        collect_discarded_models()
         seed = self._random_state
         if seed is None:
             seed = draw_seeds(check_random_state(None), 1)[0]
         self._seed = seed
+        return self._compiled_network(seed)
+
+    def _compiled_network(self, seed: int) -> keras.Model:
+        """The network the hyper-parameters describe, compiled, initialised from
+        ``seed``."""
+        collect_discarded_models()
         model = self._build_network(
             np.random.RandomState(seed), self._network_from_params()
         )
@@ -474,6 +479,18 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             "output": (output.units, output.activation),
         }
 
+    def _network_changes(self) -> list[str]:
+        """The hyper-parameters changed since ``fit`` that change the network."""
+        fitted, wanted = self._fitted_network(), self._network_from_params()
+        changed = [
+            name for name in ("hidden_units", "dropout") if fitted[name] != wanted[name]
+        ]
+        if fitted["activation"] is not wanted["activation"]:
+            changed.append("activation")
+        if fitted["output"] != wanted["output"]:
+            changed.append("loss")
+        return changed
+
     def _build_network(
         self, random_state: np.random.RandomState, network: dict
     ) -> keras.Model:
@@ -503,6 +520,102 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             )
         )
         return keras.Sequential(layers, name="mnist_mlp")
+
+    # -- saved state (skmnist.save and skmnist.load) ---------------------------
+
+    # Fitted attributes that fit sets and that cannot be derived from others;
+    # _restore derives the rest (the network from the weights, the encoders from
+    # classes_ and n_features_in_).
+    _SAVED_ATTRIBUTES = (
+        "classes_",
+        "n_features_in_",
+        "feature_names_in_",
+        "target_type_",
+        "history_",
+        "_random_state",
+        "_seed",
+    )
+
+    def _saved_state(self) -> tuple[dict, list[np.ndarray]]:
+        """The fitted state as plain values, for :meth:`_restore`: the fitted
+        attributes of ``_SAVED_ATTRIBUTES`` and the weights (the network's
+        variables, dropout's random state included, then the optimizer's)."""
+        changed = self._network_changes()
+        if changed:
+            raise ValueError(
+                "its fitted network no longer matches its hyper-parameters "
+                f"({', '.join(changed)} changed after fit), so it would load as "
+                "another model. Refit it, or set them back to the values it was "
+                "fitted with."
+            )
+        saved = set(self._SAVED_ATTRIBUTES) & vars(self).keys()
+        attributes = {name: vars(self)[name] for name in sorted(saved)}
+        variables = [*self.model_.variables, *self.model_.optimizer.variables]
+        return attributes, [np.asarray(variable.value) for variable in variables]
+
+    def _restore(self, attributes: dict, weights: list[np.ndarray] | None) -> None:
+        """Make this new classifier the fitted one whose :meth:`_saved_state`
+        gave ``attributes`` and ``weights``, rebuilding what fit derives from
+        them; with ``weights=None``, the network as initialised from ``_seed``.
+
+        Raises ``ValueError`` if they contradict each other or the
+        hyper-parameters, before building a network larger than the weights.
+        """
+        vars(self).update(attributes)
+        # The label encoder keeps only the categories it found: fit lets it find
+        # them (sorted, in the labels' dtype); partial_fit(classes=...) gives
+        # them, in the order given.
+        classes = self.classes_
+        try:
+            found = np.array_equal(np.unique(classes), classes)
+        except TypeError:  # unorderable object labels
+            found = False
+        self.classes_ = None if found else classes
+        self.target_encoder_ = self.target_encoder.fit(classes)
+        vars(self).update(getattr(self.target_encoder_, "get_metadata", dict)())
+        if self.classes_.dtype != classes.dtype or not np.array_equal(
+            self.classes_, classes
+        ):
+            raise ValueError("classes_ is not what its label encoder gives back")
+        if weights is not None:
+            units, outputs = self.hidden_units, self._output_layer()[0]
+            needed = 4 * ((self.n_features_in_ + 1) * units + (units + 1) * outputs)
+            stored = sum(weight.nbytes for weight in weights)
+            if needed > stored:  # float32 weights
+                raise ValueError(
+                    f"the hyper-parameters describe a network of {needed} weight "
+                    f"bytes, more than the {stored} bytes stored"
+                )
+        self.feature_encoder_ = self.feature_encoder.fit(
+            np.zeros((1, self.n_features_in_), dtype=np.float32)
+        )
+        self._initialize_callbacks()
+        model = self._compiled_network(self._seed)
+        variables = [*model.variables, *model.optimizer.variables]
+        misfit = "the weights do not fit the network the hyper-parameters describe"
+        if weights is not None and len(weights) != len(variables):
+            raise ValueError(
+                f"{misfit}: {len(weights)} weight arrays for a network and "
+                f"optimizer of {len(variables)} variables"
+            )
+        for variable, value in zip(variables, weights or (), strict=False):
+            # Integers may differ: each backend has its own for counters and
+            # seeds (int64 under TensorFlow, int32 and uint32 under JAX).
+            kind = np.dtype(variable.dtype).kind
+            if value.shape != tuple(variable.shape) or not (
+                value.dtype == variable.dtype or {value.dtype.kind, kind} <= {"i", "u"}
+            ):
+                raise ValueError(
+                    f"{misfit}: shape {value.shape} and dtype {value.dtype} for "
+                    f"{variable.path}, of shape {tuple(variable.shape)} and dtype "
+                    f"{variable.dtype}"
+                )
+            if kind in "iu" and value.size:  # another backend's integer dtype
+                limits = np.iinfo(variable.dtype)
+                if value.min() < limits.min or value.max() > limits.max:
+                    raise ValueError(f"{misfit}: {variable.path} out of range")
+            variable.assign(value.astype(variable.dtype))
+        self.model_ = model
 
     def _output_layer(self) -> tuple:
         if self._binary_output():
@@ -591,14 +704,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """Before continued training: the network must be the fitted one, and the
         optimizer, loss and metrics are those set now (as MLPClassifier uses a
         changed learning rate), keeping the optimizer's state where it can."""
-        fitted, wanted = self._fitted_network(), self._network_from_params()
-        changed = [
-            name for name in ("hidden_units", "dropout") if fitted[name] != wanted[name]
-        ]
-        if fitted["activation"] is not wanted["activation"]:
-            changed.append("activation")
-        if fitted["output"] != wanted["output"]:
-            changed.append("loss")
+        changed = self._network_changes()
         if changed:
             raise ValueError(
                 f"{', '.join(changed)} changed since this network was fitted, and "
