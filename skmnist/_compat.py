@@ -46,6 +46,8 @@ __all__ = [
     "build_training_state",
     "call_concrete_function",
     "dask_distributed_backend",
+    "output_config",
+    "restore_output_config",
     "tensorflow_global_seed",
     "validate_estimator_params",
     *_SCIKERAS_NAMES,
@@ -160,3 +162,18 @@ def validate_estimator_params(estimator) -> None:
     validate = getattr(estimator, "_validate_params", None)
     if validate is not None:
         validate()
+
+
+def output_config(estimator) -> dict | None:
+    """What ``estimator.set_output`` stored, or None if it was never called.
+
+    scikit-learn keeps it in the private ``_sklearn_output_config`` attribute and
+    has no public getter for an estimator's own configuration.
+    """
+    return vars(estimator).get("_sklearn_output_config")
+
+
+def restore_output_config(estimator, config: dict) -> None:
+    """Give ``estimator`` back the ``set_output`` configuration ``config`` (as
+    :func:`output_config` returned it), without touching nested estimators."""
+    estimator._sklearn_output_config = dict(config)

@@ -281,7 +281,7 @@ PRIVATE_MODULES = re.compile(
     r"^(keras\.src|scikeras\._utils|tensorflow\.python|joblib\._dask|sklearn\.utils\._)"
 )
 PRIVATE_ATTRIBUTES = re.compile(
-    r"\.(_symbolic_build|_should_eval|_call_flat|captured_inputs)\b"
+    r"\.(_symbolic_build|_should_eval|_call_flat|captured_inputs|_sklearn_output_config)\b"
 )
 
 

@@ -38,6 +38,11 @@ LAYERS = {
     },
     "uses of fitted estimators": {
         "skmnist._persistence",
+        "skmnist._persistence._archive",
+        "skmnist._persistence._codec",
+        "skmnist._persistence._errors",
+        "skmnist._persistence._keras_v1",
+        "skmnist._persistence._registry",
         "skmnist._onnx",
         "skmnist._dask",
     },

@@ -25,6 +25,11 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from skmnist._classifier import MNISTClassifier
+from skmnist._compat import (
+    output_config,
+    restore_output_config,
+    validate_estimator_params,
+)
 from skmnist._persistence._codec import from_json, to_json
 from skmnist._persistence._errors import (
     JOBLIB_HINT,
@@ -87,9 +92,7 @@ def describe(estimator: BaseEstimator, arrays: dict, where: str) -> dict:
         for name, value in params.items()
         if name != entry.nested
     }
-    node["output_config"] = to_json(
-        vars(estimator).get("_sklearn_output_config"), f"set_output of {where}"
-    )
+    node["output_config"] = to_json(output_config(estimator), f"set_output of {where}")
     fitted = entry.fitted_marker is not None and entry.fitted_marker in vars(estimator)
     if entry.fitted_marker is not None:
         node["fitted"] = None
@@ -167,14 +170,14 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
                 raise ModelFileError(
                     f"{where}: cannot rebuild the network: {error}"
                 ) from None
-    output_config = from_json(node.get("output_config"), where)
-    if output_config is not None:
-        output_config = expect(output_config, dict, where)
-        if not set(output_config) <= {"transform"} or not all(
-            value in _OUTPUT_CONTAINERS for value in output_config.values()
+    config = from_json(node.get("output_config"), where)
+    if config is not None:
+        config = expect(config, dict, where)
+        if not set(config) <= {"transform"} or not all(
+            value in _OUTPUT_CONTAINERS for value in config.values()
         ):
             raise ModelFileError(f"{where}: invalid set_output configuration.")
-        estimator._sklearn_output_config = output_config
+        restore_output_config(estimator, config)
     return estimator
 
 
@@ -204,7 +207,7 @@ def _checked(estimator: BaseEstimator, where: str) -> BaseEstimator:
     """Run scikit-learn's parameter validation (types and ranges) now, at load
     time, rather than at the next fit."""
     try:
-        estimator._validate_params()
+        validate_estimator_params(estimator)
     except (ValueError, TypeError) as error:
         message = str(error).splitlines()[0]
         raise ModelFileError(f"{where}: invalid hyper-parameter: {message}") from None
