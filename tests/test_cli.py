@@ -601,6 +601,33 @@ def test_usage_errors_before_the_data_is_loaded(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        (["train", "--epochs"], "many", "must be a positive integer, got 'many'"),
+        (["train", "--epochs"], "2.5", "must be a positive integer, got '2.5'"),
+        (["train", "--epochs"], "0", "must be a positive integer, got 0"),
+        (["train", "--random-state"], "seven", "must be an integer from 0 to "),
+        (["search", "--n-workers"], "two", "must be an integer, 0 or more, got 'two'"),
+        (["search", "--n-workers"], "-1", "must be an integer, 0 or more, got -1"),
+        (["serve", "m.skmnist", "--port"], "http", "must be a port number from 0"),
+        (
+            ["serve", "m.skmnist", "--port"],
+            "65536",
+            "must be a port number from 0 to 65535, got 65536",
+        ),
+    ],
+)
+def test_integer_options_name_what_they_expect(
+    option, value, message, capsys, no_data_loading
+):
+    status, out, err = _main(capsys, *option, value)
+    assert (status, out) == (2, "")
+    line = _one_error_line(err)
+    assert f"argument {option[-1]}: {message}" in line
+    assert "invalid" not in line and "_int" not in line  # no Python names
+
+
 def test_data_problems_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SKMNIST_DATA", raising=False)
