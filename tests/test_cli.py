@@ -15,6 +15,11 @@ import pytest
 PIL = pytest.importorskip("PIL.Image")
 
 
+# A bound on every command run here; the longest is a full training run on a
+# loaded machine.
+SUBPROCESS_TIMEOUT = 1200
+
+
 def _skmnist(*args, env=None, check=True):
     return subprocess.run(
         [sys.executable, "-m", "skmnist", *args],
@@ -22,6 +27,7 @@ def _skmnist(*args, env=None, check=True):
         text=True,
         check=check,
         env=env,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 
@@ -42,6 +48,7 @@ def test_help_is_immediate_and_imports_no_tensorflow(command):
         capture_output=True,
         text=True,
         check=True,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert probe.stderr.strip().splitlines()[-1] == "False"
 

@@ -218,6 +218,7 @@ def _skmnist(*args):
         capture_output=True,
         text=True,
         env=env,
+        timeout=1200,  # a bound: a search on real MNIST, on a loaded machine
     )
 
 
@@ -255,6 +256,7 @@ def test_help_lists_the_search_options_without_heavy_imports():
         capture_output=True,
         text=True,
         check=True,
+        timeout=600,
     )
     assert probe.stderr.strip().splitlines()[-1] == "[]"
 
