@@ -52,39 +52,9 @@ def mnist(mnist_path):
 def mnist_pipeline(mnist):
     """The default pipeline (``random_state=0``) fitted once on all of MNIST's
     training set, for every test that needs exactly that fit; read it, never
-    change it (refit a :func:`~sklearn.base.clone` instead)."""
+    change it (refit a :func:`~sklearn.base.clone` instead). Under pytest-xdist
+    each worker that runs such a test fits it once."""
     from skmnist import make_mnist_pipeline
 
     (x_train, y_train), _ = mnist
     return make_mnist_pipeline(random_state=0).fit(x_train, y_train)
-
-
-# Fits that several tests share, too slow to repeat on every xdist worker.
-_SHARED_FITS = {"mnist_pipeline"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Keep the tests that share a costly fixture on one xdist worker.
-
-    Under the README's ``pytest -n auto --dist loadgroup`` each worker process
-    builds its own module- and session-scoped fixtures. A test that uses a fixture
-    of :data:`_SHARED_FITS` joins that fixture's group; any other test that uses
-    a module-scoped fixture joins its module's group, so that a module's trained
-    models, dask cluster, server or browser are built once. Tests without such
-    fixtures are spread freely. Without xdist the marks change nothing.
-    """
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:  # not a Python test function
-            continue
-        names = set(info.names_closure)
-        shared = sorted(names & _SHARED_FITS)
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
-        elif any(
-            definitions[-1].scope == "module"
-            for name in names
-            if (definitions := info.name2fixturedefs.get(name))
-        ):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
