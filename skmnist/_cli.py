@@ -212,20 +212,27 @@ def _add_trust_pickle_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _integer(kind: str, low: int, high: float = float("inf")):
+    """An argparse ``type`` accepting the integers from ``low`` to ``high``; any
+    other text is refused as "must be <kind>, got <text>", so that a word and an
+    out-of-range number get the same message naming what is expected."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= _MAX_SEED:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer from 0 to {_MAX_SEED}, got {value}"
-        )
-    return value
+_positive_int = _integer("a positive integer", 1)
+_non_negative_int = _integer("an integer, 0 or more", 0)
+_seed = _integer(f"an integer from 0 to {_MAX_SEED}", 0, _MAX_SEED)
+_port = _integer("a port number from 0 to 65535", 0, 65535)
 
 
 def _train(args) -> int:
@@ -410,13 +417,6 @@ def _add_search_parser(commands) -> None:
     search.set_defaults(command=_search, parser=search)
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def _search_param(text: str) -> tuple[str, list]:
     """``name=v1,v2`` -> ``(name, [v1, v2])`` with each value parsed."""
     name, equals, values = text.partition("=")
@@ -461,11 +461,9 @@ def _search(args) -> int:
             threads_per_worker=args.threads_per_worker,
         )
     except SearchUsageError as error:
-        print(f"skmnist: error: {error}", file=sys.stderr)
-        return 2
+        args.parser.error(_one_line(error))
     except SearchFailedError as error:
-        print(f"skmnist: error: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error)) from None
     _save_model(search.best_estimator_, Path(args.output), args.format)
     print(f"saved the refitted best pipeline to {args.output}")
     print(f"test_acc: {search.best_estimator_.score(x_test, y_test):.4f}")
@@ -510,13 +508,6 @@ def _add_serve_parser(commands) -> None:
         "service, e.g. /mnist (default: none)",
     )
     serve.set_defaults(command=_serve)
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
-    return value
 
 
 def _serve(args) -> int:

@@ -46,3 +46,15 @@ def mnist_path() -> Path:
 def mnist(mnist_path):
     with np.load(mnist_path) as data:
         return (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])
+
+
+@pytest.fixture(scope="session")
+def mnist_pipeline(mnist):
+    """The default pipeline (``random_state=0``) fitted once on all of MNIST's
+    training set, for every test that needs exactly that fit; read it, never
+    change it (refit a :func:`~sklearn.base.clone` instead). Under pytest-xdist
+    each worker that runs such a test fits it once."""
+    from skmnist import make_mnist_pipeline
+
+    (x_train, y_train), _ = mnist
+    return make_mnist_pipeline(random_state=0).fit(x_train, y_train)

@@ -310,7 +310,7 @@ def test_digit_image_problems_are_named(image, match):
     [
         (["train", "--epochs", "0"], "must be a positive integer, got 0"),
         (["train", "--batch-size", "-3"], "must be a positive integer, got -3"),
-        (["train", "--hidden-units", "many"], "invalid _positive_int value: 'many'"),
+        (["train", "--hidden-units", "many"], "must be a positive integer, got 'many'"),
         (["train", "--format", "pickle"], "invalid choice: 'pickle'"),
         (["evaluate"], "the following arguments are required: model"),
     ],

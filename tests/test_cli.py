@@ -15,6 +15,11 @@ import pytest
 PIL = pytest.importorskip("PIL.Image")
 
 
+# A bound on every command run here; the longest is a full training run on a
+# loaded machine.
+SUBPROCESS_TIMEOUT = 1200
+
+
 def _skmnist(*args, env=None, check=True):
     return subprocess.run(
         [sys.executable, "-m", "skmnist", *args],
@@ -22,6 +27,7 @@ def _skmnist(*args, env=None, check=True):
         text=True,
         check=check,
         env=env,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 
@@ -42,6 +48,7 @@ def test_help_is_immediate_and_imports_no_tensorflow(command):
         capture_output=True,
         text=True,
         check=True,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert probe.stderr.strip().splitlines()[-1] == "False"
 
@@ -615,6 +622,33 @@ def test_usage_errors_before_the_data_is_loaded(
     assert status == 2
     assert message in _one_error_line(err)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        (["train", "--epochs"], "many", "must be a positive integer, got 'many'"),
+        (["train", "--epochs"], "2.5", "must be a positive integer, got '2.5'"),
+        (["train", "--epochs"], "0", "must be a positive integer, got 0"),
+        (["train", "--random-state"], "seven", "must be an integer from 0 to "),
+        (["search", "--n-workers"], "two", "must be an integer, 0 or more, got 'two'"),
+        (["search", "--n-workers"], "-1", "must be an integer, 0 or more, got -1"),
+        (["serve", "m.skmnist", "--port"], "http", "must be a port number from 0"),
+        (
+            ["serve", "m.skmnist", "--port"],
+            "65536",
+            "must be a port number from 0 to 65535, got 65536",
+        ),
+    ],
+)
+def test_integer_options_name_what_they_expect(
+    option, value, message, capsys, no_data_loading
+):
+    status, out, err = _main(capsys, *option, value)
+    assert (status, out) == (2, "")
+    line = _one_error_line(err)
+    assert f"argument {option[-1]}: {message}" in line
+    assert "invalid" not in line and "_int" not in line  # no Python names
 
 
 def test_data_problems_are_one_line(tmp_path, capsys, monkeypatch):

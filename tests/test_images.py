@@ -167,17 +167,9 @@ def test_mnist_digits_come_back_almost_unchanged(mnist):
     assert difference.mean() < 0.3, difference.mean()
 
 
-@pytest.fixture(scope="module")
-def mnist_pipeline(mnist):
-    """The default pipeline trained once on plain MNIST, shared by this module."""
-    from skmnist import make_mnist_pipeline
-
-    (x_train, y_train), _ = mnist
-    return make_mnist_pipeline(random_state=0).fit(x_train, y_train)
-
-
 @pytest.mark.mnist
 def test_preprocessing_costs_mnist_digits_no_accuracy(mnist, mnist_pipeline):
+    # mnist_pipeline: the default pipeline fitted on plain MNIST (conftest.py).
     _, (x_test, y_test) = mnist
     plain = mnist_pipeline.score(x_test, y_test)
     through = mnist_pipeline.score(

@@ -2,14 +2,13 @@
 
 import pytest
 
-from skmnist import make_mnist_pipeline
-
 
 @pytest.mark.mnist
-def test_default_pipeline_reaches_seed_accuracy(mnist):
-    (x_train, y_train), (x_test, y_test) = mnist
-    pipe = make_mnist_pipeline(random_state=0).fit(x_train, y_train)
-    clf = pipe.named_steps["clf"]
+def test_default_pipeline_reaches_seed_accuracy(mnist, mnist_pipeline):
+    # mnist_pipeline: make_mnist_pipeline(random_state=0).fit(x_train, y_train),
+    # shared with the other tests of that fit (conftest.py).
+    _, (x_test, y_test) = mnist
+    clf = mnist_pipeline.named_steps["clf"]
     assert len(clf.history_["loss"]) == 5
     assert clf.history_["accuracy"][-1] > clf.history_["accuracy"][0]
-    assert pipe.score(x_test, y_test) >= 0.97
+    assert mnist_pipeline.score(x_test, y_test) >= 0.97

@@ -218,6 +218,7 @@ def _skmnist(*args):
         capture_output=True,
         text=True,
         env=env,
+        timeout=1200,  # a bound: a search on real MNIST, on a loaded machine
     )
 
 
@@ -255,6 +256,7 @@ def test_help_lists_the_search_options_without_heavy_imports():
         capture_output=True,
         text=True,
         check=True,
+        timeout=600,
     )
     assert probe.stderr.strip().splitlines()[-1] == "[]"
 
@@ -667,6 +669,8 @@ def test_a_bad_search_is_refused_before_loading_data(capsys, tmp_path, params, m
     assert (status, out) == (2, "")
     assert err.splitlines() == [f"skmnist: error: {err.split('error: ', 1)[1].strip()}"]
     assert err.startswith("skmnist: error: " + message), err
+    # A usage error like every other command's: with the way to the help.
+    assert err.rstrip().endswith("(see 'skmnist search --help')"), err
 
 
 @pytest.mark.parametrize(
@@ -703,7 +707,37 @@ def test_folds_and_scorer_are_checked_against_the_labels_before_any_worker(
     assert (status, out) == (2, "")
     assert len(err.splitlines()) == 1 and err.startswith("skmnist: error: " + message)
     if "roc_auc" in options:
-        assert err.rstrip().endswith("use roc_auc_ovr or roc_auc_ovo")
+        assert "use roc_auc_ovr or roc_auc_ovo (see 'skmnist search --help')" in err
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [("SearchUsageError", 2), ("SearchFailedError", 1)]
+)
+def test_search_errors_are_reported_as_every_command_reports_them(
+    capsys, monkeypatch, tmp_path, error, status
+):
+    # What run_search raises goes through the command line's own channels
+    # (parser.error for usage, CommandError for failures): one line, even for a
+    # message that spans several, and argparse's exit for a usage error.
+    import skmnist._search
+
+    def fail(*args, **kwargs):
+        raise getattr(skmnist._search, error)("first line\n  second line")
+
+    monkeypatch.setattr(skmnist._search, "run_search", fail)
+    argv = ["search", "--param", "clf__hidden_units=8"]
+    argv += ["--output", str(tmp_path / "m.skmnist")]
+    if status == 2:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        hint = " (see 'skmnist search --help')"
+    else:
+        assert main(argv) == 1
+        hint = ""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"skmnist: error: first line second line{hint}\n"
 
 
 def test_a_multiclass_scorer_that_applies_is_accepted():

@@ -434,7 +434,7 @@ def test_serve_without_a_model_file_is_a_one_line_error(tmp_path):
 def test_serve_bad_port_is_a_usage_error():
     result = _skmnist("serve", "model.skmnist", "--port", "70000")
     assert result.returncode == 2
-    assert "must be 0 to 65535" in result.stderr
+    assert "must be a port number from 0 to 65535, got 70000" in result.stderr
 
 
 # -- a real uvicorn server -------------------------------------------------------
