@@ -5,7 +5,6 @@ import re
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -32,10 +31,9 @@ def _skmnist(*args, env=None, check=True):
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"]])
-def test_help_is_immediate_and_imports_no_tensorflow(command):
-    start = time.perf_counter()
+def test_help_imports_no_deep_learning_framework(command):
+    # What makes --help immediate; its speed itself belongs in benchmarks.
     result = _skmnist(*command, "--help")
-    assert time.perf_counter() - start < 1.5  # including the interpreter start
     assert "usage: skmnist" in result.stdout
     probe = subprocess.run(
         [
@@ -43,7 +41,8 @@ def test_help_is_immediate_and_imports_no_tensorflow(command):
             "-c",
             "import sys\nfrom skmnist._cli import main\n"
             f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass\n"
-            "print('tensorflow' in sys.modules, file=sys.stderr)",
+            "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'jax')),"
+            " file=sys.stderr)",
         ],
         capture_output=True,
         text=True,
