@@ -30,7 +30,7 @@ ENVIRONMENT_VARIABLE = "SKMNIST_COMPILATION_CACHE"
 _OFF = {"off", "0", "false", "no", "none"}
 
 # What configure() found, so that it runs (and warns) once per process.
-_configured: "Path | None | bool" = False
+_configured: "Path | bool | None" = False
 
 
 def cache_folder() -> Path | None:

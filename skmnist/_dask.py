@@ -39,6 +39,8 @@ from distributed.scheduler import KilledWorker
 # joblib's dask backend, to extend: joblib exports it only by the name "dask".
 from joblib._dask import DaskDistributedBackend
 
+from skmnist._quiet_keras import import_keras_quietly
+
 logger = logging.getLogger(__name__)
 
 
@@ -129,6 +131,9 @@ class TensorFlowThreadsPlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:
         """Configure TensorFlow in ``worker``'s process (called by dask)."""
+        # Imported here, as the command line does, so that the worker's log
+        # shows no TensorFlow C++ start-up lines.
+        import_keras_quietly()
         n_threads = self.n_threads or worker.state.nthreads
         configure_tensorflow_threads(n_threads)
 

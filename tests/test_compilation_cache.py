@@ -143,7 +143,7 @@ def test_an_unwritable_folder_warns_once_and_fits(tmp_path):
 def test_both_backends_start_from_the_same_weights(warm_cache, tmp_path):
     """One random_state, one model, on either backend: the initial weights are
     drawn by NumPy, not by each backend's own generator."""
-    home, folder, jax_fit = warm_cache
+    *_, jax_fit = warm_cache
     tensorflow_fit = _fit_in_a_fresh_process(tmp_path, backend="tensorflow")
     # The same training from the same start; float32 sums in another order.
     np.testing.assert_allclose(tensorflow_fit["proba"], jax_fit["proba"], atol=1e-4)
