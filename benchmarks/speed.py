@@ -552,9 +552,10 @@ def main() -> None:
         "--rst-dir", help="also write the table and targets as rst there (docs/)"
     )
     parser.add_argument(
-        "--skip-searches",
-        action="store_true",
-        help="leave out the compile, search and n_jobs rows",
+        "--parts",
+        default="fit,compile,use",
+        help="comma-separated: fit (fits on all of MNIST), compile (new shapes, "
+        "searches, n_jobs), use (predict, save); all by default",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -581,6 +582,9 @@ def main() -> None:
     if not Path(data_path).is_file():
         sys.exit(f"MNIST not found at {data_path}: pass --data or set SKMNIST_DATA")
     backends = args.backends.split(",")
+    parts = set(args.parts.split(","))
+    if not parts <= {"fit", "compile", "use"}:
+        parser.error(f"--parts: unknown part in {args.parts!r}")
     fit_runs = []
     # Repeats alternate between the backends, each fit in a fresh process, so
     # that changes in machine load hit every contender alike.
@@ -590,19 +594,20 @@ def main() -> None:
                 # A cold compilation cache for every fit worker; the JAX
                 # backend's warm row reuses the one its fit worker filled.
                 cache = os.path.join(caches, f"{backend}-{repeat}")
-                print(f"fit {repeat + 1}/{args.repeats}, {backend}...",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                fit_runs += run_worker(backend, "fit", 1, data_path, cache)
-                if backend == "jax":
+                if "fit" in parts:
+                    print(f"fit {repeat + 1}/{args.repeats}, {backend}...",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    fit_runs += run_worker(backend, "fit", 1, data_path, cache)
+                if "fit" in parts and backend == "jax":
                     fit_runs += run_worker(backend, "first-fit", 1, data_path, cache)
-                if not args.skip_searches:
+                if "compile" in parts:
                     print(f"compiles and searches {repeat + 1}/{args.repeats}, "
                           f"{backend}...", file=sys.stderr, flush=True)  # fmt: skip
                     fit_runs += run_worker(
                         backend, "compile", 1, data_path, cache + "-compile"
                     )
     rows = merge_fit_runs(fit_runs)
-    for backend in backends:
+    for backend in backends if "use" in parts else ():
         print(f"predict and save, {backend}...", file=sys.stderr, flush=True)
         rows += run_worker(backend, "use", args.repeats, data_path)
     if args.repeated_fits:
