@@ -1,6 +1,7 @@
 """skmnist against the seed notebook's plain Keras code and MLPClassifier.
 
-Run: ``python benchmarks/speed.py [--repeats 3] [--backends tensorflow,jax]``.
+Run: ``python benchmarks/speed.py [--repeats 3] [--backends tensorflow,jax]
+[--parts fit,compile,use]``.
 
 Every row is measured in this one run, on real MNIST (``SKMNIST_DATA``, else
 ``../shared/data/mnist.npz``), and reported as the median of ``--repeats`` runs

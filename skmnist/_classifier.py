@@ -162,7 +162,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout and shuffling. Two fits with the same
         integer give the same model on the CPU, on either backend and training
-        path. Continued training (``warm_start``, ``partial_fit``) draws a new
+        path; the initial weights (Glorot uniform, drawn by NumPy) are the same
+        on both backends. Continued training (``warm_start``, ``partial_fit``) draws a new
         shuffle order at each call. Seeding does not change the random state of
         the rest of the process.
     verbose : int, default=0
