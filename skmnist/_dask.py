@@ -36,10 +36,11 @@ from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
-# joblib's dask backend, to extend: joblib exports it only by the name "dask".
-from joblib._dask import DaskDistributedBackend
-
+from skmnist._compat import dask_distributed_backend
 from skmnist._quiet_keras import import_keras_quietly
+
+# joblib's dask backend, to extend: joblib exports it only by the name "dask".
+DaskDistributedBackend = dask_distributed_backend()
 
 logger = logging.getLogger(__name__)
 

@@ -7,35 +7,13 @@ classifier (``is_classifier`` is False, ``cross_val_score`` does not stratify).
 Python cannot linearise a subclass that lists ``ClassifierMixin`` first, so
 :class:`MixinsFirst` computes the order scikit-learn requires instead.
 
-It is also the one door to scikeras's private helpers: the routing of prefixed
-parameters (``optimizer__learning_rate`` and the like), which skmnist applies as
-scikeras does.
+scikeras's private helpers (parameter routing and the like) are reached through
+:mod:`skmnist._compat`, like every other private API.
 """
 
-from scikeras._utils import (
-    get_loss_class_function_or_string,
-    get_metric_class,
-    get_optimizer_class,
-    route_params,
-    try_to_convert_strings_to_classes,
-    unflatten_params,
-)
-from scikeras.utils.transformers import _is_categorical_crossentropy
 from sklearn.base import BaseEstimator
 
-__all__ = [
-    "MixinsFirst",
-    "get_loss_class_function_or_string",
-    "get_metric_class",
-    "get_optimizer_class",
-    "is_categorical_crossentropy",
-    "mark_legacy_tags_as_migrated",
-    "route_params",
-    "try_to_convert_strings_to_classes",
-    "unflatten_params",
-]
-
-is_categorical_crossentropy = _is_categorical_crossentropy
+__all__ = ["MixinsFirst", "mark_legacy_tags_as_migrated"]
 
 
 class MixinsFirst(type):
