@@ -2,12 +2,19 @@
 
 The estimators import Keras (and with it TensorFlow) on first use, not on
 ``import skmnist``, so that the command line answers ``--help`` at once.
+``import skmnist`` only sizes TensorFlow's thread pools where joblib or the
+user set ``OMP_NUM_THREADS`` (see ``_thread_pools``).
 """
 
 import importlib
 from typing import TYPE_CHECKING
 
+from skmnist._thread_pools import follow_omp_num_threads
 from skmnist._version import __version__
+
+# Before an estimator imports TensorFlow: in a joblib worker process, its
+# thread pools then take the worker's share of the cores (see _thread_pools).
+follow_omp_num_threads()
 
 if TYPE_CHECKING:
     from skmnist._classifier import FitInterruptedWarning, MNISTClassifier

@@ -33,6 +33,7 @@ from skmnist._compat import (
     try_to_convert_strings_to_classes,
     unflatten_params,
 )
+from skmnist._compilation_cache import configure as configure_compilation_cache
 from skmnist._inference import forward_pass
 from skmnist._random import draw_seeds
 from skmnist._scikeras_layout import MixinsFirst, mark_legacy_tags_as_migrated
@@ -46,6 +47,9 @@ from skmnist._workspace import (
 )
 
 mark_legacy_tags_as_migrated()
+# Before anything compiles, so that the first fit of a new process can load
+# the programs earlier processes compiled.
+configure_compilation_cache(keras.backend.backend())
 
 # Parameters that scikeras's BaseWrapper.__init__ adds and MNISTClassifier does
 # not use: it builds its own network (model, build_fn) and trains in compiled
@@ -151,9 +155,10 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, dropout and shuffling. Two fits with the same
         integer give the same model on the CPU, on either backend and training
-        path. Continued training (``warm_start``, ``partial_fit``) draws a new
-        shuffle order at each call. Seeding does not change the random state of
-        the rest of the process.
+        path; the initial weights (Glorot uniform, drawn by NumPy) are the same
+        on both backends. Continued training (``warm_start``, ``partial_fit``)
+        draws a new shuffle order at each call. Seeding does not change the
+        random state of the rest of the process.
     verbose : int, default=0
         0 trains silently (as is best inside searches), 1 shows Keras's progress
         bar, 2 one line per epoch.
@@ -495,31 +500,36 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self, random_state: np.random.RandomState, network: dict
     ) -> keras.Model:
         hidden_seed, dropout_seed, output_seed = draw_seeds(random_state, 3)
-        layers = [
-            keras.Input((self.n_features_in_,)),
-            keras.layers.Dense(
-                network["hidden_units"],
-                activation=network["activation"],
-                kernel_initializer=keras.initializers.GlorotUniform(hidden_seed),
-                name="hidden",
-            ),
-        ]
+        units, activation = network["output"]
+        hidden = keras.layers.Dense(
+            network["hidden_units"],
+            activation=network["activation"],
+            kernel_initializer=_glorot_uniform(hidden_seed),
+            bias_initializer=_zeros,
+            name="hidden",
+        )
+        output = keras.layers.Dense(
+            units,
+            activation=activation,
+            kernel_initializer=_glorot_uniform(output_seed),
+            bias_initializer=_zeros,
+            name="output",
+        )
+        layers = [keras.Input((self.n_features_in_,)), hidden]
         if network["dropout"] > 0:
             layers.append(
                 keras.layers.Dropout(
                     network["dropout"], seed=dropout_seed, name="dropout"
                 )
             )
-        units, activation = network["output"]
-        layers.append(
-            keras.layers.Dense(
-                units,
-                activation=activation,
-                kernel_initializer=keras.initializers.GlorotUniform(output_seed),
-                name="output",
-            )
-        )
-        return keras.Sequential(layers, name="mnist_mlp")
+        layers.append(output)
+        model = keras.Sequential(layers, name="mnist_mlp")  # builds the weights
+        # The layers' configs name the distribution the weights were drawn
+        # from, as Keras's own initializers would (Model.save, get_config).
+        for layer, seed in ((hidden, hidden_seed), (output, output_seed)):
+            layer.kernel_initializer = keras.initializers.GlorotUniform(seed)
+            layer.bias_initializer = keras.initializers.Zeros()
+        return model
 
     # -- saved state (skmnist.save and skmnist.load) ---------------------------
 
@@ -905,6 +915,29 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """A network of this architecture for the shared caches, with weights of
         no importance: not model_, which the caches must not keep alive."""
         return self._build_network(np.random.RandomState(0), self._fitted_network())
+
+
+def _glorot_uniform(seed: int):
+    """Keras's Glorot uniform initialisation, drawn by NumPy from ``seed``.
+
+    Keras's own initializers draw on the backend: on JAX every new weight shape
+    compiles a random-number program (about a second each on a small CPU), which
+    made a new architecture's first fit slow. NumPy draws the same distribution
+    at once, and gives the same weights on every backend for one seed.
+    """
+
+    def initializer(shape, dtype=None):
+        fan_in, fan_out = shape
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        values = np.random.RandomState(seed).uniform(-limit, limit, size=shape)
+        return values.astype(dtype or "float32")
+
+    return initializer
+
+
+def _zeros(shape, dtype=None):
+    # NumPy's, for the reason given in _glorot_uniform.
+    return np.zeros(shape, dtype=dtype or "float32")
 
 
 @functools.cache

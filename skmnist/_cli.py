@@ -10,24 +10,16 @@ trained, so that a mistake never costs a training run.
 """
 
 import argparse
-import contextlib
 import os
-import re
 import sys
-import tempfile
 import warnings
 from pathlib import Path
+
+from skmnist._quiet_keras import import_keras_quietly
 
 DEFAULT_MODEL = "mnist_pipeline.skmnist"
 # The seeds NumPy's RandomState (and so scikit-learn) accepts.
 _MAX_SEED = 2**32 - 1
-# The C++ log lines of TensorFlow and XLA ("I0000 00:00:... cudart_stub.cc:31]
-# Could not find cuda drivers", oneDNN notes, cuInit errors) and absl's notice
-# about them: noise on a normal run.
-_CPP_LOG_LINE = re.compile(
-    rb"^([IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ [^ ]+:\d+\] |"
-    rb"WARNING: All log messages before absl::InitializeLog\(\) is called)"
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,10 +36,7 @@ class CommandError(Exception):
 def main(argv=None) -> int:
     """Run the ``skmnist`` command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # a user's own setting wins
-        # Before TensorFlow is imported: its C++ logs read it once, at start.
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    _import_keras_quietly(_log_level(os.environ["TF_CPP_MIN_LOG_LEVEL"]))
+    import_keras_quietly()
     format_warning = warnings.formatwarning
     # A warning is one line too, without the source line Python would quote.
     warnings.formatwarning = _format_warning
@@ -62,51 +51,6 @@ def main(argv=None) -> int:
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"skmnist: warning: {_one_line(message)}\n"
-
-
-def _log_level(text: str) -> int:
-    """TF_CPP_MIN_LOG_LEVEL as TensorFlow reads it: 0 (all) to 3 (fatal only)."""
-    try:
-        return min(max(int(text), 0), 3)
-    except ValueError:
-        return 0
-
-
-# The severity of a C++ log line, by its first letter, in TF_CPP_MIN_LOG_LEVEL's
-# terms.
-_SEVERITY = {ord("I"): 0, ord("W"): 1, ord("E"): 2, ord("F"): 3}
-
-
-def _import_keras_quietly(level: int) -> None:
-    """Import Keras (and its backend) with the C++ log lines below ``level``
-    written during the import left out: some are written before TensorFlow reads
-    TF_CPP_MIN_LOG_LEVEL, so a user's level 2 would still show INFO lines.
-    Anything else written meanwhile is passed on."""
-    if "keras" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            with contextlib.suppress(ImportError):  # said where it is needed
-                import keras  # noqa: F401
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured:
-                if not (_CPP_LOG_LINE.match(line) and _severity(line) < level):
-                    sys.stderr.buffer.write(line)
-            sys.stderr.flush()
-
-
-def _severity(line: bytes) -> int:
-    if line.startswith(b"WARNING: All log messages"):
-        # absl's notice that introduces the early lines: as quiet as an INFO line.
-        return 0
-    return _SEVERITY[line[0]]
 
 
 def _one_line(error: BaseException) -> str:

@@ -37,6 +37,7 @@ from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from skmnist._compat import dask_distributed_backend
+from skmnist._quiet_keras import import_keras_quietly
 
 # joblib's dask backend, to extend: joblib exports it only by the name "dask".
 DaskDistributedBackend = dask_distributed_backend()
@@ -131,6 +132,9 @@ class TensorFlowThreadsPlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:
         """Configure TensorFlow in ``worker``'s process (called by dask)."""
+        # Imported here, as the command line does, so that the worker's log
+        # shows no TensorFlow C++ start-up lines.
+        import_keras_quietly()
         n_threads = self.n_threads or worker.state.nthreads
         configure_tensorflow_threads(n_threads)
 

@@ -222,6 +222,10 @@ def _skmnist(*args):
     )
 
 
+# A C++ log line of TensorFlow or XLA ("I0000 00:00:... cudart_stub.cc:31] ...").
+_CPP_LOG = re.compile(r"^[IWEF]\d{4} \d+:\d+:\d+\.\d+ +\d+ \S+:\d+\]")
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -287,6 +291,13 @@ def test_search_command_end_to_end(mnist_path, tmp_path):
         str(model),
     )
     assert result.returncode == 0, result.stderr
+    # Neither the command nor its dask worker processes (whose output is the
+    # command's) show TensorFlow's C++ start-up lines below the user's level 2.
+    assert [
+        line
+        for line in result.stderr.splitlines()
+        if _CPP_LOG.match(line) and line[0] == "I"
+    ] == []
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("dask cluster: 2 workers, 2 threads")
     header = next(
