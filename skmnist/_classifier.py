@@ -1,6 +1,5 @@
 """MNISTClassifier: the classic MNIST perceptron as a scikit-learn classifier."""
 
-import contextlib
 import functools
 import json
 import warnings
@@ -9,13 +8,11 @@ from numbers import Integral, Real
 import keras
 import numpy as np
 import scipy.sparse as sp
-from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 from scikeras.utils import loss_name
 from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -25,31 +22,27 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from skmnist._random import draw_seeds, isolated_random_state
-from skmnist._scikeras_compat import (
-    MixinsFirst,
+from skmnist._compat import (
+    Interval,
+    StrOptions,
     get_loss_class_function_or_string,
     get_metric_class,
     get_optimizer_class,
     is_categorical_crossentropy,
-    mark_legacy_tags_as_migrated,
     route_params,
     try_to_convert_strings_to_classes,
     unflatten_params,
 )
-from skmnist._training import (
-    build_training_state,
-    epoch_runner,
-    fit_compiled_epochs,
-    runs_compiled_epochs,
-)
+from skmnist._inference import forward_pass
+from skmnist._random import draw_seeds
+from skmnist._scikeras_layout import MixinsFirst, mark_legacy_tags_as_migrated
+from skmnist._training import epoch_runner, train
 from skmnist._workspace import (
     CompletedEpochs,
     borrowed_workspace,
     build_optimizer,
     collect_discarded_models,
     copy_training_state,
-    forward_pass,
 )
 
 mark_legacy_tags_as_migrated()
@@ -444,11 +437,16 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         super()._check_model_compatibility(y)
 
     def _build_keras_model(self) -> keras.Model:
-        collect_discarded_models()
         seed = self._random_state
         if seed is None:
             seed = draw_seeds(check_random_state(None), 1)[0]
         self._seed = seed
+        return self._compiled_network(seed)
+
+    def _compiled_network(self, seed: int) -> keras.Model:
+        """The network the hyper-parameters describe, compiled, initialised from
+        ``seed``."""
+        collect_discarded_models()
         model = self._build_network(
             np.random.RandomState(seed), self._network_from_params()
         )
@@ -481,6 +479,18 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             "output": (output.units, output.activation),
         }
 
+    def _network_changes(self) -> list[str]:
+        """The hyper-parameters changed since ``fit`` that change the network."""
+        fitted, wanted = self._fitted_network(), self._network_from_params()
+        changed = [
+            name for name in ("hidden_units", "dropout") if fitted[name] != wanted[name]
+        ]
+        if fitted["activation"] is not wanted["activation"]:
+            changed.append("activation")
+        if fitted["output"] != wanted["output"]:
+            changed.append("loss")
+        return changed
+
     def _build_network(
         self, random_state: np.random.RandomState, network: dict
     ) -> keras.Model:
@@ -510,6 +520,102 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             )
         )
         return keras.Sequential(layers, name="mnist_mlp")
+
+    # -- saved state (skmnist.save and skmnist.load) ---------------------------
+
+    # Fitted attributes that fit sets and that cannot be derived from others;
+    # _restore derives the rest (the network from the weights, the encoders from
+    # classes_ and n_features_in_).
+    _SAVED_ATTRIBUTES = (
+        "classes_",
+        "n_features_in_",
+        "feature_names_in_",
+        "target_type_",
+        "history_",
+        "_random_state",
+        "_seed",
+    )
+
+    def _saved_state(self) -> tuple[dict, list[np.ndarray]]:
+        """The fitted state as plain values, for :meth:`_restore`: the fitted
+        attributes of ``_SAVED_ATTRIBUTES`` and the weights (the network's
+        variables, dropout's random state included, then the optimizer's)."""
+        changed = self._network_changes()
+        if changed:
+            raise ValueError(
+                "its fitted network no longer matches its hyper-parameters "
+                f"({', '.join(changed)} changed after fit), so it would load as "
+                "another model. Refit it, or set them back to the values it was "
+                "fitted with."
+            )
+        saved = set(self._SAVED_ATTRIBUTES) & vars(self).keys()
+        attributes = {name: vars(self)[name] for name in sorted(saved)}
+        variables = [*self.model_.variables, *self.model_.optimizer.variables]
+        return attributes, [np.asarray(variable.value) for variable in variables]
+
+    def _restore(self, attributes: dict, weights: list[np.ndarray] | None) -> None:
+        """Make this new classifier the fitted one whose :meth:`_saved_state`
+        gave ``attributes`` and ``weights``, rebuilding what fit derives from
+        them; with ``weights=None``, the network as initialised from ``_seed``.
+
+        Raises ``ValueError`` if they contradict each other or the
+        hyper-parameters, before building a network larger than the weights.
+        """
+        vars(self).update(attributes)
+        # The label encoder keeps only the categories it found: fit lets it find
+        # them (sorted, in the labels' dtype); partial_fit(classes=...) gives
+        # them, in the order given.
+        classes = self.classes_
+        try:
+            found = np.array_equal(np.unique(classes), classes)
+        except TypeError:  # unorderable object labels
+            found = False
+        self.classes_ = None if found else classes
+        self.target_encoder_ = self.target_encoder.fit(classes)
+        vars(self).update(getattr(self.target_encoder_, "get_metadata", dict)())
+        if self.classes_.dtype != classes.dtype or not np.array_equal(
+            self.classes_, classes
+        ):
+            raise ValueError("classes_ is not what its label encoder gives back")
+        if weights is not None:
+            units, outputs = self.hidden_units, self._output_layer()[0]
+            needed = 4 * ((self.n_features_in_ + 1) * units + (units + 1) * outputs)
+            stored = sum(weight.nbytes for weight in weights)
+            if needed > stored:  # float32 weights
+                raise ValueError(
+                    f"the hyper-parameters describe a network of {needed} weight "
+                    f"bytes, more than the {stored} bytes stored"
+                )
+        self.feature_encoder_ = self.feature_encoder.fit(
+            np.zeros((1, self.n_features_in_), dtype=np.float32)
+        )
+        self._initialize_callbacks()
+        model = self._compiled_network(self._seed)
+        variables = [*model.variables, *model.optimizer.variables]
+        misfit = "the weights do not fit the network the hyper-parameters describe"
+        if weights is not None and len(weights) != len(variables):
+            raise ValueError(
+                f"{misfit}: {len(weights)} weight arrays for a network and "
+                f"optimizer of {len(variables)} variables"
+            )
+        for variable, value in zip(variables, weights or (), strict=False):
+            # Integers may differ: each backend has its own for counters and
+            # seeds (int64 under TensorFlow, int32 and uint32 under JAX).
+            kind = np.dtype(variable.dtype).kind
+            if value.shape != tuple(variable.shape) or not (
+                value.dtype == variable.dtype or {value.dtype.kind, kind} <= {"i", "u"}
+            ):
+                raise ValueError(
+                    f"{misfit}: shape {value.shape} and dtype {value.dtype} for "
+                    f"{variable.path}, of shape {tuple(variable.shape)} and dtype "
+                    f"{variable.dtype}"
+                )
+            if kind in "iu" and value.size:  # another backend's integer dtype
+                limits = np.iinfo(variable.dtype)
+                if value.min() < limits.min or value.max() > limits.max:
+                    raise ValueError(f"{misfit}: {variable.path} out of range")
+            variable.assign(value.astype(variable.dtype))
+        self.model_ = model
 
     def _output_layer(self) -> tuple:
         if self._binary_output():
@@ -604,14 +710,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """Before continued training: the network must be the fitted one, and the
         optimizer, loss and metrics are those set now (as MLPClassifier uses a
         changed learning rate), keeping the optimizer's state where it can."""
-        fitted, wanted = self._fitted_network(), self._network_from_params()
-        changed = [
-            name for name in ("hidden_units", "dropout") if fitted[name] != wanted[name]
-        ]
-        if fitted["activation"] is not wanted["activation"]:
-            changed.append("activation")
-        if fitted["output"] != wanted["output"]:
-            changed.append("loss")
+        changed = self._network_changes()
         if changed:
             raise ValueError(
                 f"{', '.join(changed)} changed since this network was fitted, and "
@@ -639,13 +738,6 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 fit_args["validation_data"]
             )
         class_weights = self._class_sample_weight(y)
-        X, y, sample_weight, class_weights = self._hold_out_validation_rows(
-            X, y, sample_weight, class_weights, fit_args
-        )
-        if class_weights is not None:
-            if sample_weight is not None:
-                class_weights = class_weights * sample_weight
-            sample_weight = class_weights
         # A fresh seed per training call, so that continued training (warm_start,
         # partial_fit) does not replay earlier shuffles.
         random_state = np.random.RandomState(
@@ -659,19 +751,16 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         with borrowed_workspace(self._training_key(), self._build_workspace) as runner:
             copy_training_state(self.model_, runner.model)
             try:
-                if runs_compiled_epochs(fit_args):
-                    fit_compiled_epochs(
-                        runner,
-                        X,
-                        y,
-                        sample_weight,
-                        random_state=random_state,
-                        **fit_args,
-                    )
-                else:
-                    self._fit_with_keras_loop(
-                        runner.model, X, y, sample_weight, fit_args, random_state
-                    )
+                train(
+                    runner,
+                    X,
+                    y,
+                    sample_weight,
+                    class_weights,
+                    random_state=random_state,
+                    seeded=self._random_state is not None,
+                    fit_args=fit_args,
+                )
                 trained = True
                 # Callbacks such as EarlyStopping may change the weights after the
                 # last epoch.
@@ -738,45 +827,6 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 )
             encoded += (weights,)
         return encoded
-
-    def _hold_out_validation_rows(self, X, y, sample_weight, class_weights, fit_args):
-        """Split off ``validation_split`` of the rows as Keras does: the last ones.
-
-        Only the caller's ``sample_weight`` goes with them: as in Keras's
-        ``Model.fit(class_weight=...)``, validation is not class-weighted.
-        """
-        validation_split = fit_args.pop("validation_split", 0.0)
-        if validation_split and fit_args.get("validation_data") is None:
-            arrays = (X, y, sample_weight, class_weights)
-            arrays, (X_val, y_val, weights_val, _) = train_validation_split(
-                arrays, validation_split
-            )
-            fit_args["validation_data"] = (X_val, y_val, weights_val)
-            return arrays
-        return X, y, sample_weight, class_weights
-
-    def _fit_with_keras_loop(self, model, X, y, sample_weight, fit_args, random_state):
-        """Train with ``Model.fit``, for what the compiled epochs do not cover.
-
-        Keras reshuffles every epoch, but on TensorFlow with a constant seed (see
-        ``isolated_random_state``); shuffling once more here with the estimator's
-        own seed makes each epoch's order depend on ``random_state``.
-        """
-        # Built now rather than by Model.fit, which on JAX draws a shuffle to
-        # build a new model's metrics: the first fit would differ from later ones.
-        build_training_state(model, X, y)
-        if fit_args["shuffle"]:
-            order = random_state.permutation(len(X))
-            X, y = X[order], y[order]
-            if sample_weight is not None:
-                sample_weight = sample_weight[order]
-        randomness = (
-            contextlib.nullcontext()
-            if self._random_state is None
-            else isolated_random_state(draw_seeds(random_state, 1)[0])
-        )
-        with randomness:
-            model.fit(x=X, y=y, sample_weight=sample_weight, **fit_args)
 
     def _keras_fit_arguments(self, epochs, initial_epoch, kwargs) -> dict:
         """``Model.fit``'s arguments: the hyper-parameters, routed ``fit__*``

@@ -201,11 +201,14 @@ def _add_format_argument(parser: argparse.ArgumentParser) -> None:
 
 def _add_trust_pickle_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--trust",
         "--trust-pickle",
+        dest="trust_pickle",
         action="store_true",
-        help="unpickle MODEL even if its name does not end in .joblib (unpickling "
-        "runs code from the file: only for files you trust); a .skmnist file is "
-        "never unpickled",
+        help="only for a MODEL you trust: unpickle it even if its name does not "
+        "end in .joblib (unpickling runs code from the file; a .skmnist file is "
+        "never unpickled), and read it if it is an skmnist file of the old format "
+        "version 1 (whose weights HDF5 parses)",
     )
 
 
@@ -227,7 +230,8 @@ def _seed(text: str) -> int:
 
 def _train(args) -> int:
     output = _check_model_output(args)
-    from skmnist import FitInterruptedWarning, make_mnist_pipeline
+    from skmnist._classifier import FitInterruptedWarning
+    from skmnist._pipeline import make_mnist_pipeline
 
     (x_train, y_train), (x_test, y_test) = _load_mnist(args.data)
     pipeline = make_mnist_pipeline(
@@ -665,7 +669,7 @@ def load_model(path: str, trust_pickle: bool = False):
     from skmnist._model_files import load_model as load_model_file
 
     try:
-        return load_model_file(path, trust_pickle=trust_pickle)
+        return load_model_file(path, trusted=trust_pickle)
     except (OSError, ValueError) as error:
         raise CommandError(_one_line(error)) from None
 

@@ -36,8 +36,10 @@ from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
+from skmnist._compat import dask_distributed_backend
+
 # joblib's dask backend, to extend: joblib exports it only by the name "dask".
-from joblib._dask import DaskDistributedBackend
+DaskDistributedBackend = dask_distributed_backend()
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,10 @@ unpickled only when its user said so, by its name or a flag, never because of
 its content: a ``.skmnist`` name (in any case) is only ever read by
 :func:`skmnist.load`, a zip archive (what :func:`skmnist.save` writes) is read by
 :func:`skmnist.load` whatever its name, and anything else is unpickled only when
-it is called ``*.joblib`` or the caller passes ``trust_pickle=True``. Likewise a
-pickle is never written under the safe format's name.
+it is called ``*.joblib`` or the caller passes ``trusted=True``. Likewise a
+pickle is never written under the safe format's name. ``trusted=True`` (the
+``--trust`` flag) also lets :func:`skmnist.load` read files of the old format
+version 1, whose weights only HDF5 parses.
 
 Every command that reads or writes model files (train, evaluate, predict,
 search, export, serve) goes through :func:`load_model` and :func:`save_model`.
@@ -68,16 +70,17 @@ def save_model(model, path: str | os.PathLike, file_format: str | None) -> None:
         write_atomically(path, lambda temporary: joblib.dump(model, temporary))
 
 
-def load_model(path: str | os.PathLike, trust_pickle: bool = False):
+def load_model(path: str | os.PathLike, trusted: bool = False):
     """Load a model file without unpickling anything the user did not trust.
 
     Parameters
     ----------
     path : str or path-like
         A file written by :func:`skmnist.save` (any name) or a joblib pickle.
-    trust_pickle : bool, default=False
-        Unpickle the file even though its name does not end in ``.joblib``.
-        A ``.skmnist`` name is never unpickled, even so.
+    trusted : bool, default=False
+        The user trusts the file (the ``--trust`` flag): unpickle it even though
+        its name does not end in ``.joblib`` (a ``.skmnist`` name is never
+        unpickled, even so), and read an skmnist file of format version 1.
 
     Returns
     -------
@@ -90,12 +93,19 @@ def load_model(path: str | os.PathLike, trust_pickle: bool = False):
         No file at ``path``.
     UntrustedPickleError
         The file is not in the skmnist format, and neither its name nor
-        ``trust_pickle`` says to unpickle it.
+        ``trusted`` says to unpickle it.
+    skmnist._persistence.UntrustedFileError
+        The file is in format version 1 and ``trusted`` is False.
     ValueError
         The file is damaged, forged or not a model file (the message says
         which); :class:`skmnist.ModelFileError` for skmnist files.
     """
-    from skmnist._persistence import ModelFileError, is_skmnist_file, load
+    from skmnist._persistence import (
+        ModelFileError,
+        UntrustedFileError,
+        is_skmnist_file,
+        load,
+    )
 
     path = Path(path)
     if path.is_dir():
@@ -105,8 +115,15 @@ def load_model(path: str | os.PathLike, trust_pickle: bool = False):
     # Safe to read by content: a zip archive goes to the pickle-free loader
     # only, which refuses anything but its own format.
     if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):
-        return load(path)
-    if not (trust_pickle or path.suffix.lower() == PICKLE_SUFFIX):
+        try:
+            return load(path, trusted=trusted)
+        except UntrustedFileError as error:
+            raise UntrustedFileError(
+                error.reason,
+                "If you do, pass --trust, and save it again (skmnist.save) to "
+                "convert it to the current format.",
+            ) from None
+    if not (trusted or path.suffix.lower() == PICKLE_SUFFIX):
         raise UntrustedPickleError(
             f"{path} is not an skmnist model file; if it is a joblib pickle you "
             "trust, pass --trust-pickle (unpickling runs code from the file)"

@@ -18,8 +18,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from skmnist._classifier import MNISTClassifier
+from skmnist._files import write_atomically
 from skmnist._images import DigitImagePreprocessor
-from skmnist._persistence import write_atomically
 from skmnist._scaler import PixelScaler
 
 try:

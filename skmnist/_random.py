@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from skmnist._compat import tensorflow_global_seed
+
 # Seeds handed to Keras must fit in a signed 32-bit integer on every backend.
 _MAX_SEED = 2**31 - 1
 _TENSORFLOW_SEED = 1
@@ -32,7 +34,7 @@ def isolated_random_state(seed: int) -> Iterator[None]:
     """
     python_state = random.getstate()
     numpy_state = np.random.get_state()
-    tf_seed = _tensorflow_global_seed()
+    tf_seed = tensorflow_global_seed()
     random.seed(seed)
     np.random.seed(seed)
     _set_tensorflow_global_seed(_TENSORFLOW_SEED)
@@ -48,15 +50,6 @@ def _loaded_tensorflow():
     # Only look at TensorFlow if something already imported it: the JAX backend
     # must not pay for (or require) a TensorFlow import.
     return sys.modules.get("tensorflow")
-
-
-def _tensorflow_global_seed() -> int | None:
-    tf = _loaded_tensorflow()
-    if tf is None:
-        return None
-    from tensorflow.python.eager import context
-
-    return context.global_seed()
 
 
 def _set_tensorflow_global_seed(seed: int | None) -> None:

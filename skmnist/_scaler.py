@@ -4,13 +4,10 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skmnist._compat import Interval
 
 
 class PixelScaler(TransformerMixin, BaseEstimator):
@@ -130,7 +127,8 @@ class PixelScaler(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         if len(self.image_shape_) == 1:
-            return _check_feature_names_in(self, input_features)
+            # scikit-learn's rule for one output per input feature.
+            return OneToOneFeatureMixin.get_feature_names_out(self, input_features)
         rows, columns = self.image_shape_
         return np.asarray(
             [f"pixel_{r}_{c}" for r in range(rows) for c in range(columns)],

@@ -60,6 +60,8 @@ def check_param_grid(params, pipeline) -> dict:
 def _check_value(pipeline, name, value, defaults) -> None:
     from sklearn.base import clone
 
+    from skmnist._compat import validate_estimator_params
+
     shown = f"--param {name}={_format_value(value)}"
     default = defaults.get(name)
     if (
@@ -79,7 +81,7 @@ def _check_value(pipeline, name, value, defaults) -> None:
     try:
         candidate.set_params(**{name: value})
         for _, step in candidate.steps:
-            step._validate_params()
+            validate_estimator_params(step)
         _check_optimizer(candidate.steps[-1][1])
         _check_loss(candidate.steps[-1][1])
     except (ValueError, TypeError) as error:
@@ -221,7 +223,7 @@ def run_search(
     progress, the reruns and the table of candidates to ``out`` (default: stdout).
     Returns the fitted search and the MNIST test set.
     """
-    from skmnist import make_mnist_pipeline
+    from skmnist._pipeline import make_mnist_pipeline
     from skmnist.datasets import load_mnist
 
     out = sys.stdout if out is None else out

@@ -1,4 +1,8 @@
-"""Whole-epoch compiled training: one compiled call per epoch, not per mini-batch.
+"""Training a compiled Keras model on arrays, behind one entry point: :func:`train`.
+
+:func:`train` holds out the validation rows (the last ones, as Keras does), then
+trains in whole compiled epochs, one compiled call per epoch rather than per
+mini-batch, or, for what those do not cover, with ``Model.fit``.
 
 For a network as small as the MNIST perceptron, ``keras.Model.fit`` spends more
 time dispatching one compiled step per mini-batch and feeding it through its input
@@ -14,14 +18,17 @@ compiled call, here once per epoch; callbacks that need every batch are trained
 with ``Model.fit`` instead (see :func:`runs_compiled_epochs`).
 """
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from numbers import Integral
 
 import keras
 import numpy as np
 
-from skmnist._scikeras_compat import update_masked_metrics
-from skmnist._workspace import quiet_expected_retracing_warnings
+from skmnist._caches import quiet_expected_retracing_warnings
+from skmnist._compat import build_training_state, masked_metrics_update
+from skmnist._random import draw_seeds, isolated_random_state
 
 # Training data smaller than this is padded to it on the device (see padded_rows).
 _MIN_PADDED_ROWS = 1024
@@ -49,6 +56,152 @@ _BATCH_HOOKS = (
 )
 
 
+def train(
+    runner: "_EpochRunner",
+    x: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    class_weight: np.ndarray | None = None,
+    *,
+    random_state: np.random.RandomState,
+    seeded: bool,
+    fit_args: dict,
+) -> None:
+    """Train ``runner.model`` on ``(x, y)`` with ``Model.fit``'s ``fit_args``.
+
+    Parameters
+    ----------
+    runner : epoch runner
+        The compiled model to train, from :func:`epoch_runner`.
+    x, y : ndarray
+        Features and encoded labels.
+    sample_weight : ndarray of shape (n_samples,), default=None
+        The caller's weight of each row.
+    class_weight : ndarray of shape (n_samples,), default=None
+        Each row's weight for its class; it weighs the training rows only, as
+        ``Model.fit(class_weight=...)`` does, never the held-out validation rows.
+    random_state : numpy.random.RandomState
+        Draws the order of the samples in every epoch (and, with ``seeded``, the
+        seed of ``Model.fit``'s own randomness).
+    seeded : bool
+        Whether this training must be reproducible: ``Model.fit`` then runs with
+        the process's random generators seeded from ``random_state`` (see
+        :func:`skmnist._random.isolated_random_state`).
+    fit_args : dict
+        ``Model.fit``'s keyword arguments; ``validation_split`` is taken out of it
+        (see :func:`hold_out_validation_rows`).
+    """
+    x, y, sample_weight, class_weight = hold_out_validation_rows(
+        x, y, sample_weight, class_weight, fit_args
+    )
+    if class_weight is not None:
+        if sample_weight is not None:
+            class_weight = class_weight * sample_weight
+        sample_weight = class_weight
+    if runs_compiled_epochs(fit_args):
+        fit_compiled_epochs(
+            runner, x, y, sample_weight, random_state=random_state, **fit_args
+        )
+    else:
+        fit_with_keras_loop(
+            runner.model,
+            x,
+            y,
+            sample_weight,
+            random_state=random_state,
+            seeded=seeded,
+            fit_args=fit_args,
+        )
+
+
+def hold_out_validation_rows(x, y, sample_weight, class_weight, fit_args) -> tuple:
+    """Split off ``validation_split`` of the rows as Keras does: the last ones.
+
+    ``fit_args["validation_split"]`` is removed; unless ``validation_data`` is
+    given, the held-out rows, with the caller's ``sample_weight`` but not
+    ``class_weight`` (as in ``Model.fit(class_weight=...)``, validation is not
+    class-weighted), become ``fit_args["validation_data"]``. Returns the training
+    rows of ``(x, y, sample_weight, class_weight)``.
+    """
+    validation_split = fit_args.pop("validation_split", 0.0)
+    arrays = (x, y, sample_weight, class_weight)
+    if not validation_split or fit_args.get("validation_data") is not None:
+        return arrays
+    n_samples = len(x)
+    split_at = math.floor(n_samples * (1.0 - validation_split))
+    if split_at in (0, n_samples):
+        raise ValueError(
+            f"Training data contains {n_samples} samples, which is not "
+            "sufficient to split it into a validation and training set as "
+            f"specified by `validation_split={validation_split}`. Either "
+            "provide more data, or a different value for the "
+            "`validation_split` argument."
+        )
+    # As Keras's split does, floating-point arrays become floatx.
+    floatx = keras.config.floatx()
+    arrays = tuple(
+        a.astype(floatx)
+        if a is not None and np.issubdtype(a.dtype, np.floating) and a.dtype != floatx
+        else a
+        for a in arrays
+    )
+    train = tuple(None if a is None else a[:split_at] for a in arrays)
+    x_val, y_val, weights_val, _ = (None if a is None else a[split_at:] for a in arrays)
+    fit_args["validation_data"] = (x_val, y_val, weights_val)
+    return train
+
+
+def is_validation_epoch(epoch: int, validation_freq: int | Collection[int]) -> bool:
+    """Keras's rule for ``validation_freq``: whether 0-based ``epoch`` is validated.
+
+    An integer ``n`` validates every ``n``-th epoch; a collection lists the
+    1-based epochs to validate.
+    """
+    epoch += 1  # users count epochs from one
+    if isinstance(validation_freq, Integral):
+        return epoch % validation_freq == 0
+    if isinstance(validation_freq, Collection) and not isinstance(validation_freq, str):
+        return epoch in validation_freq
+    raise ValueError(
+        "Expected `validation_freq` to be a list or int. "
+        f"Received: validation_freq={validation_freq} of the "
+        f"type {type(validation_freq)}."
+    )
+
+
+def fit_with_keras_loop(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    *,
+    random_state: np.random.RandomState,
+    seeded: bool,
+    fit_args: dict,
+) -> None:
+    """Train with ``Model.fit``, for what the compiled epochs do not cover.
+
+    Keras reshuffles every epoch, but on TensorFlow with a constant seed (see
+    ``isolated_random_state``); shuffling once more here with ``random_state``
+    makes each epoch's order depend on it.
+    """
+    # Built now rather than by Model.fit, which on JAX draws a shuffle to
+    # build a new model's metrics: the first fit would differ from later ones.
+    build_training_state(model, x, y)
+    if fit_args["shuffle"]:
+        order = random_state.permutation(len(x))
+        x, y = x[order], y[order]
+        if sample_weight is not None:
+            sample_weight = sample_weight[order]
+    randomness = (
+        isolated_random_state(draw_seeds(random_state, 1)[0])
+        if seeded
+        else contextlib.nullcontext()
+    )
+    with randomness:
+        model.fit(x=x, y=y, sample_weight=sample_weight, **fit_args)
+
+
 def runs_compiled_epochs(fit_arguments: dict) -> bool:
     """Whether :func:`fit_compiled_epochs` can stand in for ``Model.fit`` here.
 
@@ -74,17 +227,6 @@ def _acts_on_batches(callback: keras.callbacks.Callback) -> bool:
         is not getattr(keras.callbacks.Callback, hook)
         for hook in _BATCH_HOOKS
     )
-
-
-def build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
-    """Create the model's loss and metric variables for data like ``(x, y)``.
-
-    ``Model.fit`` does so on its first call by drawing a batch from its shuffled
-    input pipeline, which on JAX consumes a shuffle (from NumPy's global
-    generator) that later fits do not: built beforehand, every fit draws the
-    same. Compiled functions cannot create variables either.
-    """
-    model._symbolic_build(data_batch=(x[:1], y[:1]))
 
 
 def epoch_runner(model: keras.Model) -> "_EpochRunner":
@@ -141,8 +283,7 @@ def fit_compiled_epochs(
             name: float(value) for name, value in model.get_metrics_result().items()
         }
         callbacks.on_train_batch_end(steps - 1, logs)
-        # Keras's own rule for which epochs are validated.
-        if validation_data is not None and model._should_eval(epoch, validation_freq):
+        if validation_data is not None and is_validation_epoch(epoch, validation_freq):
             logs.update(
                 _validation_logs(
                     model,
@@ -293,6 +434,10 @@ class _JaxEpochs(_EpochRunner):
     def __init__(self, model: keras.Model):
         super().__init__(model)
         self._epochs = {}
+        # None where Keras's internals moved: the last batch is then trained on
+        # its rows alone, compiled once per size of it.
+        self._update_metrics = masked_metrics_update(model)
+        self._last_batch = None
 
     def to_device(self, *arrays) -> tuple:
         import jax.numpy as jnp
@@ -310,12 +455,17 @@ class _JaxEpochs(_EpochRunner):
         )
         state = tuple([v.value for v in group] for group in variables)
         n_batches, last_rows = divmod(len(order), batch_size)
+        unmasked_rows = order[n_batches * batch_size :]
+        if self._update_metrics is None:
+            last_rows = 0
         # Room for the last batch's slice after any number of full batches;
         # padded with row 0, which only masked-out rows gather.
         order = _pad_rows(order, data[0].shape[0] + batch_size)
         state = self._epoch(batch_size)(
             state, data, order, np.int32(n_batches), np.int32(last_rows)
         )
+        if self._update_metrics is None and len(unmasked_rows):
+            state = self._train_last_batch(state, data, unmasked_rows)
         for group, values in zip(variables, state, strict=True):
             for variable, value in zip(group, values, strict=True):
                 variable.assign(value)
@@ -343,6 +493,7 @@ class _JaxEpochs(_EpochRunner):
                     last_rows > 0,
                     lambda state: _masked_train_step(
                         model,
+                        self._update_metrics,
                         state,
                         batch(data, order, n_batches * batch_size),
                         last_rows,
@@ -354,8 +505,21 @@ class _JaxEpochs(_EpochRunner):
             self._epochs[batch_size] = jax.jit(train_epoch)
         return self._epochs[batch_size]
 
+    def _train_last_batch(self, state, data, rows):
+        import jax
 
-def _masked_train_step(model, state, data, rows):
+        if self._last_batch is None:
+            model = self.model
+
+            def train_rows(state, data, rows):
+                self.traces += 1
+                return model.train_step(state, tuple(a[rows] for a in data))[1]
+
+            self._last_batch = jax.jit(train_rows)
+        return self._last_batch(state, data, rows)
+
+
+def _masked_train_step(model, update_metrics, state, data, rows):
     """Keras's JAX ``train_step`` on the first ``rows`` rows of a full batch.
 
     The same update as ``train_step`` on those rows alone: the other rows get
@@ -394,7 +558,7 @@ def _masked_train_step(model, state, data, rows):
     with keras.StatelessScope(
         state_mapping=list(zip(model.metrics_variables, metrics_variables, strict=True))
     ) as scope:
-        update_masked_metrics(model, loss, rows, y, y_pred, mask, weight)
+        update_metrics(loss, rows, y, y_pred, mask, weight)
     metrics_variables = [
         _current_value(scope, variable) for variable in model.metrics_variables
     ]

@@ -13,34 +13,20 @@ is bounded by the number of distinct architectures in use.
 
 import gc
 import itertools
-import logging
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 
 import keras
-import numpy as np
 
-# Enough for a typical grid over a few architectures; the least recently used
-# workspace is dropped beyond this.
-_MAX_WORKSPACES = 16
+from skmnist._caches import lock, remember
 
 # A full garbage collection costs about 0.1 s with TensorFlow loaded; every tenth
 # model build keeps the garbage to about ten models' worth of weights.
 _COLLECT_EVERY_N_BUILDS = 10
 
-_lock = threading.Lock()
 _builds = itertools.count(1)
 _idle_workspaces: "OrderedDict[Hashable, keras.Model]" = OrderedDict()
-_inference_functions: "OrderedDict[Hashable, Callable]" = OrderedDict()
-
-
-def _remember(cache: OrderedDict, key: Hashable, value) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > _MAX_WORKSPACES:
-        cache.popitem(last=False)
 
 
 @contextmanager
@@ -52,16 +38,16 @@ def borrowed_workspace(
     The workspace is taken out of the cache while in use, so a concurrent fit of
     the same architecture builds a workspace of its own instead of sharing.
     """
-    with _lock:
+    with lock:
         workspace = _idle_workspaces.pop(key, None)
     if workspace is None:
         workspace = build()
     try:
         yield workspace
     finally:
-        with _lock:
+        with lock:
             if key not in _idle_workspaces:
-                _remember(_idle_workspaces, key, workspace)
+                remember(_idle_workspaces, key, workspace)
 
 
 def copy_training_state(source: keras.Model, target: keras.Model) -> None:
@@ -135,136 +121,3 @@ def _assign_all(sources: Sequence, targets: Sequence) -> None:
         )
     for source, target in zip(sources, targets, strict=True):
         target.assign(source.value)
-
-
-def forward_pass(
-    key: Hashable, build_template: Callable[[], keras.Model]
-) -> "CompiledForwardPass":
-    """The compiled forward pass for the architecture ``key``, shared by every
-    model of that key; ``build_template`` makes a model of it the first time."""
-    with _lock:
-        forward = _inference_functions.get(key)
-    if forward is None:
-        forward = CompiledForwardPass(build_template())
-        with _lock:
-            _remember(_inference_functions, key, forward)
-    return forward
-
-
-class CompiledForwardPass:
-    """Inference for models of one architecture, compiled once per batch shape.
-
-    Batches are padded to a power of two rows (at most ``max_rows``, larger inputs
-    go in chunks), so whatever the number of samples, at most
-    ``log2(max_rows) + 1`` programs are compiled per architecture: predicting on
-    1, 3 and 7 samples does not compile three times. Weights are read from the
-    model passed at each call, never captured, so one compiled function serves
-    every model of the architecture; calls are thread-safe.
-    """
-
-    def __init__(self, template: keras.Model, max_rows: int = 8192):
-        self.max_rows = max_rows
-        self.batch_shapes: set[tuple[int, ...]] = set()  # those compiled so far
-        self._run = _compile_forward_pass(template)
-
-    def __call__(self, model: keras.Model, X: np.ndarray) -> np.ndarray:
-        """Outputs of ``model`` for ``X``, a float32 array of at least one row."""
-        trainable = model.trainable_variables
-        non_trainable = model.non_trainable_variables
-        outputs = []
-        for start in range(0, len(X), self.max_rows):
-            chunk = X[start : start + self.max_rows]
-            rows = len(chunk)
-            padded_rows = 1 << (rows - 1).bit_length()
-            if padded_rows != rows:
-                chunk = np.concatenate(
-                    [chunk, np.zeros((padded_rows - rows, *chunk.shape[1:]), X.dtype)]
-                )
-            self.batch_shapes.add(chunk.shape)
-            outputs.append(self._run(trainable, non_trainable, chunk)[:rows])
-        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-
-
-def _compile_forward_pass(model: keras.Model) -> Callable:
-    """``(trainable, non_trainable, x) -> ndarray`` for the backend in use."""
-
-    def forward(trainable, non_trainable, x):
-        y, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-        return y
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return _TensorFlowForwardPass(forward)
-    if backend == "jax":
-        import jax
-
-        forward = jax.jit(forward)
-
-    def run(trainable, non_trainable, x):
-        values = ([v.value for v in trainable], [v.value for v in non_trainable])
-        return keras.ops.convert_to_numpy(forward(*values, x))
-
-    return run
-
-
-class _ExpectedRetracing(logging.Filter):
-    """Drop TensorFlow's "frequent retracing" warning about skmnist's functions.
-
-    TensorFlow counts traces per Python code object, so the functions that every
-    workspace and every batch shape compile once look to it like one function
-    retraced again and again; their number is bounded by the caches here.
-    """
-
-    NAMES = ("_TensorFlowEpochs", "_compile_forward_pass")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not (
-            "triggered tf.function retracing" in message
-            and any(name in message for name in self.NAMES)
-        )
-
-
-def quiet_expected_retracing_warnings() -> None:
-    """Install :class:`_ExpectedRetracing` on TensorFlow's logger, once."""
-    import tensorflow as tf
-
-    logger = tf.get_logger()
-    if not any(isinstance(f, _ExpectedRetracing) for f in logger.filters):
-        logger.addFilter(_ExpectedRetracing())
-
-
-class _TensorFlowForwardPass:
-    """An XLA-compiled forward pass taking the variables themselves as inputs.
-
-    Calling a ``tf.function`` binds and converts its arguments in Python, which
-    costs more than the arithmetic for one image; its concrete function for one
-    input shape, called with the variables' resource handles, does not.
-    """
-
-    def __init__(self, forward: Callable):
-        import tensorflow as tf
-
-        quiet_expected_retracing_warnings()
-        self._tf = tf
-        self._function = tf.function(forward, jit_compile=True)
-        self._concrete = {}
-
-    def __call__(self, trainable, non_trainable, x: np.ndarray) -> np.ndarray:
-        tf = self._tf
-        concrete = self._concrete.get(x.shape)
-        if concrete is None:
-            with _lock:
-                if x.shape not in self._concrete:
-                    self._concrete[x.shape] = self._function.get_concrete_function(
-                        [v.value for v in trainable],
-                        [v.value for v in non_trainable],
-                        tf.TensorSpec(x.shape, x.dtype),
-                    )
-                concrete = self._concrete[x.shape]
-        handles = [v.value.handle for v in (*trainable, *non_trainable)]
-        # The flat call skips the structured-argument binding of concrete(...).
-        outputs = concrete._call_flat(
-            [*handles, tf.constant(x)], concrete.captured_inputs
-        )
-        return outputs.numpy()

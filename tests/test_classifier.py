@@ -643,3 +643,33 @@ def test_loss_arguments_are_routed_to_a_loss_given_by_name(digits_flat):
     assert clf.model_.loss.get_config()["ignore_class"] == 3
     with pytest.raises(ValueError, match=r"loss='no_such_loss' .*keras.losses"):
         MNISTClassifier(**FAST, loss="no_such_loss", loss__axis=-1).fit(X, y)
+
+
+# -- saved state (issue 13, item 1) ---------------------------------------------
+
+
+@pytest.mark.parametrize("random_state", [None, 3])
+def test_the_saved_state_restores_a_classifier_without_a_file(
+    digits_flat, random_state
+):
+    # _saved_state and _restore deal in plain values only (skmnist.save and
+    # load put them in a file), and restoring neither touches the estimator's
+    # random_state nor draws from NumPy's global generator.
+    X, y = digits_flat
+    params = {**FAST, "dropout": 0.2, "random_state": random_state}
+    clf = MNISTClassifier(**params).fit(X[:300], y[:300])
+    attributes, weights = clf._saved_state()
+    assert all(isinstance(weight, np.ndarray) for weight in weights)
+    restored = MNISTClassifier(**params)
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    restored._restore(attributes, weights)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    assert restored._random_state == clf._random_state and restored._seed == clf._seed
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="weight bytes, more than"):
+        MNISTClassifier(**{**params, "hidden_units": 10**6})._restore(
+            attributes, weights
+        )
+    with pytest.raises(ValueError, match="shape"):
+        MNISTClassifier(**params)._restore(attributes, weights[::-1])

@@ -369,6 +369,22 @@ def test_a_users_log_level_hides_the_cpp_lines_below_it(level, tmp_path):
     assert "--trust-pickle" in _one_error_line(result.stderr)
 
 
+_VERSION_1 = Path(__file__).parent / "data" / "format_version_1.skmnist"
+
+
+@pytest.mark.parametrize("flag", ["--trust", "--trust-pickle"])
+def test_an_old_format_file_is_read_only_when_trusted(flag, tmp_path, capsys):
+    # Format version 1 (weights in a .keras member, which HDF5 parses).
+    PIL.fromarray(_digit_photo()).save(tmp_path / "d.png")
+    status, out, err = _main(capsys, "predict", _VERSION_1, tmp_path / "d.png")
+    assert status == 1 and out == ""
+    line = _one_error_line(err)
+    assert "format version 1" in line and "pass --trust" in line
+    status, out, err = _main(capsys, "predict", _VERSION_1, tmp_path / "d.png", flag)
+    assert status == 0, err
+    assert re.fullmatch(r".*d\.png: \d \(\d\.\d{3}\)\n", out)
+
+
 def _random_images(n, seed=0):
     return np.random.RandomState(seed).randint(0, 256, (n, 28, 28), dtype=np.uint8)
 

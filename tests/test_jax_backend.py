@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-MODULES_TO_RERUN = ["test_training.py", "test_workspace.py", "test_classifier.py"]
+MODULES_TO_RERUN = ["test_training.py", "test_inference.py", "test_classifier.py"]
 
 
 @pytest.mark.slow

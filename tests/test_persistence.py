@@ -1,6 +1,7 @@
 """skmnist.save / skmnist.load: the pickle-free file format."""
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 
+import h5py
 import joblib
 import keras
 import numpy as np
@@ -27,6 +29,7 @@ from skmnist import (
     _persistence,
     make_mnist_pipeline,
 )
+from skmnist._persistence import _archive, _registry
 
 TINY = {"hidden_units": 16, "epochs": 1, "batch_size": 32, "random_state": 0}
 
@@ -214,12 +217,10 @@ def test_failed_save_leaves_the_previous_file_intact(
     path.write_bytes(saved_pipeline.read_bytes())
     before = path.read_bytes()
 
-    def crash(model, filepath):  # after estimator.json went into the archive
-        with open(filepath, "wb") as half_written:
-            half_written.write(b"PK\x03\x04 half a model")
+    def crash(array, where):  # after estimator.json went into the archive
         raise OSError("disk full")
 
-    monkeypatch.setattr(keras.saving, "save_model", crash)
+    monkeypatch.setattr(_archive, "npy_bytes", crash)
     with pytest.raises(OSError, match="disk full"):
         skmnist.save(fitted_pipeline, path)
     assert path.read_bytes() == before
@@ -234,6 +235,9 @@ def test_loading_unpickles_nothing(saved_pipeline, monkeypatch, data):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(np, "load", refuse)
     monkeypatch.setattr(keras.saving, "load_model", refuse)
+    # Nor read HDF5 (format version 2 has no HDF5 in it).
+    monkeypatch.setattr(h5py, "File", refuse)
+    monkeypatch.setattr(keras.Model, "load_weights", refuse)
     assert skmnist.load(saved_pipeline).predict(data[0][:3]).shape == (3,)
 
 
@@ -318,9 +322,9 @@ def _changed_json_resigned(members):
 
 
 def _changed_weights(members):
-    weights = bytearray(members["models/0.keras"])
+    weights = bytearray(members["weights/0.npy"])
     weights[len(weights) // 2] ^= 0xFF
-    members["models/0.keras"] = bytes(weights)
+    members["weights/0.npy"] = bytes(weights)
 
 
 def _extra_member(members):
@@ -355,7 +359,7 @@ def _garbage_json(members):
         (_future_version, "format version 99.*Upgrade skmnist"),
         (_wrong_checksum, r"checksum mismatch for estimator\.json"),
         (_changed_json, r"checksum mismatch for estimator\.json"),
-        (_changed_weights, r"checksum mismatch for models/0\.keras"),
+        (_changed_weights, r"checksum mismatch for weights/0\.npy"),
         (_changed_json_resigned, "weights do not fit the network"),
         (_extra_member, "members do not match its manifest"),
         (_no_manifest, r"no manifest\.json"),
@@ -426,13 +430,25 @@ def test_missing_file(tmp_path):
         skmnist.load(tmp_path / "absent.skmnist")
 
 
-def test_the_archive_holds_a_standard_keras_model(saved_pipeline, data):
-    # Keras itself can read the model (in its safe mode) without skmnist.
-    keras_bytes = _members(saved_pipeline)["models/0.keras"]
-    model = keras.saving.load_model(
-        _to_file(keras_bytes, saved_pipeline.with_suffix(".keras")), safe_mode=True
-    )
-    assert model.output_shape == (None, 10)
+def test_the_weights_are_plain_npy_arrays(saved_pipeline, fitted_pipeline):
+    # numpy reads them without pickle; Keras's .keras file is an export
+    # (model_.save), not part of the format.
+    members = _members(saved_pipeline)
+    manifest = json.loads(members["manifest.json"])
+    node = json.loads(members["estimator.json"])["steps"][1][1]
+    assert manifest["format_version"] == 2
+    assert not any(name.endswith((".keras", ".h5")) for name in members)
+    stored = [
+        np.load(io.BytesIO(members[name]), allow_pickle=False)
+        for name in node["weights"]
+    ]
+    for array, name in zip(stored, node["weights"], strict=True):
+        assert manifest["arrays"][name] == {
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+        }
+    for ours, theirs in zip(stored, _variables(fitted_pipeline[-1]), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def _to_file(content: bytes, path):
@@ -609,7 +625,7 @@ def test_forged_hyper_parameters_are_refused_before_keras_sees_them(
     monkeypatch.setattr(
         "keras.src.saving.serialization_lib.deserialize_keras_object", refuse
     )
-    monkeypatch.setattr(MNISTClassifier, "_build_keras_model", refuse)
+    monkeypatch.setattr(MNISTClassifier, "_build_network", refuse)
     with pytest.raises(_persistence.ModelFileError, match=message):
         skmnist.load(path)
 
@@ -727,40 +743,36 @@ def test_huge_networks_are_refused_before_they_are_allocated(
     def refuse(*args, **kwargs):
         raise AssertionError("the network was built")
 
-    monkeypatch.setattr(MNISTClassifier, "_build_keras_model", refuse)
+    monkeypatch.setattr(MNISTClassifier, "_build_network", refuse)
     with pytest.raises(_persistence.ModelFileError, match="weight bytes, more than"):
         skmnist.load(path)
 
 
 def test_oversized_members_are_refused_before_extraction(saved_pipeline, monkeypatch):
-    monkeypatch.setattr(_persistence, "_MAX_MODEL_BYTES", 1000)
+    monkeypatch.setattr(_archive, "_MAX_MEMBER_BYTES", 1000)
     monkeypatch.setattr(
-        _persistence.shutil,
-        "copyfileobj",
-        lambda *args: pytest.fail("the member was extracted"),
+        _archive, "read_npy", lambda *args: pytest.fail("the member was read")
     )
     with pytest.raises(_persistence.ModelFileError, match="too large"):
         skmnist.load(saved_pipeline)
 
 
 def test_oversized_archives_are_refused(saved_pipeline, monkeypatch):
-    monkeypatch.setattr(_persistence, "_MAX_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(_archive, "_MAX_TOTAL_BYTES", 1000)
     with pytest.raises(_persistence.ModelFileError, match="too large"):
         skmnist.load(saved_pipeline)
 
 
 def test_zip_bombs_are_refused_before_extraction(saved_pipeline, tmp_path, monkeypatch):
     members = _members(saved_pipeline)
-    members["models/0.keras"] = bytes(8 * 2**20)  # deflates a thousandfold
+    members["weights/0.npy"] = bytes(8 * 2**20)  # deflates a thousandfold
     _resign(members)
     path = tmp_path / "bomb.skmnist"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, content in members.items():
             archive.writestr(name, content)
     monkeypatch.setattr(
-        _persistence.shutil,
-        "copyfileobj",
-        lambda *args: pytest.fail("the member was extracted"),
+        _archive, "read_npy", lambda *args: pytest.fail("the member was read")
     )
     with pytest.raises(_persistence.ModelFileError, match="expands"):
         skmnist.load(path)
@@ -849,12 +861,16 @@ def _forge_scaler_array(dtype, shape, values):
 def test_declared_array_sizes_are_checked_before_allocation(
     saved_pipeline, tmp_path, dtype, shape, values, message
 ):
-    import tracemalloc
-
     path = tmp_path / "forged.skmnist"
     _write_members(
         path, _tampered(saved_pipeline, _forge_scaler_array(dtype, shape, values))
     )
+    _assert_refused_in_little_memory(path, message)
+
+
+def _assert_refused_in_little_memory(path, message):
+    import tracemalloc
+
     assert path.stat().st_size < 2**20  # a tiny file
     tracemalloc.start()
     try:
@@ -894,13 +910,13 @@ def test_save_refuses_what_load_would_refuse(tmp_path):
 
 def test_save_runs_the_loaders_checks(tmp_path, monkeypatch):
     seen = []
-    original = _persistence._params
+    original = _registry._params
 
     def spy(node, kind, where):
         seen.append(kind)
         return original(node, kind, where)
 
-    monkeypatch.setattr(_persistence, "_params", spy)
+    monkeypatch.setattr(_registry, "_params", spy)
     skmnist.save(make_mnist_pipeline(), tmp_path / "m.skmnist")
     assert seen == ["PixelScaler", "MNISTClassifier", "Pipeline"]
 
@@ -925,3 +941,291 @@ def test_a_network_changed_after_fit_saves_what_loads(fitted_pipeline, data, tmp
 def _to_joblib(estimator, path):
     joblib.dump(estimator, path)
     return path
+
+
+# -- weights without HDF5 (issue 13, item 2) ------------------------------------
+# The weights are .npy members: header and values checked against the manifest
+# before anything is allocated, never unpickled. Each file is re-signed.
+
+# weights/0.npy of saved_pipeline: the hidden layer's kernel, 64 x 16 float32.
+_KERNEL = "weights/0.npy"
+
+
+def _npy(descr, shape, data: bytes) -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": descr, "fortran_order": False, "shape": tuple(shape)}
+    )
+    return header.getvalue() + data
+
+
+def _forge_weights(content=None, declared=None, names=None):
+    """Replace the kernel's member, its manifest entry or the classifier's list
+    of weight members, then re-sign."""
+
+    def edit(members):
+        if content is not None:
+            members[_KERNEL] = content
+        if declared is not None:
+            _edit_json(
+                members,
+                "manifest.json",
+                lambda manifest: manifest["arrays"].update({_KERNEL: declared}),
+            )
+        if names is not None:
+            _edit_json(
+                members,
+                "estimator.json",
+                lambda d: d["steps"][1][1].update(weights=names(d["steps"][1][1])),
+            )
+        _resign(members)
+
+    return edit
+
+
+_F4_KERNEL = bytes(64 * 16 * 4)
+_F8_KERNEL = _npy("<f8", (64, 16), bytes(64 * 16 * 8))
+_PICKLED = pickle.dumps(np.array([_Payload()], dtype=object))
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # The header says another dtype than the manifest.
+        (_forge_weights(_F8_KERNEL), "stored as float64"),
+        # Both say float64: refused against the network's float32.
+        (
+            _forge_weights(_F8_KERNEL, declared={"dtype": "<f8", "shape": [64, 16]}),
+            "do not fit the network.*dtype float64",
+        ),
+        # Pickled objects, declared as such or hidden behind a float manifest.
+        (
+            _forge_weights(
+                _npy("|O", (1,), _PICKLED), declared={"dtype": "|O", "shape": [1]}
+            ),
+            "unsupported weights dtype '|O'",
+        ),
+        (_forge_weights(_npy("|O", (64, 16), _PICKLED)), "stored as object"),
+        (
+            _forge_weights(declared={"dtype": [["a", "<f4"]], "shape": [64, 16]}),
+            "unsupported weights dtype",
+        ),
+        # Shapes and counts.
+        (_forge_weights(_npy("<f4", (16, 64), _F4_KERNEL)), r"has shape \(16, 64\)"),
+        (
+            _forge_weights(
+                _npy("<f4", (16, 64), _F4_KERNEL),
+                declared={"dtype": "<f4", "shape": [16, 64]},
+            ),
+            r"do not fit the network.*shape \(16, 64\)",
+        ),
+        (_forge_weights(names=lambda node: node["weights"][:-1]), "10 weight arrays"),
+        (_forge_weights(names=lambda node: []), "weight bytes, more than the 0 bytes"),
+        (_forge_weights(names=lambda node: ["weights/99.npy"]), "missing weights"),
+        (
+            _forge_weights(declared={"dtype": "<f4", "shape": [-64, 16]}),
+            "invalid array shape",
+        ),
+        # Huge declared shapes in a tiny file: refused before allocation.
+        (
+            _forge_weights(
+                _npy("<f4", (100_000, 1000), bytes(100)),
+                declared={"dtype": "<f4", "shape": [100_000, 1000]},
+            ),
+            "needs 400000000 bytes, but the member holds 100",
+        ),
+        (
+            _forge_weights(
+                _npy("<f4", (10**6, 10**6), bytes(100)),
+                declared={"dtype": "<f4", "shape": [10**6, 10**6]},
+            ),
+            "too large",
+        ),
+        # Truncated values, and a header with no values at all.
+        (
+            _forge_weights(_npy("<f4", (64, 16), _F4_KERNEL[:-100])),
+            "needs 4096 bytes, but the member holds 3996",
+        ),
+        (_forge_weights(b"\x93NUMPY\x01\x00"), "not a .npy array"),
+        (_forge_weights(b"\x93NUMPY\x01\x00\x10\x00{'descr': "), "invalid .npy header"),
+    ],
+    ids=[
+        "header-dtype", "declared-dtype", "object-declared", "object-hidden",
+        "structured", "header-shape", "declared-shape", "count", "no-weights",
+        "missing-member", "negative-shape", "huge-shape", "huger-shape", "truncated",
+        "magic-only", "broken-header",
+    ],
+)  # fmt: skip
+def test_forged_weights_are_refused_before_allocation(
+    saved_pipeline, tmp_path, monkeypatch, edit, message
+):
+    def refuse(*args, **kwargs):
+        raise AssertionError("skmnist.load must not unpickle")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.chdir(tmp_path)  # where the pickled payload would mkdir
+    path = tmp_path / "forged.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+    _assert_refused_in_little_memory(path, message)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_every_weight_member_must_be_declared(saved_pipeline, tmp_path):
+    members = _members(saved_pipeline)
+    _edit_json(members, "manifest.json", lambda m: m["arrays"].pop(_KERNEL))
+    _write_members(tmp_path / "undeclared.skmnist", members)
+    with pytest.raises(_persistence.ModelFileError, match="do not match its manifest"):
+        skmnist.load(tmp_path / "undeclared.skmnist")
+
+
+# -- round trips of every kind of classifier (issue 13, item 2) -----------------
+
+
+@pytest.mark.parametrize(
+    "params, labels",
+    [
+        ({"loss": "binary_crossentropy"}, np.array(["no", "yes"])),
+        ({"loss": "categorical_crossentropy"}, np.arange(3)),
+        ({"dropout": 0.3, "optimizer": "adam"}, np.arange(4)),
+    ],
+    ids=["binary-sigmoid", "one-hot", "dropout-adam"],
+)
+def test_round_trips_continue_training_exactly(params, labels, digits_flat, tmp_path):
+    X, y = digits_flat
+    X, y = X[:200], labels[y[:200] % len(labels)]
+    original = MNISTClassifier(**{**TINY, **params}).fit(X, y)
+    skmnist.save(original, tmp_path / "clf.skmnist")
+    loaded = skmnist.load(tmp_path / "clf.skmnist")
+    _assert_same_fitted_classifier(loaded, original)
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
+    for clf in (original, loaded):  # warm_start, then partial_fit
+        clf.set_params(warm_start=True).fit(X, y)
+        clf.partial_fit(X, y)
+    _assert_same_fitted_classifier(loaded, original)
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+
+
+# -- files of format version 1 (a Keras .keras member) --------------------------
+
+_VERSION_1 = os.path.join(os.path.dirname(__file__), "data", "format_version_1.skmnist")
+
+
+def _as_version_1(estimator, path):
+    """Write ``estimator`` as skmnist 0.1's format version 1 wrote it: weights in
+    a Keras .keras member, dropout's seed state as JSON beside it."""
+    from skmnist._persistence import _codec
+
+    arrays = {}
+    document = _registry.describe(estimator, arrays, where="estimator")
+    members = {}
+    nodes = [document, *(step for _, step in document.get("steps", []))]
+    for node in nodes:
+        names = node.pop("weights", None)
+        if names is None:
+            continue
+        clf = estimator[-1] if "steps" in document else estimator
+        member = f"models/{len(members)}.keras"
+        keras_file = path.with_suffix(".keras")
+        keras.saving.save_model(clf.model_, keras_file)
+        members[member] = keras_file.read_bytes()
+        keras_file.unlink()
+        node["model"] = {
+            "member": member,
+            "non_trainable_variables": [
+                _codec.array_to_json(np.asarray(variable.value), "state")
+                for variable in clf.model_.non_trainable_variables
+            ],
+        }
+    members["estimator.json"] = json.dumps(document).encode()
+    members["manifest.json"] = json.dumps(
+        {"format": "skmnist", "format_version": 1, "skmnist_version": "0.1.0",
+         "keras_version": keras.__version__, "sha256": {}}
+    ).encode()  # fmt: skip
+    _resign(members)
+    _write_members(path, members)
+    return path
+
+
+def test_version_1_files_load_only_when_trusted(tmp_path, monkeypatch):
+    # Written by skmnist before format version 2 (git show dbca199).
+    def refuse(*args, **kwargs):
+        raise AssertionError("an untrusted .keras member was extracted or read")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(h5py, "File", refuse)
+        patch.setattr(keras.Model, "load_weights", refuse)
+        with pytest.raises(_persistence.UntrustedFileError) as error:
+            skmnist.load(_VERSION_1)
+    message = str(error.value)
+    assert "format version 1" in message and "HDF5" in message
+    assert "skmnist.load(path, trusted=True)" in message
+    loaded = skmnist.load(_VERSION_1, trusted=True)
+    images = np.random.RandomState(1).randint(0, 256, (20, 28, 28), dtype=np.uint8)
+    # The same weights Keras itself reads from the member.
+    network = keras.saving.load_model(
+        _to_file(_members(_VERSION_1)["models/0.keras"], tmp_path / "m.keras")
+    )
+    expected = network.predict(loaded[0].transform(images), verbose=0)
+    np.testing.assert_allclose(loaded.predict_proba(images), expected, rtol=1e-5)
+    # Saved again, it is a version 2 file that loads without trust.
+    skmnist.save(loaded, tmp_path / "converted.skmnist")
+    converted = skmnist.load(tmp_path / "converted.skmnist")
+    np.testing.assert_array_equal(
+        converted.predict_proba(images), loaded.predict_proba(images)
+    )
+
+
+def test_trusted_version_1_files_round_trip_exactly(data, tmp_path):
+    images, labels = data
+    original = make_mnist_pipeline(dropout=0.2, **TINY).fit(images, labels)
+    path = _as_version_1(original, tmp_path / "v1.skmnist")
+    with pytest.raises(_persistence.UntrustedFileError):
+        skmnist.load(path)
+    loaded = skmnist.load(path, trusted=True)
+    _assert_same_fitted_classifier(loaded[-1], original[-1])
+    X = original[0].transform(images)
+    for pipeline in (original, loaded):  # dropout's seed state was stored too
+        pipeline[-1].partial_fit(X, labels)
+    np.testing.assert_array_equal(
+        loaded.predict_proba(images), original.predict_proba(images)
+    )
+
+
+def test_unfitted_version_1_files_need_no_trust(tmp_path):
+    path = _as_version_1(make_mnist_pipeline(hidden_units=32), tmp_path / "v1.skmnist")
+    assert skmnist.load(path).get_params()["clf__hidden_units"] == 32
+
+
+@pytest.mark.slow
+def test_files_load_under_the_other_backend(fitted_pipeline, saved_pipeline, data):
+    # Weights are plain arrays: a file saved under TensorFlow loads under JAX
+    # and back (their integer counters differ: int64, int32 and uint32).
+    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
+    images, labels = data
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    folder = saved_pipeline.parent
+    script = (
+        "import sys, numpy as np, skmnist\n"
+        "images, labels = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
+        "loaded = skmnist.load(sys.argv[1])\n"
+        "np.save(sys.argv[4], loaded.predict_proba(images))\n"
+        "loaded[-1].partial_fit(loaded[0].transform(images), labels)\n"
+        "skmnist.save(loaded, sys.argv[5])\n"
+    )
+    np.save(folder / "images.npy", images)
+    np.save(folder / "labels.npy", labels)
+    subprocess.run(
+        [sys.executable, "-c", script, str(saved_pipeline), str(folder / "images.npy"),
+         str(folder / "labels.npy"), str(folder / "proba.npy"),
+         str(folder / "back.skmnist")],
+        env={**os.environ, "KERAS_BACKEND": other}, check=True, timeout=300,
+        capture_output=True,
+    )  # fmt: skip
+    expected = fitted_pipeline.predict_proba(images)
+    # The backends' float32 kernels round differently, in the last bits only.
+    np.testing.assert_allclose(np.load(folder / "proba.npy"), expected, atol=1e-6)
+    back = skmnist.load(folder / "back.skmnist")
+    assert len(back[-1].history_["loss"]) == 2
+    assert back.predict_proba(images).shape == expected.shape

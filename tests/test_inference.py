@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from skmnist import MNISTClassifier
-from skmnist._workspace import forward_pass
+from skmnist._inference import forward_pass
 
 
 @pytest.fixture(scope="module")

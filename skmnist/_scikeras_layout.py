@@ -7,37 +7,13 @@ classifier (``is_classifier`` is False, ``cross_val_score`` does not stratify).
 Python cannot linearise a subclass that lists ``ClassifierMixin`` first, so
 :class:`MixinsFirst` computes the order scikit-learn requires instead.
 
-It is also the one door to scikeras's private helpers: the routing of prefixed
-parameters (``optimizer__learning_rate`` and the like), which skmnist applies as
-scikeras does; and to the Keras internals the compiled epochs need
-(:func:`update_masked_metrics`).
+scikeras's private helpers (parameter routing and the like) are reached through
+:mod:`skmnist._compat`, like every other private API.
 """
 
-from scikeras._utils import (
-    get_loss_class_function_or_string,
-    get_metric_class,
-    get_optimizer_class,
-    route_params,
-    try_to_convert_strings_to_classes,
-    unflatten_params,
-)
-from scikeras.utils.transformers import _is_categorical_crossentropy
 from sklearn.base import BaseEstimator
 
-__all__ = [
-    "MixinsFirst",
-    "get_loss_class_function_or_string",
-    "get_metric_class",
-    "get_optimizer_class",
-    "is_categorical_crossentropy",
-    "mark_legacy_tags_as_migrated",
-    "route_params",
-    "try_to_convert_strings_to_classes",
-    "unflatten_params",
-    "update_masked_metrics",
-]
-
-is_categorical_crossentropy = _is_categorical_crossentropy
+__all__ = ["MixinsFirst", "mark_legacy_tags_as_migrated"]
 
 
 class MixinsFirst(type):
@@ -83,26 +59,3 @@ def mark_legacy_tags_as_migrated() -> None:
         return super(BaseWrapper, self).__sklearn_tags__()
 
     BaseWrapper.__sklearn_tags__ = __sklearn_tags__
-
-
-def update_masked_metrics(model, loss, rows, y, y_pred, mask, sample_weight) -> None:
-    """Update a compiled single-output model's loss tracker and metrics for the
-    rows of a batch that ``mask`` (1 or 0 per row) selects, ``rows`` of them,
-    as Keras's ``train_step`` updates them for a batch of those rows alone.
-
-    Keras weighs each batch's loss by its number of rows and gives its metrics
-    (not its weighted metrics) no sample weight at all, so the mask cannot go in
-    as a sample weight of ``train_step``. ``sample_weight`` is the batch's
-    weights times ``mask``, for the weighted metrics.
-    """
-    model._loss_tracker.update_state(loss, sample_weight=rows)
-    metrics = model._compile_metrics
-    if metrics is None:
-        return
-    # As CompileMetrics.update_state does for one output.
-    for metric in metrics._flat_metrics:
-        if metric is not None:
-            metric.update_state(y, y_pred, sample_weight=mask)
-    for metric in metrics._flat_weighted_metrics:
-        if metric is not None:
-            metric.update_state(y, y_pred, sample_weight=sample_weight)

@@ -1,0 +1,218 @@
+"""The one door to private APIs of Keras, TensorFlow, scikeras, joblib and scikit-learn.
+
+Private parts of a library change without notice, so every use of one is
+written here, and nowhere else in skmnist (``tests/test_compat.py`` checks the
+imports). Each wrapper falls back to public API where the private one is
+missing, so a new release may cost speed, never a crash; ``test_compat`` runs
+every fallback and checks it gives what the private path gives. The model is
+imbalanced-learn's ``imblearn/utils/_sklearn_compat.py``.
+
+What is small enough to own is not borrowed at all: the validation hold-out and
+Keras's rule for ``validation_freq`` are skmnist's own code, in
+:mod:`skmnist._training`.
+
+Three private names have no public counterpart, and are re-exported as they are:
+scikit-learn's parameter constraints (``Interval``, ``StrOptions``: every
+scikit-learn >= 1.2 estimator declares its parameters with them, as
+imbalanced-learn does), scikeras's parameter routing (scikeras 0.13 is the last
+release, so it will not move) and joblib's dask backend class, which
+:mod:`skmnist._dask` extends (see :func:`dask_distributed_backend`).
+"""
+
+import importlib
+import sys
+from collections.abc import Callable
+
+from sklearn.utils._param_validation import Interval, StrOptions
+
+# scikeras's helpers, imported on first use: scikeras imports Keras, and so
+# TensorFlow, which PixelScaler, the dask helpers and the CLI must not pay for.
+_SCIKERAS_NAMES = {
+    "get_loss_class_function_or_string": ("scikeras._utils", None),
+    "get_metric_class": ("scikeras._utils", None),
+    "get_optimizer_class": ("scikeras._utils", None),
+    "route_params": ("scikeras._utils", None),
+    "try_to_convert_strings_to_classes": ("scikeras._utils", None),
+    "unflatten_params": ("scikeras._utils", None),
+    "is_categorical_crossentropy": (
+        "scikeras.utils.transformers",
+        "_is_categorical_crossentropy",
+    ),
+}
+
+__all__ = [
+    "Interval",
+    "StrOptions",
+    "build_training_state",
+    "call_concrete_function",
+    "dask_distributed_backend",
+    "masked_metrics_update",
+    "output_config",
+    "restore_output_config",
+    "tensorflow_global_seed",
+    "validate_estimator_params",
+    *_SCIKERAS_NAMES,
+]
+
+
+def __getattr__(name: str):
+    if name not in _SCIKERAS_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _SCIKERAS_NAMES[name]
+    value = getattr(importlib.import_module(module), attribute or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SCIKERAS_NAMES})
+
+
+def build_training_state(model, x, y) -> None:
+    """Create a compiled Keras model's loss, metric and optimizer variables for
+    data like ``(x, y)``, without training and without drawing random numbers.
+
+    Keras's private ``Model._symbolic_build`` does it on symbolic tensors; the
+    public fallback computes the loss and metrics of one row eagerly (which
+    creates their variables as a first call does) and then resets the metrics.
+    Done before training, not by ``Model.fit``'s first batch: on JAX that draws
+    a shuffle (from NumPy's global generator) that later fits do not, and
+    compiled functions cannot create variables.
+    """
+    symbolic_build = getattr(model, "_symbolic_build", None)
+    if symbolic_build is not None:
+        symbolic_build(data_batch=(x[:1], y[:1]))
+        return
+    x, y = x[:1], y[:1]
+    y_pred = model(x, training=False)
+    model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+    model.compute_metrics(x, y, y_pred)
+    model.reset_metrics()
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+def call_concrete_function(concrete, trainable: list, non_trainable: list, x):
+    """``concrete(trainable, non_trainable, x)`` for a TensorFlow concrete function
+    traced on two lists of ``tf.Variable`` and one tensor.
+
+    Calling it normally binds and converts the structured arguments in Python,
+    which costs more than the arithmetic of one image; TensorFlow's private
+    ``_call_flat`` with the variables' handles does not. Without it, the call
+    is the public one.
+    """
+    call_flat = getattr(concrete, "_call_flat", None)
+    captured = getattr(concrete, "captured_inputs", None)
+    if call_flat is None or captured is None:
+        return concrete(list(trainable), list(non_trainable), x)
+    handles = [v.handle for v in trainable] + [v.handle for v in non_trainable]
+    return call_flat([*handles, x], captured)
+
+
+def masked_metrics_update(model) -> Callable | None:
+    """``update(loss, rows, y, y_pred, mask, sample_weight)``, which updates a
+    compiled single-output model's loss tracker and metrics for the ``rows`` rows
+    of a batch that ``mask`` (1 or 0 per row) selects, as Keras's
+    ``train_step`` updates them for a batch of those rows alone; None where
+    Keras's private ``Model._loss_tracker`` or ``CompileMetrics`` lists are
+    missing (the caller then trains such a batch on its rows alone).
+
+    Keras weighs each batch's loss by its number of rows and gives its metrics
+    (not its weighted metrics) no sample weight at all, so the mask cannot go in
+    as a sample weight of ``train_step``. ``sample_weight`` is the batch's
+    weights times ``mask``, for the weighted metrics. Call it within a
+    ``keras.StatelessScope`` of the metrics' variables.
+    """
+    try:
+        tracker = model._loss_tracker
+        compiled = model._compile_metrics
+        metrics, weighted_metrics = (
+            ((), ())
+            if compiled is None
+            else (compiled._flat_metrics, compiled._flat_weighted_metrics)
+        )
+    except AttributeError:
+        return None
+
+    def update(loss, rows, y, y_pred, mask, sample_weight) -> None:
+        tracker.update_state(loss, sample_weight=rows)
+        # As CompileMetrics.update_state does for one output.
+        for metric in metrics:
+            if metric is not None:
+                metric.update_state(y, y_pred, sample_weight=mask)
+        for metric in weighted_metrics:
+            if metric is not None:
+                metric.update_state(y, y_pred, sample_weight=sample_weight)
+
+    return update
+
+
+def tensorflow_global_seed() -> int | None:
+    """TensorFlow's global seed (``tf.random.set_seed``), None when unset or when
+    TensorFlow was not imported (the JAX backend does not pay for importing it).
+
+    TensorFlow has a setter but no getter: the private eager context holds the
+    value. The public fallback reads it back through
+    ``tf.compat.v1.random.get_seed``, which reports it modulo ``2**31 - 1``.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    global_seed = _eager_context_global_seed()
+    if global_seed is not None:
+        return global_seed()
+    global_seed, _ = tf.compat.v1.random.get_seed(None)
+    return global_seed
+
+
+def _eager_context_global_seed() -> Callable[[], int | None] | None:
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:
+        return None
+    return getattr(context, "global_seed", None)
+
+
+def dask_distributed_backend() -> type:
+    """joblib's dask parallel backend class, for :mod:`skmnist._dask` to extend.
+
+    joblib exports it only under the backend name ``"dask"``, registered on
+    first use; its module ``joblib._dask`` is private. The fallback asks
+    joblib's backend registry for the class registered under that name.
+    """
+    try:
+        from joblib._dask import DaskDistributedBackend
+    except ImportError:
+        from joblib import parallel
+
+        if "dask" not in parallel.BACKENDS:
+            parallel.EXTERNAL_BACKENDS["dask"]()
+        return parallel.BACKENDS["dask"]
+    return DaskDistributedBackend
+
+
+def validate_estimator_params(estimator) -> None:
+    """Check ``estimator``'s parameters against its ``_parameter_constraints`` now,
+    as ``fit`` will, raising scikit-learn's ``InvalidParameterError``.
+
+    ``BaseEstimator._validate_params`` is private; without it the check is left
+    to ``fit``, which makes it anyway.
+    """
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is not None:
+        validate()
+
+
+def output_config(estimator) -> dict | None:
+    """What ``estimator.set_output`` stored, or None if it was never called.
+
+    scikit-learn keeps it in the private ``_sklearn_output_config`` attribute and
+    has no public getter for an estimator's own configuration.
+    """
+    return vars(estimator).get("_sklearn_output_config")
+
+
+def restore_output_config(estimator, config: dict) -> None:
+    """Give ``estimator`` back the ``set_output`` configuration ``config`` (as
+    :func:`output_config` returned it), without touching nested estimators."""
+    estimator._sklearn_output_config = dict(config)

@@ -1,0 +1,452 @@
+"""What each saved class stores, how it is checked and how it is rebuilt.
+
+One table, :data:`REGISTRY`, names every class a model file may hold (the class
+name in the file is only ever looked up there) and, for each, the fitted
+attributes it stores and those it rebuilds, the checks of its hyper-parameters
+and fitted attributes, and the functions that give and restore its fitted state
+as plain values. :func:`describe` and :func:`rebuild` walk an estimator tree
+with it, as skops's dispatch tables do; nothing here knows about zip files or
+byte layouts (:mod:`._archive`, :mod:`._codec`).
+
+Everything from a file is checked before anything is built from it: Keras
+objects only as names (which Keras looks up, never structures its deserialiser
+would take), routed parameters as plain values, scikit-learn's parameter
+constraints, fitted attributes as fit sets them, and a network no larger than
+the weights stored (by :meth:`MNISTClassifier._restore`).
+"""
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
+
+from skmnist._classifier import MNISTClassifier
+from skmnist._compat import (
+    output_config,
+    restore_output_config,
+    validate_estimator_params,
+)
+from skmnist._persistence._codec import from_json, to_json
+from skmnist._persistence._errors import (
+    JOBLIB_HINT,
+    ModelFileError,
+    expect,
+    short_repr,
+)
+from skmnist._scaler import PixelScaler
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """How one class is saved and loaded."""
+
+    cls: type
+    # The attribute fit sets (None: the class has no fitted state of its own).
+    fitted_marker: str | None = None
+    # Fitted attributes stored in the file, and those rebuilt from them on load.
+    stored: tuple[str, ...] = ()
+    rebuilt: tuple[str, ...] = ()
+    # The parameter holding (name, estimator) pairs, saved as nested nodes.
+    nested: str | None = None
+    # Checks of the decoded hyper-parameters and fitted attributes, raising
+    # ModelFileError.
+    check_params: Callable[[dict, str], None] = lambda params, where: None
+    check_fitted: Callable[[dict, str], None] = lambda attributes, where: None
+    # (attributes, weights) of a fitted estimator; weights None if it has none.
+    state: Callable | None = None
+    # Sets the fitted state on a new estimator: (estimator, attributes, weights).
+    restore: Callable | None = None
+
+
+# Set by __init__ from the hyper-parameters, or by set_output.
+_INIT_STATE = ("_user_params", "_sklearn_output_config")
+_OUTPUT_CONTAINERS = ("default", "pandas", "polars")
+
+
+# -- saving --------------------------------------------------------------------
+
+
+def describe(estimator: BaseEstimator, arrays: dict, where: str) -> dict:
+    """``estimator`` as a JSON node of the file's ``estimator.json``; its weights
+    go into ``arrays`` by member name."""
+    entry = REGISTRY.get(type(estimator).__name__)
+    if entry is None or type(estimator) is not entry.cls:
+        raise TypeError(
+            "skmnist.save saves MNISTClassifier, PixelScaler and pipelines of them "
+            f"(such as make_mnist_pipeline's), not {type(estimator).__name__} "
+            f"({where}). " + JOBLIB_HINT
+        )
+    params = estimator.get_params(deep=False)
+    node: dict = {"class": entry.cls.__name__}
+    if entry.nested:
+        node[entry.nested] = [
+            [name, describe(step, arrays, where=f"step {name!r} of {where}")]
+            for name, step in params[entry.nested]
+        ]
+    node["params"] = {
+        name: to_json(value, f"hyper-parameter {name!r} of {where}")
+        for name, value in params.items()
+        if name != entry.nested
+    }
+    node["output_config"] = to_json(output_config(estimator), f"set_output of {where}")
+    fitted = entry.fitted_marker is not None and entry.fitted_marker in vars(estimator)
+    if entry.fitted_marker is not None:
+        node["fitted"] = None
+        if not fitted:
+            # An unfitted estimator is its hyper-parameters; leftovers of a
+            # failed fit are dropped.
+            return node
+    unknown = set(vars(estimator)) - {
+        *params,
+        *_INIT_STATE,
+        *entry.stored,
+        *entry.rebuilt,
+    }
+    if unknown:
+        raise TypeError(
+            f"{where} has attributes that skmnist.save does not know how to store "
+            f"safely: {', '.join(sorted(unknown))}. " + JOBLIB_HINT
+        )
+    if not fitted:
+        return node
+    try:
+        attributes, weights = entry.state(estimator)
+    except ValueError as error:
+        raise ValueError(f"Cannot save {where}: {error}") from None
+    node["fitted"] = to_json(attributes, f"the fitted attributes of {where}")
+    if weights is not None:
+        node["weights"] = []
+        for weight in weights:
+            member = f"weights/{len(arrays)}.npy"
+            arrays[member] = weight
+            node["weights"].append(member)
+    return node
+
+
+# -- loading -------------------------------------------------------------------
+
+
+def rebuild(node, arrays: dict | None, where: str, legacy=None):
+    """The estimator that ``node`` describes, with its weights from ``arrays``
+    (or, for format version 1, ``legacy``'s .keras files by member name); with
+    ``arrays=None``, only the checks that need no weights (save runs them on
+    what it writes)."""
+    node = expect(node, dict, where)
+    name = node.get("class")
+    entry = REGISTRY.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise ModelFileError(f"{where}: unknown estimator class {name!r}.")
+    nested = {}
+    if entry.nested:
+        nested[entry.nested] = [
+            (
+                expect(step_name, str, where),
+                rebuild(step, arrays, f"step {step_name!r}", legacy),
+            )
+            for step_name, step in (
+                expect(pair, list, where)
+                for pair in expect(node[entry.nested], list, where)
+            )
+        ]
+    estimator = _checked(entry.cls(**nested, **_params(node, name, where)), where)
+    if entry.fitted_marker is not None and node.get("fitted") is not None:
+        attributes = _fitted(node, entry.stored, where)
+        entry.check_fitted(attributes, where)
+        if arrays is not None:
+            weights = _weights(node, arrays, legacy, where)
+            try:
+                entry.restore(estimator, attributes, weights)
+            except ModelFileError:
+                raise
+            except ValueError as error:
+                raise ModelFileError(
+                    f"{where}: {error}; the file was modified or is damaged."
+                ) from None
+            except Exception as error:  # Keras refusing what passed our checks
+                raise ModelFileError(
+                    f"{where}: cannot rebuild the network: {error}"
+                ) from None
+    config = from_json(node.get("output_config"), where)
+    if config is not None:
+        config = expect(config, dict, where)
+        if not set(config) <= {"transform"} or not all(
+            value in _OUTPUT_CONTAINERS for value in config.values()
+        ):
+            raise ModelFileError(f"{where}: invalid set_output configuration.")
+        restore_output_config(estimator, config)
+    return estimator
+
+
+def _weights(node: dict, arrays: dict, legacy, where: str):
+    """The weight arrays a node names; for format version 1, a function that
+    reads its .keras member into the network (``legacy(model, node, where)``)."""
+    if legacy is not None:
+        return lambda model: legacy(model, node, where)
+    if "weights" not in node:
+        return None
+    names = expect(node["weights"], list, where)
+    missing = [name for name in names if not (isinstance(name, str) and name in arrays)]
+    if missing:
+        raise ModelFileError(f"{where}: missing weights {short_repr(missing)}.")
+    return [arrays[name] for name in names]
+
+
+def _fitted(node: dict, allowed: tuple, where: str) -> dict:
+    attributes = expect(from_json(node["fitted"], where), dict, where)
+    unknown = set(attributes) - set(allowed)
+    if unknown:
+        raise ModelFileError(f"{where}: unknown fitted attributes {sorted(unknown)}.")
+    return attributes
+
+
+def _checked(estimator: BaseEstimator, where: str) -> BaseEstimator:
+    """Run scikit-learn's parameter validation (types and ranges) now, at load
+    time, rather than at the next fit."""
+    try:
+        validate_estimator_params(estimator)
+    except (ValueError, TypeError) as error:
+        message = str(error).splitlines()[0]
+        raise ModelFileError(f"{where}: invalid hyper-parameter: {message}") from None
+    return estimator
+
+
+# -- checks of hyper-parameters ------------------------------------------------
+
+# Keras turns strings into objects by looking them up among its own names;
+# anything else (a dict naming a class or function, a list of them) it
+# deserialises, which must never happen to data from a file. Names of Keras
+# objects are identifiers.
+_KERAS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PIPELINE_PARAMS = ("memory", "transform_input", "verbose")
+
+
+def _params(node: dict, kind: str, where: str) -> dict:
+    params = expect(from_json(node.get("params"), where), dict, where)
+    for name in params:
+        # Hyper-parameter names only: scikeras stores unknown keyword arguments
+        # as attributes, which must not overwrite private or fitted ones.
+        if not (
+            isinstance(name, str)
+            and name.isidentifier()
+            and not name.startswith("_")
+            and not name.endswith("_")
+        ):
+            raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
+    REGISTRY[kind].check_params(params, where)
+    return params
+
+
+def _check_pipeline_params(params: dict, where: str) -> None:
+    unknown = set(params) - set(_PIPELINE_PARAMS)
+    if unknown:
+        raise ModelFileError(f"{where}: unknown parameters {sorted(unknown)}.")
+    # memory is a folder for joblib's cache, which stores pickles.
+    if params.get("memory") is not None:
+        raise ModelFileError(
+            f"{where}: parameter 'memory' must be None (skmnist files never "
+            "name a joblib cache folder, which holds pickles)."
+        )
+    transform_input = params.get("transform_input")
+    if transform_input is not None and not _is_list_of_str(transform_input):
+        raise ModelFileError(
+            f"{where}: parameter 'transform_input' must be None or a list of strings."
+        )
+
+
+def _check_classifier_params(params: dict, where: str) -> None:
+    known = MNISTClassifier().get_params(deep=False)
+    for name, value in params.items():
+        what = f"{where}: parameter {name!r}"
+        if name in ("optimizer", "loss", "activation"):
+            if not (isinstance(value, str) and _KERAS_NAME.fullmatch(value)):
+                raise ModelFileError(f"{what} must be the name of a Keras object.")
+        elif name == "metrics":
+            if value is not None and not (
+                _is_list_of_str(value)
+                and all(_KERAS_NAME.fullmatch(item) for item in value)
+            ):
+                raise ModelFileError(
+                    f"{what} must be None or a list of names of Keras metrics."
+                )
+        elif name in ("model", "build_fn", "callbacks"):
+            if value is not None:
+                raise ModelFileError(f"{what} must be None.")
+        elif name in ("run_eagerly", "warm_start", "shuffle"):
+            if not isinstance(value, bool):
+                raise ModelFileError(f"{what} must be a boolean.")
+        elif name == "validation_batch_size":
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            ):
+                raise ModelFileError(f"{what} must be None or a positive integer.")
+        elif name == "random_state":
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool)
+            ):
+                raise ModelFileError(f"{what} must be None or an integer.")
+        elif name == "class_weight":
+            if isinstance(value, dict) and not all(
+                _is_scalar(key)
+                and isinstance(weight, int | float)
+                and not isinstance(weight, bool)
+                for key, weight in value.items()
+            ):
+                raise ModelFileError(f"{what} must map class labels to numbers.")
+        elif name not in known:
+            # Routed (optimizer__learning_rate, fit__..., loss__...) or other
+            # keyword arguments, which scikeras stores as attributes: plain
+            # values only, and never in place of a method or property.
+            if not _is_scalar(value):
+                raise ModelFileError(
+                    f"{what} must be a number, string, boolean or None."
+                )
+            if hasattr(MNISTClassifier, name):
+                raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
+
+
+def _is_scalar(value) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _is_list_of_str(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _check_scaler_attributes(attributes: dict, where: str) -> None:
+    """The scaler's fitted attributes, as fit sets them: the pixel count, an image
+    shape of that many pixels, and optionally one feature name per pixel."""
+    n_features = _positive_int(attributes.get("n_features_in_"), where)
+    shape = attributes.get("image_shape_")
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) in (1, 2)
+        and all(isinstance(size, int) and not isinstance(size, bool) for size in shape)
+        and math.prod(shape) == n_features
+    ):
+        raise ModelFileError(
+            f"{where}: image_shape_ {short_repr(shape)} is not a shape of "
+            f"{n_features} pixels."
+        )
+    _check_feature_names(attributes, n_features, where)
+
+
+def _check_classifier_attributes(attributes: dict, where: str) -> None:
+    """The classifier's fitted attributes as fit sets them (classes_ is checked
+    further by rebuilding its label encoder)."""
+    n_features = _positive_int(attributes.get("n_features_in_"), where)
+    _check_feature_names(attributes, n_features, where)
+    expect(attributes.get("classes_"), np.ndarray, f"{where}: classes_")
+    expect(attributes.get("_seed"), int, f"{where}: _seed")
+    if attributes.get("_random_state") is not None:
+        expect(attributes["_random_state"], int, f"{where}: _random_state")
+    # fit takes 1-D labels only, which type_of_target calls one of these.
+    if attributes.get("target_type_", "multiclass") not in ("binary", "multiclass"):
+        raise ModelFileError(
+            f"{where}: invalid target_type_ {short_repr(attributes['target_type_'])}."
+        )
+    history = attributes.get("history_", {})
+    if not (
+        isinstance(history, dict)
+        and all(
+            isinstance(key, str)
+            and isinstance(values, list)
+            and all(
+                isinstance(value, int | float) and not isinstance(value, bool)
+                for value in values
+            )
+            for key, values in history.items()
+        )
+    ):
+        raise ModelFileError(
+            f"{where}: history_ must map metric names to lists of numbers."
+        )
+
+
+def _positive_int(value, where: str) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ModelFileError(
+            f"{where}: n_features_in_ must be a positive integer, got "
+            f"{short_repr(value)}."
+        )
+    return value
+
+
+def _check_feature_names(attributes: dict, n_features: int, where: str) -> None:
+    if "feature_names_in_" not in attributes:
+        return
+    names = attributes["feature_names_in_"]
+    if not (
+        isinstance(names, np.ndarray)
+        and names.shape == (n_features,)
+        and names.dtype.kind in "UO"
+        and all(isinstance(name, str) for name in names.tolist())
+    ):
+        raise ModelFileError(
+            f"{where}: feature_names_in_ must be {n_features} strings, one per pixel."
+        )
+
+
+# -- the table -----------------------------------------------------------------
+
+
+def _stored_attributes(names: tuple) -> Callable:
+    def state(estimator):
+        stored = set(names) & vars(estimator).keys()
+        return {name: vars(estimator)[name] for name in sorted(stored)}, None
+
+    return state
+
+
+def _set_attributes(estimator, attributes: dict, weights) -> None:
+    vars(estimator).update(attributes)
+
+
+def _restore_classifier(clf: MNISTClassifier, attributes: dict, weights) -> None:
+    if weights is None:
+        raise ValueError("the file stores no weights for the fitted network")
+    if callable(weights):  # format version 1: Keras reads them into the network
+        clf._restore(attributes, None)
+        weights(clf.model_)
+    else:
+        clf._restore(attributes, weights)
+
+
+_SCALER_STORED = ("n_features_in_", "image_shape_", "feature_names_in_")
+
+REGISTRY: dict[str, _Entry] = {
+    "Pipeline": _Entry(Pipeline, nested="steps", check_params=_check_pipeline_params),
+    "PixelScaler": _Entry(
+        PixelScaler,
+        fitted_marker="image_shape_",
+        stored=_SCALER_STORED,
+        check_fitted=_check_scaler_attributes,
+        state=_stored_attributes(_SCALER_STORED),
+        restore=_set_attributes,
+    ),
+    "MNISTClassifier": _Entry(
+        MNISTClassifier,
+        fitted_marker="model_",
+        stored=MNISTClassifier._SAVED_ATTRIBUTES,
+        # What fit derives: the network (from the weights), the label and
+        # feature encoders (from classes_ and n_features_in_), the metadata the
+        # label encoder provides and the callbacks.
+        rebuilt=(
+            "model_",
+            "target_encoder_",
+            "feature_encoder_",
+            "n_classes_",
+            "n_outputs_",
+            "n_outputs_expected_",
+            "_fit_callbacks",
+            "_predict_callbacks",
+        ),
+        check_params=_check_classifier_params,
+        check_fitted=_check_classifier_attributes,
+        state=MNISTClassifier._saved_state,
+        restore=_restore_classifier,
+    ),
+}
