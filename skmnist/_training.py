@@ -434,9 +434,10 @@ class _JaxEpochs(_EpochRunner):
     def __init__(self, model: keras.Model):
         super().__init__(model)
         self._epochs = {}
-        # None where Keras's internals moved: the last batch is then trained on
-        # its rows alone, compiled once per size of it.
-        self._update_metrics = masked_metrics_update(model)
+        # Known once the model's metrics are built (by the first epoch); None
+        # where Keras's internals moved: the last batch is then trained on its
+        # rows alone, compiled once per size of it.
+        self._update_metrics = self._metrics_checked = None
         self._last_batch = None
 
     def to_device(self, *arrays) -> tuple:
@@ -454,6 +455,9 @@ class _JaxEpochs(_EpochRunner):
             model.metrics_variables,
         )
         state = tuple([v.value for v in group] for group in variables)
+        if not self._metrics_checked:
+            self._update_metrics = masked_metrics_update(model)
+            self._metrics_checked = True
         n_batches, last_rows = divmod(len(order), batch_size)
         unmasked_rows = order[n_batches * batch_size :]
         if self._update_metrics is None:
@@ -489,6 +493,8 @@ class _JaxEpochs(_EpochRunner):
                     ]
 
                 state = jax.lax.fori_loop(0, n_batches, step, state)
+                if self._update_metrics is None:  # see _train_last_batch
+                    return state
                 return jax.lax.cond(
                     last_rows > 0,
                     lambda state: _masked_train_step(
