@@ -697,9 +697,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
 
     def _training_key(self) -> tuple:
         compile_config = _optimizer_config(self.model_, compile_config=True)
+        optimizer_config = compile_config["optimizer"]["config"]
         # Keras numbers optimizer names per instance ("rm_sprop_7"); the name
         # has no effect on training.
-        compile_config["optimizer"]["config"].pop("name", None)
+        optimizer_config.pop("name", None)
+        # A constant learning rate is an optimizer variable, which the compiled
+        # functions read and copy_training_state copies in: workspaces differing
+        # only in it can train each other's models (a schedule is configuration).
+        if isinstance(optimizer_config.get("learning_rate"), Real):
+            del optimizer_config["learning_rate"]
         compile_config = json.dumps(compile_config, sort_keys=True, default=repr)
         dropout = self._fitted_network()["dropout"]
         return (*self._architecture_key(), dropout, compile_config)

@@ -46,6 +46,7 @@ __all__ = [
     "build_training_state",
     "call_concrete_function",
     "dask_distributed_backend",
+    "masked_metrics_update",
     "output_config",
     "restore_output_config",
     "tensorflow_global_seed",
@@ -106,6 +107,44 @@ def call_concrete_function(concrete, trainable: list, non_trainable: list, x):
         return concrete(list(trainable), list(non_trainable), x)
     handles = [v.handle for v in trainable] + [v.handle for v in non_trainable]
     return call_flat([*handles, x], captured)
+
+
+def masked_metrics_update(model) -> Callable | None:
+    """``update(loss, rows, y, y_pred, mask, sample_weight)``, which updates a
+    compiled single-output model's loss tracker and metrics for the ``rows`` rows
+    of a batch that ``mask`` (1 or 0 per row) selects, as Keras's
+    ``train_step`` updates them for a batch of those rows alone; None where
+    Keras's private ``Model._loss_tracker`` or ``CompileMetrics`` lists are
+    missing (the caller then trains such a batch on its rows alone).
+
+    Keras weighs each batch's loss by its number of rows and gives its metrics
+    (not its weighted metrics) no sample weight at all, so the mask cannot go in
+    as a sample weight of ``train_step``. ``sample_weight`` is the batch's
+    weights times ``mask``, for the weighted metrics. Call it within a
+    ``keras.StatelessScope`` of the metrics' variables.
+    """
+    try:
+        tracker = model._loss_tracker
+        compiled = model._compile_metrics
+        metrics, weighted_metrics = (
+            ((), ())
+            if compiled is None
+            else (compiled._flat_metrics, compiled._flat_weighted_metrics)
+        )
+    except AttributeError:
+        return None
+
+    def update(loss, rows, y, y_pred, mask, sample_weight) -> None:
+        tracker.update_state(loss, sample_weight=rows)
+        # As CompileMetrics.update_state does for one output.
+        for metric in metrics:
+            if metric is not None:
+                metric.update_state(y, y_pred, sample_weight=mask)
+        for metric in weighted_metrics:
+            if metric is not None:
+                metric.update_state(y, y_pred, sample_weight=sample_weight)
+
+    return update
 
 
 def tensorflow_global_seed() -> int | None:

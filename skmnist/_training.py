@@ -27,8 +27,11 @@ import keras
 import numpy as np
 
 from skmnist._caches import quiet_expected_retracing_warnings
-from skmnist._compat import build_training_state
+from skmnist._compat import build_training_state, masked_metrics_update
 from skmnist._random import draw_seeds, isolated_random_state
+
+# Training data smaller than this is padded to it on the device (see padded_rows).
+_MIN_PADDED_ROWS = 1024
 
 # Model.fit arguments that the compiled epoch loop implements.
 _SUPPORTED_FIT_ARGUMENTS = frozenset(
@@ -317,6 +320,8 @@ class _EpochRunner:
 
     def __init__(self, model: keras.Model):
         self.model = model
+        # Traces of the compiled functions so far: each is one compiled program.
+        self.traces = 0
 
     def to_device(self, *arrays) -> tuple:
         raise NotImplementedError
@@ -328,9 +333,12 @@ class _EpochRunner:
 class _TensorFlowEpochs(_EpochRunner):
     """Epochs as XLA-compiled ``tf.while_loop``\\ s over Keras's ``train_step``.
 
-    Functions are traced once per batch size and input signature, with the
-    number of samples left dynamic, so refitting on new data of the same kind
-    reuses them (XLA compiles once per distinct number of samples).
+    XLA compiles a program per input shape, so the data goes to the device
+    padded to :func:`padded_rows` rows and the loop takes the number of full
+    batches as a tensor: one program per block size and batch size serves every
+    number of samples up to it. The padding rows are never gathered. The last,
+    smaller batch runs Keras's ``train_step`` as one graph step whose shapes are
+    left dynamic, rather than as a program compiled for every remainder size.
     """
 
     def __init__(self, model: keras.Model):
@@ -342,32 +350,39 @@ class _TensorFlowEpochs(_EpochRunner):
     def to_device(self, *arrays) -> tuple:
         import tensorflow as tf
 
-        return tuple(tf.convert_to_tensor(a) for a in arrays if a is not None)
+        rows = padded_rows(len(arrays[0]))
+        return tuple(
+            tf.convert_to_tensor(_pad_rows(a, rows)) for a in arrays if a is not None
+        )
 
     def run_epoch(self, data: tuple, order: np.ndarray, batch_size: int) -> None:
         import tensorflow as tf
 
-        signature = tuple(tf.TensorSpec((None, *a.shape[1:]), a.dtype) for a in data)
         n_full = len(order) // batch_size * batch_size
         if n_full:
-            loop = self._full_batch_loop(signature, batch_size)
-            loop(*data, tf.constant(order[:n_full]))
+            loop = self._full_batch_loop(data, batch_size)
+            # Padded with row 0, which the loop never reaches.
+            order_on_device = _pad_rows(order[:n_full], data[0].shape[0])
+            loop(*data, tf.constant(order_on_device), tf.constant(n_full // batch_size))
         if n_full < len(order):
-            # The last, smaller batch has a shape of its own; one graph step
-            # rather than an XLA program compiled for every remainder size.
             rows = tf.constant(order[n_full:])
+            signature = tuple(
+                tf.TensorSpec((None, *a.shape[1:]), a.dtype) for a in data
+            )
             self._single_step(signature)(*(tf.gather(a, rows) for a in data))
 
-    def _full_batch_loop(self, signature: tuple, batch_size: int):
+    def _full_batch_loop(self, data: tuple, batch_size: int):
         import tensorflow as tf
 
+        # Fully static shapes: one trace is one XLA program.
+        signature = tuple(tf.TensorSpec(a.shape, a.dtype) for a in data)
         key = (batch_size, *signature)
         if key not in self._full_batch_loops:
             model = self.model
 
             def train_full_batches(*arrays_and_order):
-                *arrays, order = arrays_and_order
-                n_batches = tf.shape(order)[0] // batch_size
+                *arrays, order, n_batches = arrays_and_order
+                self.traces += 1
 
                 def step(i):
                     rows = tf.slice(order, [i * batch_size], [batch_size])
@@ -376,9 +391,14 @@ class _TensorFlowEpochs(_EpochRunner):
 
                 tf.while_loop(lambda i: i < n_batches, step, (tf.constant(0),))
 
+            rows = signature[0].shape[0]
             self._full_batch_loops[key] = tf.function(
                 train_full_batches,
-                input_signature=[*signature, tf.TensorSpec((None,), tf.int32)],
+                input_signature=[
+                    *signature,
+                    tf.TensorSpec((rows,), tf.int32),
+                    tf.TensorSpec((), tf.int32),
+                ],
                 jit_compile=True,
             )
         return self._full_batch_loops[key]
@@ -390,6 +410,7 @@ class _TensorFlowEpochs(_EpochRunner):
             model = self.model
 
             def train_one_batch(*arrays):
+                self.traces += 1
                 model.train_step(arrays)
 
             self._single_steps[signature] = tf.function(
@@ -401,18 +422,29 @@ class _TensorFlowEpochs(_EpochRunner):
 class _JaxEpochs(_EpochRunner):
     """Epochs as jitted ``lax.fori_loop``\\ s over Keras's stateless ``train_step``.
 
-    The model's variables are read before and written back after each epoch, so
-    between epochs (where callbacks run) the Keras model is up to date.
+    The data goes to the device padded to :func:`padded_rows` rows, and the
+    number of full batches and the size of the last batch are traced values, so
+    one program per block size and batch size serves every number of samples up
+    to it. The last, smaller batch is trained as a full-size batch of which only
+    its first rows count (:func:`_masked_train_step`). The model's variables are
+    read before and written back after each epoch, so between epochs (where
+    callbacks run) the Keras model is up to date.
     """
 
     def __init__(self, model: keras.Model):
         super().__init__(model)
         self._epochs = {}
+        # Known once the model's metrics are built (by the first epoch); None
+        # where Keras's internals moved: the last batch is then trained on its
+        # rows alone, compiled once per size of it.
+        self._update_metrics = self._metrics_checked = None
+        self._last_batch = None
 
     def to_device(self, *arrays) -> tuple:
         import jax.numpy as jnp
 
-        return tuple(jnp.asarray(a) for a in arrays if a is not None)
+        rows = padded_rows(len(arrays[0]))
+        return tuple(jnp.asarray(_pad_rows(a, rows)) for a in arrays if a is not None)
 
     def run_epoch(self, data: tuple, order: np.ndarray, batch_size: int) -> None:
         model = self.model
@@ -423,7 +455,21 @@ class _JaxEpochs(_EpochRunner):
             model.metrics_variables,
         )
         state = tuple([v.value for v in group] for group in variables)
-        state = self._epoch(batch_size)(state, data, order)
+        if not self._metrics_checked:
+            self._update_metrics = masked_metrics_update(model)
+            self._metrics_checked = True
+        n_batches, last_rows = divmod(len(order), batch_size)
+        unmasked_rows = order[n_batches * batch_size :]
+        if self._update_metrics is None:
+            last_rows = 0
+        # Room for the last batch's slice after any number of full batches;
+        # padded with row 0, which only masked-out rows gather.
+        order = _pad_rows(order, data[0].shape[0] + batch_size)
+        state = self._epoch(batch_size)(
+            state, data, order, np.int32(n_batches), np.int32(last_rows)
+        )
+        if self._update_metrics is None and len(unmasked_rows):
+            state = self._train_last_batch(state, data, unmasked_rows)
         for group, values in zip(variables, state, strict=True):
             for variable, value in zip(group, values, strict=True):
                 variable.assign(value)
@@ -434,24 +480,124 @@ class _JaxEpochs(_EpochRunner):
 
             model = self.model
 
-            def train_epoch(state, data, order):
-                n_full = order.shape[0] // batch_size * batch_size
+            def batch(data, order, start):
+                rows = jax.lax.dynamic_slice(order, (start,), (batch_size,))
+                return tuple(a[rows] for a in data)
+
+            def train_epoch(state, data, order, n_batches, last_rows):
+                self.traces += 1
 
                 def step(i, state):
-                    rows = jax.lax.dynamic_slice(
-                        order, (i * batch_size,), (batch_size,)
-                    )
-                    return model.train_step(state, tuple(a[rows] for a in data))[1]
+                    return model.train_step(state, batch(data, order, i * batch_size))[
+                        1
+                    ]
 
-                if n_full:  # shapes are static: no loop to trace otherwise
-                    state = jax.lax.fori_loop(0, n_full // batch_size, step, state)
-                if n_full < order.shape[0]:
-                    rows = order[n_full:]
-                    state = model.train_step(state, tuple(a[rows] for a in data))[1]
-                return state
+                state = jax.lax.fori_loop(0, n_batches, step, state)
+                if self._update_metrics is None:  # see _train_last_batch
+                    return state
+                return jax.lax.cond(
+                    last_rows > 0,
+                    lambda state: _masked_train_step(
+                        model,
+                        self._update_metrics,
+                        state,
+                        batch(data, order, n_batches * batch_size),
+                        last_rows,
+                    ),
+                    lambda state: state,
+                    state,
+                )
 
             self._epochs[batch_size] = jax.jit(train_epoch)
         return self._epochs[batch_size]
+
+    def _train_last_batch(self, state, data, rows):
+        import jax
+
+        if self._last_batch is None:
+            model = self.model
+
+            def train_rows(state, data, rows):
+                self.traces += 1
+                return model.train_step(state, tuple(a[rows] for a in data))[1]
+
+            self._last_batch = jax.jit(train_rows)
+        return self._last_batch(state, data, rows)
+
+
+def _masked_train_step(model, update_metrics, state, data, rows):
+    """Keras's JAX ``train_step`` on the first ``rows`` rows of a full batch.
+
+    The same update as ``train_step`` on those rows alone: the other rows get
+    sample weight 0 in the loss, its metrics and the loss tracker, and the
+    loss's weights are scaled by ``batch / rows`` where Keras averages the loss
+    over the batch's rows (as Keras does for masked rows), so the mean is over
+    the rows that count.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    batch_size = x.shape[0]
+    rows = rows.astype(jnp.float32)
+    mask = (jnp.arange(batch_size) < rows).astype(jnp.float32)
+    weight = mask if sample_weight is None else sample_weight * mask
+    loss_weight = weight
+    if _averages_over_batch(model):
+        loss_weight = weight * (batch_size / rows)
+    (_, (loss, y_pred, non_trainable, metrics_variables)), gradients = (
+        jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)(
+            trainable,
+            non_trainable,
+            metrics_variables,
+            x,
+            y,
+            loss_weight,
+            training=True,
+            optimizer_variables=optimizer_variables,
+        )
+    )
+    trainable, optimizer_variables = model.optimizer.stateless_apply(
+        optimizer_variables, gradients, trainable
+    )
+    with keras.StatelessScope(
+        state_mapping=list(zip(model.metrics_variables, metrics_variables, strict=True))
+    ) as scope:
+        update_metrics(loss, rows, y, y_pred, mask, weight)
+    metrics_variables = [
+        _current_value(scope, variable) for variable in model.metrics_variables
+    ]
+    return trainable, non_trainable, optimizer_variables, metrics_variables
+
+
+def _current_value(scope, variable):
+    value = scope.get_current_value(variable)
+    return variable.value if value is None else value
+
+
+def _averages_over_batch(model: keras.Model) -> bool:
+    # Losses given by name or as functions are wrapped with Keras's default
+    # reduction, "sum_over_batch_size".
+    loss = model.loss
+    reduction = getattr(loss, "reduction", "sum_over_batch_size")
+    return reduction in ("sum_over_batch_size", "mean")
+
+
+def padded_rows(n_samples: int) -> int:
+    """The rows training data of ``n_samples`` takes on the device: the next
+    power of two, at least ``_MIN_PADDED_ROWS``, so that a handful of compiled
+    programs serve every number of samples."""
+    return max(_MIN_PADDED_ROWS, 1 << (n_samples - 1).bit_length())
+
+
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """``array`` with zero rows appended up to ``rows`` rows."""
+    if len(array) == rows:
+        return array
+    padded = np.zeros((rows, *array.shape[1:]), array.dtype)
+    padded[: len(array)] = array
+    return padded
 
 
 _EPOCH_RUNNERS = {"tensorflow": _TensorFlowEpochs, "jax": _JaxEpochs}

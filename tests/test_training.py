@@ -341,3 +341,169 @@ def test_fewer_samples_than_one_batch(data):
         batch_size=BATCH_SIZE, epochs=2,
     )  # fmt: skip
     assert int(model.optimizer.iterations) == 2
+
+
+def _weighted_data(n_samples, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.rand(n_samples, N_FEATURES).astype(np.float32)
+    y = (X[:, :N_CLASSES].argmax(axis=1)).astype(np.int64)
+    return X, y, rng.uniform(0.5, 2, n_samples).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "n_samples, batch_size, weighted",
+    [
+        (1, 128, True),  # one row
+        (127, 128, False),  # one batch short of full
+        (129, 128, True),  # a full batch and one row
+        (1001, 128, False),  # 7 full batches and 105 rows
+        (1025, 128, True),  # more rows than a block of 1024: the next block
+        (127, 1000, True),  # batch larger than the data
+    ],
+)
+def test_any_number_of_rows_trains_as_model_fit_does(n_samples, batch_size, weighted):
+    X, y, weights = _weighted_data(n_samples)
+    sample_weight = weights if weighted else None
+    reference = make_model()
+    expected = reference.fit(
+        X, y, sample_weight=sample_weight, batch_size=batch_size, epochs=2,
+        shuffle=False, verbose=0,
+    )  # fmt: skip
+    model = make_model()
+    history = fit_compiled_epochs(
+        epoch_runner(model), X, y, sample_weight,
+        random_state=np.random.RandomState(0), batch_size=batch_size, epochs=2,
+        shuffle=False,
+    )  # fmt: skip
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert set(history.history) == set(expected.history)
+    for name, values in expected.history.items():
+        np.testing.assert_allclose(history.history[name], values, rtol=1e-4)
+    steps = -(-n_samples // batch_size)
+    assert int(model.optimizer.iterations) == 2 * steps
+
+
+def test_weighted_metrics_and_a_summed_loss_in_the_last_batch():
+    # 300 rows at batch 128: a last batch of 44 rows. A "sum" loss is not
+    # averaged over rows, and weighted metrics count the sample weights.
+    X, y, weights = _weighted_data(300)
+
+    def compiled():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential(
+            [
+                keras.Input((N_FEATURES,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(N_CLASSES, activation="softmax"),
+            ]
+        )
+        model.compile(
+            optimizer="sgd",
+            loss=keras.losses.SparseCategoricalCrossentropy(reduction="sum"),
+            metrics=["accuracy"],
+            weighted_metrics=[
+                "accuracy",
+                keras.metrics.SparseCategoricalCrossentropy(),
+            ],
+        )
+        return model
+
+    reference = compiled()
+    expected = reference.fit(
+        X, y, sample_weight=weights, batch_size=128, epochs=2, shuffle=False,
+        verbose=0,
+    )  # fmt: skip
+    model = compiled()
+    history = fit_compiled_epochs(
+        epoch_runner(model), X, y, weights, random_state=np.random.RandomState(0),
+        batch_size=128, epochs=2, shuffle=False,
+    )  # fmt: skip
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert set(history.history) == set(expected.history)
+    for name, values in expected.history.items():
+        np.testing.assert_allclose(history.history[name], values, rtol=1e-4)
+
+
+def _with_and_without_model_fit(params, X, y, **fit_params):
+    """The estimator trained by the compiled epochs, and by ``Model.fit`` (which
+    a callback acting on batches selects), in the same order of samples."""
+    compiled = MNISTClassifier(**params, fit__shuffle=False).fit(X, y, **fit_params)
+    keras_fit = MNISTClassifier(
+        **params, fit__shuffle=False, callbacks=[CountBatches()]
+    ).fit(X, y, **fit_params)
+    return compiled, keras_fit
+
+
+def test_class_and_sample_weights_with_a_partial_last_batch():
+    X, y, weights = _weighted_data(1001)
+    params = {"hidden_units": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
+    compiled, keras_fit = _with_and_without_model_fit(
+        {**params, "class_weight": {0: 3.0, 1: 0.5, 2: 1.0, 3: 2.0}},
+        X, y, sample_weight=weights,
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        compiled.predict_proba(X), keras_fit.predict_proba(X), rtol=1e-4, atol=1e-5
+    )
+    assert compiled.history_.keys() == keras_fit.history_.keys()
+    for name, values in keras_fit.history_.items():
+        np.testing.assert_allclose(compiled.history_[name], values, rtol=1e-4)
+
+
+def test_validation_split_with_a_partial_last_batch():
+    X, y, _ = _weighted_data(1001)
+    params = {"hidden_units": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
+    compiled, keras_fit = _with_and_without_model_fit(
+        {**params, "validation_split": 0.1}, X, y
+    )
+    assert set(compiled.history_) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for name, values in keras_fit.history_.items():
+        np.testing.assert_allclose(compiled.history_[name], values, rtol=1e-4)
+
+
+@pytest.fixture
+def workspaces(monkeypatch):
+    """The workspaces (epoch runners) MNISTClassifier builds from now on."""
+    built = []
+    build = MNISTClassifier._build_workspace
+
+    def spy(self):
+        built.append(build(self))
+        return built[-1]
+
+    monkeypatch.setattr(MNISTClassifier, "_build_workspace", spy)
+    return built
+
+
+def test_a_new_number_of_rows_reuses_the_compiled_programs(workspaces):
+    # Other hidden sizes than any other test: a workspace of its own.
+    params = {"hidden_units": 17, "epochs": 1, "batch_size": 100, "random_state": 0}
+    X, y, _ = _weighted_data(1024)
+    MNISTClassifier(**params).fit(X[:1001], y[:1001])
+    (runner,) = workspaces
+    traces = runner.traces
+    assert traces > 0
+    for n_samples in (1003, 1024, 950, 1001):
+        # New remainders (3, 24, 50 rows) and new numbers of full batches.
+        MNISTClassifier(**params).fit(X[:n_samples], y[:n_samples])
+    assert len(workspaces) == 1
+    assert runner.traces == traces
+
+
+def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces):
+    X, y, _ = _weighted_data(500)
+    params = {"hidden_units": 23, "epochs": 2, "batch_size": 64, "random_state": 0}
+    first = MNISTClassifier(**params, optimizer__learning_rate=1e-3).fit(X, y)
+    (runner,) = workspaces
+    traces = runner.traces
+    compiled, keras_fit = _with_and_without_model_fit(
+        {**params, "optimizer__learning_rate": 0.05}, X, y
+    )
+    assert len(workspaces) == 1
+    assert runner.traces == traces
+    assert float(compiled.model_.optimizer.learning_rate) == pytest.approx(0.05)
+    np.testing.assert_allclose(
+        compiled.predict_proba(X), keras_fit.predict_proba(X), rtol=1e-4, atol=1e-5
+    )
+    assert not np.allclose(compiled.predict_proba(X), first.predict_proba(X))
