@@ -149,9 +149,15 @@ def load(path: str | os.PathLike, *, trusted: bool = False) -> BaseEstimator:
                 _keras_v1.load_weights, keras_files=contents.keras_files
             )
         try:
-            return _registry.rebuild(
+            estimator = _registry.rebuild(
                 contents.document, contents.arrays, where="estimator", legacy=legacy
             )
+            if contents.arrays:  # what rebuild left: arrays no estimator uses
+                raise ModelFileError(
+                    f"arrays that no estimator uses: {sorted(contents.arrays)[:5]}; "
+                    "the file was modified or is damaged."
+                )
+            return estimator
         except ModelFileError as error:
             raise ModelFileError(f"{path}: {error}") from None
         except RecursionError:
