@@ -115,6 +115,9 @@ def tensorflow_global_seed() -> int | None:
     TensorFlow has a setter but no getter: the private eager context holds the
     value. The public fallback reads it back through
     ``tf.compat.v1.random.get_seed``, which reports it modulo ``2**31 - 1``.
+    It asks with an operation seed of its own: without one, ``get_seed`` would
+    draw the next operation seed (changing the random numbers that follow) and,
+    with no global seed under ``enable_op_determinism``, raise.
     """
     tf = sys.modules.get("tensorflow")
     if tf is None:
@@ -122,8 +125,21 @@ def tensorflow_global_seed() -> int | None:
     global_seed = _eager_context_global_seed()
     if global_seed is not None:
         return global_seed()
-    global_seed, _ = tf.compat.v1.random.get_seed(None)
+    global_seed, _ = tf.compat.v1.random.get_seed(1)
+    if global_seed != _TENSORFLOW_DEFAULT_SEED:
+        return global_seed
+    # Unset, or set to the very value get_seed reports when unset: only then
+    # ask without an operation seed (which draws one if a seed is set).
+    try:
+        global_seed, _ = tf.compat.v1.random.get_seed(None)
+    except RuntimeError:  # op determinism, and no global seed
+        return None
     return global_seed
+
+
+# What tf.compat.v1.random.get_seed reports as the global seed when none is
+# set but an operation seed is given (TensorFlow's DEFAULT_GRAPH_SEED).
+_TENSORFLOW_DEFAULT_SEED = 87654321
 
 
 def _eager_context_global_seed() -> Callable[[], int | None] | None:

@@ -148,6 +148,42 @@ def test_global_seed_is_read_without_the_eager_context(
     assert tensorflow_global_seed() == private
 
 
+@pytest.mark.parametrize("seed", [42, 87654321])
+def test_reading_the_global_seed_without_the_eager_context_draws_nothing(
+    tensorflow_seed, monkeypatch, seed
+):
+    tf = tensorflow_seed
+    tf.random.set_seed(seed)
+    expected = tf.random.uniform([3]).numpy()
+    monkeypatch.setattr(_compat, "_eager_context_global_seed", lambda: None)
+    tf.random.set_seed(seed)
+    assert tensorflow_global_seed() == seed
+    # The next random op gets the operation seed it would have got anyway
+    # (except for the one seed get_seed cannot tell from "unset").
+    drawn = tf.random.uniform([3]).numpy()
+    if seed != 87654321:  # TensorFlow's DEFAULT_GRAPH_SEED
+        np.testing.assert_array_equal(drawn, expected)
+
+
+def test_the_global_seed_fallback_works_under_op_determinism():
+    pytest.importorskip("tensorflow")
+    # Op determinism cannot be switched off again: in a process of its own.
+    code = (
+        "import tensorflow as tf\n"
+        "from skmnist import _compat\n"
+        "tf.config.experimental.enable_op_determinism()\n"
+        "_compat._eager_context_global_seed = lambda: None\n"
+        "print(_compat.tensorflow_global_seed())\n"
+        "tf.random.set_seed(7)\n"
+        "print(_compat.tensorflow_global_seed())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["None", "7"]
+
+
 def test_importing_the_compat_module_imports_no_keras():
     # PixelScaler, the dask helpers and the CLI import it: TensorFlow must not
     # come with it.
