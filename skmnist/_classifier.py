@@ -32,6 +32,7 @@ from skmnist._compat import (
     route_params,
     try_to_convert_strings_to_classes,
     unflatten_params,
+    validate_estimator_params,
 )
 from skmnist._inference import forward_pass
 from skmnist._random import draw_seeds
@@ -325,7 +326,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self : MNISTClassifier
             The fitted classifier.
         """
-        self._validate_params()
+        validate_estimator_params(self)
         if self.warm_start and self.initialized_:
             # Continued training keeps classes_ (and the network's outputs).
             self._check_known_labels(self._validate_labels(y), "y")
@@ -360,7 +361,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self : MNISTClassifier
             The updated classifier.
         """
-        self._validate_params()
+        validate_estimator_params(self)
         if isinstance(self.class_weight, str):  # "balanced"
             raise ValueError(
                 "class_weight='balanced' is not supported for partial_fit: it "

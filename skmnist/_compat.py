@@ -23,7 +23,11 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 # scikeras's helpers, imported on first use: scikeras imports Keras, and so
 # TensorFlow, which PixelScaler, the dask helpers and the CLI must not pay for.
@@ -169,15 +173,24 @@ def dask_distributed_backend() -> type:
 
 
 def validate_estimator_params(estimator) -> None:
-    """Check ``estimator``'s parameters against its ``_parameter_constraints`` now,
-    as ``fit`` will, raising scikit-learn's ``InvalidParameterError``.
+    """Check ``estimator``'s parameters against its ``_parameter_constraints``,
+    raising scikit-learn's ``InvalidParameterError``, as its ``fit`` does first.
 
-    ``BaseEstimator._validate_params`` is private; without it the check is left
-    to ``fit``, which makes it anyway.
+    ``BaseEstimator._validate_params`` is private; without it, the same check is
+    made with the function it calls, from the module of ``Interval`` and
+    ``StrOptions``.
     """
     validate = getattr(estimator, "_validate_params", None)
     if validate is not None:
         validate()
+        return
+    constraints = getattr(estimator, "_parameter_constraints", None)
+    if constraints is not None:
+        validate_parameter_constraints(
+            constraints,
+            estimator.get_params(deep=False),
+            caller_name=type(estimator).__name__,
+        )
 
 
 def output_config(estimator) -> dict | None:

@@ -13,7 +13,7 @@ import pytest
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skmnist import PixelScaler, _compat
+from skmnist import MNISTClassifier, PixelScaler, _compat
 from skmnist._compat import (
     build_training_state,
     call_concrete_function,
@@ -233,14 +233,26 @@ def test_dask_backend_class_from_joblibs_registry(monkeypatch):
     assert dask_distributed_backend() is private
 
 
-def test_parameters_are_checked_up_front_or_by_fit(monkeypatch):
-    with pytest.raises(InvalidParameterError, match="max_value"):
-        validate_estimator_params(PixelScaler(max_value=-1))
+@pytest.mark.parametrize(
+    "estimator",
+    [PixelScaler(max_value=-1), MNISTClassifier(epochs=0), MNISTClassifier(loss=3)],
+    ids=["scaler", "classifier-range", "classifier-type"],
+)
+def test_parameters_are_checked_the_same_without_validate_params(
+    monkeypatch, estimator
+):
+    X, y = np.ones((4, 6)), np.array([0, 1, 0, 1])
+    with pytest.raises(InvalidParameterError) as private:
+        validate_estimator_params(estimator)
     monkeypatch.delattr(BaseEstimator, "_validate_params")
-    validate_estimator_params(PixelScaler(max_value=-1))  # left to fit
-    monkeypatch.undo()
-    with pytest.raises(InvalidParameterError, match="max_value"):
-        PixelScaler(max_value=-1).fit(np.zeros((2, 4)))
+    assert not hasattr(estimator, "_validate_params")
+    with pytest.raises(InvalidParameterError) as public:
+        validate_estimator_params(estimator)
+    assert str(public.value) == str(private.value)
+    # fit checks them first, through the same door.
+    with pytest.raises(InvalidParameterError) as fitting:
+        estimator.fit(X, y)
+    assert str(fitting.value) == str(private.value)
 
 
 # -- what skmnist owns instead of borrowing -----------------------------------
@@ -317,7 +329,8 @@ PRIVATE_MODULES = re.compile(
     r"^(keras\.src|scikeras\._utils|tensorflow\.python|joblib\._dask|sklearn\.utils\._)"
 )
 PRIVATE_ATTRIBUTES = re.compile(
-    r"\.(_symbolic_build|_should_eval|_call_flat|captured_inputs|_sklearn_output_config)\b"
+    r"\.(_symbolic_build|_should_eval|_call_flat|captured_inputs|_sklearn_output_config"
+    r"|_validate_params)\b"
 )
 
 
@@ -367,7 +380,8 @@ def test_the_rule_sees_private_imports(tmp_path):
         "from sklearn.utils.validation import _check_feature_names_in\n"
         "def f(model):\n"
         "    from joblib._dask import DaskDistributedBackend\n"
+        "    model._validate_params()\n"
         "    return model._symbolic_build()\n"
     )
-    assert len(private_uses(module)) == 5
+    assert len(private_uses(module)) == 6
     assert private_uses(PACKAGE / "_compat.py")  # where they all are
