@@ -938,6 +938,38 @@ def test_a_network_changed_after_fit_saves_what_loads(fitted_pipeline, data, tmp
         )
 
 
+@pytest.mark.parametrize(
+    "fitted_with, changed_to",
+    [
+        ({}, {"optimizer": "adam"}),  # more optimizer variables than RMSprop's
+        ({}, {"optimizer": "sgd", "optimizer__momentum": 0.9}),  # as many
+        ({"optimizer": "sgd"}, {"optimizer__momentum": 0.9}),  # momentum slots
+    ],
+    ids=["rmsprop-to-adam", "rmsprop-to-sgd-momentum", "sgd-gains-momentum"],
+)
+def test_an_optimizer_changed_after_fit_saves_what_loads(
+    digits_flat, tmp_path, fitted_with, changed_to
+):
+    X, y = digits_flat
+    X, y = X[:120], y[:120]
+    clf = MNISTClassifier(**{**TINY, **fitted_with}).fit(X, y)
+    clf.set_params(**changed_to)
+    path = tmp_path / "changed.skmnist"
+    # Refused when saving, not when loading the file later (or, loaded with
+    # one optimizer's state in another, training on differently).
+    with pytest.raises(ValueError, match="optimizer changed after fit"):
+        skmnist.save(clf, path)
+    assert not path.exists()
+    # As the message says: training once more switches the optimizer.
+    clf.set_params(warm_start=True).fit(X, y)
+    skmnist.save(clf, path)
+    loaded = skmnist.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loaded.fit(X, y)
+    clf.fit(X, y)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
 def _to_joblib(estimator, path):
     joblib.dump(estimator, path)
     return path

@@ -62,8 +62,9 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
     ValueError
         If :func:`load` would refuse the file: a hyper-parameter it refuses
         (such as a pipeline's ``memory``, a folder of pickles) or a fitted
-        network that no longer matches the hyper-parameters (such as
-        ``hidden_units`` changed by ``set_params`` after ``fit``).
+        network or optimizer that no longer matches the hyper-parameters (such
+        as ``hidden_units`` or ``optimizer`` changed by ``set_params`` after
+        ``fit``).
 
     See Also
     --------
