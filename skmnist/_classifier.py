@@ -32,6 +32,7 @@ from skmnist._compat import (
     route_params,
     try_to_convert_strings_to_classes,
     unflatten_params,
+    validate_estimator_params,
 )
 from skmnist._compilation_cache import configure as configure_compilation_cache
 from skmnist._inference import forward_pass
@@ -330,7 +331,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self : MNISTClassifier
             The fitted classifier.
         """
-        self._validate_params()
+        validate_estimator_params(self)
         if self.warm_start and self.initialized_:
             # Continued training keeps classes_ (and the network's outputs).
             self._check_known_labels(self._validate_labels(y), "y")
@@ -365,7 +366,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self : MNISTClassifier
             The updated classifier.
         """
-        self._validate_params()
+        validate_estimator_params(self)
         if isinstance(self.class_weight, str):  # "balanced"
             raise ValueError(
                 "class_weight='balanced' is not supported for partial_fit: it "
@@ -558,10 +559,25 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 "another model. Refit it, or set them back to the values it was "
                 "fitted with."
             )
+        if _optimizer_slots(self.model_.optimizer) != self._described_optimizer_slots():
+            # _restore builds the optimizer the parameters describe, and could
+            # not give it the fitted one's state.
+            raise ValueError(
+                "its optimizer changed after fit (set_params), and the fitted "
+                "optimizer's state does not fit the new one, so it would not load. "
+                "Train it once more (warm_start=True or partial_fit) to switch "
+                "optimizers, refit it, or set the optimizer parameters back."
+            )
         saved = set(self._SAVED_ATTRIBUTES) & vars(self).keys()
         attributes = {name: vars(self)[name] for name in sorted(saved)}
         variables = [*self.model_.variables, *self.model_.optimizer.variables]
         return attributes, [np.asarray(variable.value) for variable in variables]
+
+    def _described_optimizer_slots(self) -> list[tuple]:
+        """:func:`_optimizer_slots` of the optimizer the parameters describe."""
+        optimizer = self._keras_compile_kwargs()["optimizer"]
+        optimizer.build(self.model_.trainable_variables)
+        return _optimizer_slots(optimizer)
 
     def _restore(self, attributes: dict, weights: list[np.ndarray] | None) -> None:
         """Make this new classifier the fitted one whose :meth:`_saved_state`
@@ -995,6 +1011,15 @@ def _carry_optimizer_state(source, target) -> None:
             and tuple(previous.shape) == tuple(variable.shape)
         ):
             variable.assign(previous.value)
+
+
+def _optimizer_slots(optimizer) -> list[tuple]:
+    """The class, and the name, shape and dtype of each variable, of a built
+    optimizer: what must match for one's state to be assigned to the other."""
+    return [type(optimizer)] + [
+        (_slot_name(variable), tuple(variable.shape), str(variable.dtype))
+        for variable in optimizer.variables
+    ]
 
 
 def _slot_name(variable) -> str:

@@ -23,7 +23,11 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 # scikeras's helpers, imported on first use: scikeras imports Keras, and so
 # TensorFlow, which PixelScaler, the dask helpers and the CLI must not pay for.
@@ -154,6 +158,9 @@ def tensorflow_global_seed() -> int | None:
     TensorFlow has a setter but no getter: the private eager context holds the
     value. The public fallback reads it back through
     ``tf.compat.v1.random.get_seed``, which reports it modulo ``2**31 - 1``.
+    It asks with an operation seed of its own: without one, ``get_seed`` would
+    draw the next operation seed (changing the random numbers that follow) and,
+    with no global seed under ``enable_op_determinism``, raise.
     """
     tf = sys.modules.get("tensorflow")
     if tf is None:
@@ -161,8 +168,21 @@ def tensorflow_global_seed() -> int | None:
     global_seed = _eager_context_global_seed()
     if global_seed is not None:
         return global_seed()
-    global_seed, _ = tf.compat.v1.random.get_seed(None)
+    global_seed, _ = tf.compat.v1.random.get_seed(1)
+    if global_seed != _TENSORFLOW_DEFAULT_SEED:
+        return global_seed
+    # Unset, or set to the very value get_seed reports when unset: only then
+    # ask without an operation seed (which draws one if a seed is set).
+    try:
+        global_seed, _ = tf.compat.v1.random.get_seed(None)
+    except RuntimeError:  # op determinism, and no global seed
+        return None
     return global_seed
+
+
+# What tf.compat.v1.random.get_seed reports as the global seed when none is
+# set but an operation seed is given (TensorFlow's DEFAULT_GRAPH_SEED).
+_TENSORFLOW_DEFAULT_SEED = 87654321
 
 
 def _eager_context_global_seed() -> Callable[[], int | None] | None:
@@ -192,15 +212,24 @@ def dask_distributed_backend() -> type:
 
 
 def validate_estimator_params(estimator) -> None:
-    """Check ``estimator``'s parameters against its ``_parameter_constraints`` now,
-    as ``fit`` will, raising scikit-learn's ``InvalidParameterError``.
+    """Check ``estimator``'s parameters against its ``_parameter_constraints``,
+    raising scikit-learn's ``InvalidParameterError``, as its ``fit`` does first.
 
-    ``BaseEstimator._validate_params`` is private; without it the check is left
-    to ``fit``, which makes it anyway.
+    ``BaseEstimator._validate_params`` is private; without it, the same check is
+    made with the function it calls, from the module of ``Interval`` and
+    ``StrOptions``.
     """
     validate = getattr(estimator, "_validate_params", None)
     if validate is not None:
         validate()
+        return
+    constraints = getattr(estimator, "_parameter_constraints", None)
+    if constraints is not None:
+        validate_parameter_constraints(
+            constraints,
+            estimator.get_params(deep=False),
+            caller_name=type(estimator).__name__,
+        )
 
 
 def output_config(estimator) -> dict | None:

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skmnist._compat import Interval
+from skmnist._compat import Interval, validate_estimator_params
 
 
 class PixelScaler(TransformerMixin, BaseEstimator):
@@ -73,7 +73,7 @@ class PixelScaler(TransformerMixin, BaseEstimator):
         self : PixelScaler
             The fitted scaler.
         """
-        self._validate_params()
+        validate_estimator_params(self)
         self._validate_pixels(X, reset=True)
         return self
 

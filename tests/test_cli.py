@@ -444,6 +444,54 @@ def test_models_that_cannot_classify_mnist_are_one_line_errors(
     assert message in _one_error_line(err)
 
 
+def _hostile_copy(good: Path, path: Path, kind: str) -> Path:
+    """``good`` with its first weight member replaced by a hostile one that the
+    manifest agrees with and the checksums cover, as a forger writes it."""
+    import hashlib
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(good) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    if kind == "long-header":  # NumPy's refusal runs over several lines
+        declared = manifest["arrays"]["weights/0.npy"]
+        shape = tuple(declared["shape"])
+    else:  # empty, but of a size NumPy cannot even represent
+        declared, shape = {"dtype": "<f4", "shape": [10**30, 0]}, (10**30, 0)
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape!r}, }}"
+    text += " " * (60_000 if kind == "long-header" else 0) + "\n"
+    header = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+    members["weights/0.npy"] = header
+    manifest["arrays"]["weights/0.npy"] = declared
+    manifest["sha256"] = {
+        name: hashlib.sha256(content).hexdigest()
+        for name, content in members.items()
+        if name != "manifest.json"
+    }
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["long-header", "absurd-empty-shape"])
+@pytest.mark.parametrize("trust", [[], ["--trust"]])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
+def test_hostile_weights_are_one_line_errors_naming_the_file_trusted_or_not(
+    command, trust, kind, model_files, capsys, no_data_loading, tmp_path
+):
+    model = _hostile_copy(model_files / "good.skmnist", tmp_path / "m.skmnist", kind)
+    extra = {"predict": ["digit.png"], "export": [tmp_path / "m.onnx"]}
+    status, out, err = _main(capsys, command, model, *trust, *extra.get(command, []))
+    assert status == 1 and out == ""
+    line = _one_error_line(err)
+    # --trust (for version 1 files) weakens no check of a version 2 file.
+    assert f"{model}: weights/0.npy: " in line
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_evaluate_needs_digit_labels_predict_prints_any(
     model_files, capsys, no_data_loading, tmp_path
 ):

@@ -13,7 +13,7 @@ import pytest
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skmnist import PixelScaler, _compat
+from skmnist import MNISTClassifier, PixelScaler, _compat
 from skmnist._compat import (
     build_training_state,
     call_concrete_function,
@@ -173,6 +173,42 @@ def test_global_seed_is_read_without_the_eager_context(
     assert tensorflow_global_seed() == private
 
 
+@pytest.mark.parametrize("seed", [42, 87654321])
+def test_reading_the_global_seed_without_the_eager_context_draws_nothing(
+    tensorflow_seed, monkeypatch, seed
+):
+    tf = tensorflow_seed
+    tf.random.set_seed(seed)
+    expected = tf.random.uniform([3]).numpy()
+    monkeypatch.setattr(_compat, "_eager_context_global_seed", lambda: None)
+    tf.random.set_seed(seed)
+    assert tensorflow_global_seed() == seed
+    # The next random op gets the operation seed it would have got anyway
+    # (except for the one seed get_seed cannot tell from "unset").
+    drawn = tf.random.uniform([3]).numpy()
+    if seed != 87654321:  # TensorFlow's DEFAULT_GRAPH_SEED
+        np.testing.assert_array_equal(drawn, expected)
+
+
+def test_the_global_seed_fallback_works_under_op_determinism():
+    pytest.importorskip("tensorflow")
+    # Op determinism cannot be switched off again: in a process of its own.
+    code = (
+        "import tensorflow as tf\n"
+        "from skmnist import _compat\n"
+        "tf.config.experimental.enable_op_determinism()\n"
+        "_compat._eager_context_global_seed = lambda: None\n"
+        "print(_compat.tensorflow_global_seed())\n"
+        "tf.random.set_seed(7)\n"
+        "print(_compat.tensorflow_global_seed())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["None", "7"]
+
+
 def test_importing_the_compat_module_imports_no_keras():
     # PixelScaler, the dask helpers and the CLI import it: TensorFlow must not
     # come with it.
@@ -222,14 +258,26 @@ def test_dask_backend_class_from_joblibs_registry(monkeypatch):
     assert dask_distributed_backend() is private
 
 
-def test_parameters_are_checked_up_front_or_by_fit(monkeypatch):
-    with pytest.raises(InvalidParameterError, match="max_value"):
-        validate_estimator_params(PixelScaler(max_value=-1))
+@pytest.mark.parametrize(
+    "estimator",
+    [PixelScaler(max_value=-1), MNISTClassifier(epochs=0), MNISTClassifier(loss=3)],
+    ids=["scaler", "classifier-range", "classifier-type"],
+)
+def test_parameters_are_checked_the_same_without_validate_params(
+    monkeypatch, estimator
+):
+    X, y = np.ones((4, 6)), np.array([0, 1, 0, 1])
+    with pytest.raises(InvalidParameterError) as private:
+        validate_estimator_params(estimator)
     monkeypatch.delattr(BaseEstimator, "_validate_params")
-    validate_estimator_params(PixelScaler(max_value=-1))  # left to fit
-    monkeypatch.undo()
-    with pytest.raises(InvalidParameterError, match="max_value"):
-        PixelScaler(max_value=-1).fit(np.zeros((2, 4)))
+    assert not hasattr(estimator, "_validate_params")
+    with pytest.raises(InvalidParameterError) as public:
+        validate_estimator_params(estimator)
+    assert str(public.value) == str(private.value)
+    # fit checks them first, through the same door.
+    with pytest.raises(InvalidParameterError) as fitting:
+        estimator.fit(X, y)
+    assert str(fitting.value) == str(private.value)
 
 
 # -- what skmnist owns instead of borrowing -----------------------------------
@@ -307,7 +355,8 @@ PRIVATE_MODULES = re.compile(
 )
 PRIVATE_ATTRIBUTES = re.compile(
     r"\.(_symbolic_build|_should_eval|_call_flat|captured_inputs|_sklearn_output_config"
-    r"|_loss_tracker|_compile_metrics|_flat_metrics|_flat_weighted_metrics)\b"
+    r"|_loss_tracker|_compile_metrics|_flat_metrics|_flat_weighted_metrics"
+    r"|_validate_params)\b"
 )
 
 
@@ -357,7 +406,8 @@ def test_the_rule_sees_private_imports(tmp_path):
         "from sklearn.utils.validation import _check_feature_names_in\n"
         "def f(model):\n"
         "    from joblib._dask import DaskDistributedBackend\n"
+        "    model._validate_params()\n"
         "    return model._symbolic_build()\n"
     )
-    assert len(private_uses(module)) == 5
+    assert len(private_uses(module)) == 6
     assert private_uses(PACKAGE / "_compat.py")  # where they all are

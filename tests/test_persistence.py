@@ -933,6 +933,38 @@ def test_a_network_changed_after_fit_saves_what_loads(fitted_pipeline, data, tmp
         )
 
 
+@pytest.mark.parametrize(
+    "fitted_with, changed_to",
+    [
+        ({}, {"optimizer": "adam"}),  # more optimizer variables than RMSprop's
+        ({}, {"optimizer": "sgd", "optimizer__momentum": 0.9}),  # as many
+        ({"optimizer": "sgd"}, {"optimizer__momentum": 0.9}),  # momentum slots
+    ],
+    ids=["rmsprop-to-adam", "rmsprop-to-sgd-momentum", "sgd-gains-momentum"],
+)
+def test_an_optimizer_changed_after_fit_saves_what_loads(
+    digits_flat, tmp_path, fitted_with, changed_to
+):
+    X, y = digits_flat
+    X, y = X[:120], y[:120]
+    clf = MNISTClassifier(**{**TINY, **fitted_with}).fit(X, y)
+    clf.set_params(**changed_to)
+    path = tmp_path / "changed.skmnist"
+    # Refused when saving, not when loading the file later (or, loaded with
+    # one optimizer's state in another, training on differently).
+    with pytest.raises(ValueError, match="optimizer changed after fit"):
+        skmnist.save(clf, path)
+    assert not path.exists()
+    # As the message says: training once more switches the optimizer.
+    clf.set_params(warm_start=True).fit(X, y)
+    skmnist.save(clf, path)
+    loaded = skmnist.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loaded.fit(X, y)
+    clf.fit(X, y)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
 def _to_joblib(estimator, path):
     joblib.dump(estimator, path)
     return path
@@ -1072,6 +1104,99 @@ def test_every_weight_member_must_be_declared(saved_pipeline, tmp_path):
     _write_members(tmp_path / "undeclared.skmnist", members)
     with pytest.raises(_persistence.ModelFileError, match="do not match its manifest"):
         skmnist.load(tmp_path / "undeclared.skmnist")
+
+
+def _unused_array(members):
+    members["weights/99.npy"] = _npy("<f4", (4,), bytes(16))
+    _edit_json(
+        members,
+        "manifest.json",
+        lambda m: m["arrays"].update(
+            {"weights/99.npy": {"dtype": "<f4", "shape": [4]}}
+        ),
+    )
+    _resign(members)
+
+
+def _kernel_twice(members):
+    # weights/6.npy, RMSprop's slot for the kernel, has the kernel's shape: only
+    # naming the same member twice gives it away.
+    _forge_weights(
+        names=lambda node: [
+            _KERNEL if name == "weights/6.npy" else name for name in node["weights"]
+        ]
+    )(members)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_unused_array, r"arrays that no estimator uses: \['weights/99.npy'\]"),
+        (_kernel_twice, "the same weights named twice"),
+        (
+            _forge_weights(
+                _npy("<f4", (10**30, 0), b""),
+                declared={"dtype": "<f4", "shape": [10**30, 0]},
+            ),
+            r"invalid array shape \(10+, 0\)",
+        ),
+    ],
+    ids=["unused-array", "named-twice", "empty-with-huge-size"],
+)  # fmt: skip
+def test_every_array_is_used_once_and_sized_sanely(
+    saved_pipeline, tmp_path, edit, message
+):
+    path = tmp_path / "forged.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+    with pytest.raises(_persistence.ModelFileError, match=message):
+        skmnist.load(path)
+
+
+def _fortran_kernel(members):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": True, "shape": (64, 16)}
+    )
+    _forge_weights(header.getvalue() + _F4_KERNEL)(members)
+
+
+def _long_header(members):
+    # NumPy refuses headers over 10,000 bytes, with a message of several lines.
+    content = members[_KERNEL]
+    size = int.from_bytes(content[8:10], "little")
+    header = content[10 : 10 + size].rstrip(b"\n") + b" " * 60_000 + b"\n"
+    members[_KERNEL] = content[:8] + len(header).to_bytes(2, "little") + header
+    members[_KERNEL] += content[10 + size :]
+    _resign(members)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_fortran_kernel, "weights/0.npy: the array is stored in Fortran order"),
+        (_long_header, "weights/0.npy: invalid .npy header: Header info length"),
+        (_forge_weights(_npy("<f8", (64, 16), bytes(8192))), "stored as float64"),
+    ],
+    ids=["fortran-order", "long-header", "header-dtype"],
+)
+def test_refused_weights_are_named_with_their_file_in_one_line(
+    saved_pipeline, tmp_path, edit, message
+):
+    path = tmp_path / "forged.skmnist"
+    _write_members(path, _tampered(saved_pipeline, edit))
+    with pytest.raises(_persistence.ModelFileError) as refused:
+        skmnist.load(path)
+    text = str(refused.value)
+    assert text.startswith(f"{path}: {_KERNEL}: "), text
+    assert message in text
+    assert "\n" not in text
+
+
+def test_a_folder_is_not_a_model_file(tmp_path):
+    folder = tmp_path / "model.skmnist"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder, not an skmnist model"):
+        skmnist.load(folder)
 
 
 # -- round trips of every kind of classifier (issue 13, item 2) -----------------

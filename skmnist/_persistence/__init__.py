@@ -62,8 +62,9 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
     ValueError
         If :func:`load` would refuse the file: a hyper-parameter it refuses
         (such as a pipeline's ``memory``, a folder of pickles) or a fitted
-        network that no longer matches the hyper-parameters (such as
-        ``hidden_units`` changed by ``set_params`` after ``fit``).
+        network or optimizer that no longer matches the hyper-parameters (such
+        as ``hidden_units`` or ``optimizer`` changed by ``set_params`` after
+        ``fit``).
 
     See Also
     --------
@@ -149,9 +150,15 @@ def load(path: str | os.PathLike, *, trusted: bool = False) -> BaseEstimator:
                 _keras_v1.load_weights, keras_files=contents.keras_files
             )
         try:
-            return _registry.rebuild(
+            estimator = _registry.rebuild(
                 contents.document, contents.arrays, where="estimator", legacy=legacy
             )
+            if contents.arrays:  # what rebuild left: arrays no estimator uses
+                raise ModelFileError(
+                    f"arrays that no estimator uses: {sorted(contents.arrays)[:5]}; "
+                    "the file was modified or is damaged."
+                )
+            return estimator
         except ModelFileError as error:
             raise ModelFileError(f"{path}: {error}") from None
         except RecursionError:

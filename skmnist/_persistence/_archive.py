@@ -90,6 +90,8 @@ def read_archive(path: Path, folder: Path, *, trusted: bool) -> Contents:
     """Check the manifest, sizes and checksums of the file at ``path``; return
     its estimator description and arrays (and, for a trusted file of format
     version 1, its ``.keras`` members extracted into ``folder``)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an skmnist model file")
     if not path.is_file():
         raise FileNotFoundError(f"no skmnist model file at {path}")
     with open(path, "rb") as file:
@@ -179,7 +181,10 @@ def _read_members(archive: zipfile.ZipFile, path: Path, folder: Path, trusted: b
                     return data
 
                 contents.arrays[name] = read_npy(
-                    read, archive.getinfo(name).file_size, *shapes[name], name
+                    read,
+                    archive.getinfo(name).file_size,
+                    *shapes[name],
+                    f"{path}: {name}",
                 )
                 read(1)  # to the end, where zipfile checks the CRC
         else:

@@ -211,7 +211,11 @@ def declared_npy(declaration, where: str) -> tuple[np.dtype, tuple]:
             f"{where}: unsupported weights dtype {short_repr(text)}; skmnist files "
             "store weights as plain numbers (booleans, integers, floats) only."
         )
-    if len(shape) > _MAX_DIMENSIONS or any(size < 0 for size in shape):
+    # No size beyond what the byte limit allows, even beside a zero: NumPy
+    # cannot make an empty array of shape (10**30, 0).
+    if len(shape) > _MAX_DIMENSIONS or any(
+        size < 0 or size > _MAX_ARRAY_BYTES for size in shape
+    ):
         raise ModelFileError(f"{where}: invalid array shape {short_repr(shape)}.")
     dtype = np.dtype(text)
     nbytes = math.prod(shape) * dtype.itemsize
@@ -245,8 +249,15 @@ def read_npy(
             io.BytesIO(prefix[len(_NPY_MAGIC) :] + header)
         )
     except (ValueError, TypeError, SyntaxError) as error:
-        raise ModelFileError(f"{where}: invalid .npy header: {error}") from None
-    if found_dtype != dtype or found_dtype.str != dtype.str or fortran_order:
+        # (NumPy's messages may run over several lines.)
+        reason = " ".join(str(error).split())
+        raise ModelFileError(f"{where}: invalid .npy header: {reason}") from None
+    if fortran_order:
+        raise ModelFileError(
+            f"{where}: the array is stored in Fortran order, which skmnist never "
+            "writes; the file was modified or is damaged."
+        )
+    if found_dtype != dtype or found_dtype.str != dtype.str:
         raise ModelFileError(
             f"{where}: the array is stored as {str(found_dtype)[:60]}, but "
             f"the manifest declares {dtype.str}; the file was modified or is damaged."

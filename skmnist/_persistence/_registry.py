@@ -182,8 +182,9 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
 
 
 def _weights(node: dict, arrays: dict, legacy, where: str):
-    """The weight arrays a node names; for format version 1, a function that
-    reads its .keras member into the network (``legacy(model, node, where)``)."""
+    """The weight arrays a node names, taken out of ``arrays``; for format
+    version 1, a function that reads its .keras member into the network
+    (``legacy(model, node, where)``)."""
     if legacy is not None:
         return lambda model: legacy(model, node, where)
     if "weights" not in node:
@@ -192,7 +193,10 @@ def _weights(node: dict, arrays: dict, legacy, where: str):
     missing = [name for name in names if not (isinstance(name, str) and name in arrays)]
     if missing:
         raise ModelFileError(f"{where}: missing weights {short_repr(missing)}.")
-    return [arrays[name] for name in names]
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{where}: the same weights named twice.")
+    # Taken out, so that the loader can refuse arrays that no estimator uses.
+    return [arrays.pop(name) for name in names]
 
 
 def _fitted(node: dict, allowed: tuple, where: str) -> dict:
