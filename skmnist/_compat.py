@@ -20,6 +20,7 @@ release, so it will not move) and joblib's dask backend class, which
 """
 
 import importlib
+import inspect
 import sys
 from collections.abc import Callable
 
@@ -119,7 +120,8 @@ def masked_metrics_update(model) -> Callable | None:
     of a batch that ``mask`` (1 or 0 per row) selects, as Keras's
     ``train_step`` updates them for a batch of those rows alone; None where
     Keras's private ``Model._loss_tracker`` or ``CompileMetrics`` lists are
-    missing (the caller then trains such a batch on its rows alone).
+    missing, or where the loss or a metric is the user's own code (the caller
+    then trains such a batch on its rows alone).
 
     Keras weighs each batch's loss by its number of rows and gives its metrics
     (not its weighted metrics) no sample weight at all, so the mask cannot go in
@@ -137,6 +139,16 @@ def masked_metrics_update(model) -> Callable | None:
         )
     except AttributeError:
         return None
+    # Only Keras's own losses and metrics are known to weigh each row by its
+    # sample weight: a function of the user's own may return one value for the
+    # whole batch (padding rows included), a Metric subclass may ignore
+    # sample_weight, and then the masked rows would count.
+    if not all(
+        _keras_own(function)
+        for function in (model.loss, *metrics, *weighted_metrics)
+        if function is not None and not isinstance(function, str)
+    ):
+        return None
 
     def update(loss, rows, y, y_pred, mask, sample_weight) -> None:
         tracker.update_state(loss, sample_weight=rows)
@@ -149,6 +161,20 @@ def masked_metrics_update(model) -> Callable | None:
                 metric.update_state(y, y_pred, sample_weight=sample_weight)
 
     return update
+
+
+def _keras_own(function) -> bool:
+    """Whether a loss or metric (a function, or an object that may wrap one in
+    ``fn`` or ``_fn``, or a list of them in ``metrics``, as Keras's wrappers
+    do) is Keras's own code."""
+    members = getattr(function, "metrics", None)
+    if isinstance(members, list | tuple) and not all(map(_keras_own, members)):
+        return False
+    wrapped = getattr(function, "fn", None) or getattr(function, "_fn", None)
+    if callable(wrapped) and not _keras_own(wrapped):
+        return False
+    code = function if inspect.isroutine(function) else type(function)
+    return (getattr(code, "__module__", None) or "").startswith("keras.")
 
 
 def tensorflow_global_seed() -> int | None:

@@ -37,15 +37,20 @@ def cache_folder() -> Path | None:
     """The folder the cache should be in, or None where the user turned it off.
 
     ``SKMNIST_COMPILATION_CACHE`` if set, else ``$XDG_CACHE_HOME/skmnist/jax``,
-    else ``~/.cache/skmnist/jax``.
+    else ``~/.cache/skmnist/jax``. A relative ``SKMNIST_COMPILATION_CACHE`` is
+    taken from the current folder now: JAX opens the folder later, from
+    wherever the process is then. A relative ``XDG_CACHE_HOME`` is ignored, as
+    the XDG specification asks.
     """
     setting = os.environ.get(ENVIRONMENT_VARIABLE)
     if setting is not None:
         if setting.strip().lower() in _OFF or not setting.strip():
             return None
-        return Path(setting).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "skmnist" / "jax"
+        return Path(setting).expanduser().absolute()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or "")
+    if not base.is_absolute():
+        base = Path.home() / ".cache"
+    return base / "skmnist" / "jax"
 
 
 def configure(backend: str) -> Path | None:

@@ -97,7 +97,8 @@ class TensorFlowThreadsPlugin(WorkerPlugin):
     intra-op and inter-op pools to the worker's ``nthreads``: the worker runs at
     most ``nthreads`` fits at once, and they share the process's pools, so a
     worker keeps about ``nthreads`` cores busy, as dask assumes. Without it each
-    worker process sizes its pools to every core of the machine.
+    worker process sizes its pools to ``OMP_NUM_THREADS`` (which dask's nanny
+    sets to 1) where that is set, else to every core of the machine.
 
     Parameters
     ----------

@@ -167,3 +167,14 @@ def test_the_default_folder_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_folder() == tmp_path / ".cache" / "skmnist" / "jax"
+
+
+def test_a_relative_folder_is_taken_from_the_current_folder(monkeypatch, tmp_path):
+    # JAX opens the folder at its first compile, maybe after a chdir.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, "compiled")
+    assert cache_folder() == tmp_path / "compiled"
+    monkeypatch.delenv(ENVIRONMENT_VARIABLE)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # not absolute: ignored
+    assert cache_folder() == tmp_path / "home" / ".cache" / "skmnist" / "jax"

@@ -176,7 +176,7 @@ def test_routed_fit_batch_size_overrides_batch_size(data):
     assert int(clf.model_.optimizer.iterations) == 300 // 50
 
 
-def test_routing_survives_set_params_pipelines_and_clone(data):
+def test_routing_survives_set_settingspipelines_and_clone(data):
     X, y, _ = data
     pipe = Pipeline([("clf", MNISTClassifier(hidden_units=8, epochs=2))])
     pipe.set_params(
@@ -460,6 +460,66 @@ def test_validation_split_with_a_partial_last_batch():
     assert set(compiled.history_) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     for name, values in keras_fit.history_.items():
         np.testing.assert_allclose(compiled.history_[name], values, rtol=1e-4)
+
+
+def _mean_of_the_batch(y_true, y_pred):
+    # One value for the whole batch: a mask cannot take padding rows out of it.
+    return keras.ops.mean(keras.ops.max(y_pred, axis=-1))
+
+
+def _mean_loss_of_the_batch(y_true, y_pred):
+    return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
+
+
+class CountRows(keras.metrics.Metric):
+    """Counts the rows it sees, whatever their sample weight."""
+
+    def __init__(self, name="rows", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.rows = self.add_variable(shape=(), initializer="zeros", name="rows")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.rows.assign_add(keras.ops.sum(keras.ops.ones_like(y_true, "float32")))
+
+    def result(self):
+        return keras.ops.convert_to_tensor(self.rows)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"metrics": [_mean_of_the_batch]},
+        {"loss": _mean_loss_of_the_batch},
+        {"metrics": ["accuracy", _mean_of_the_batch], "loss": _mean_loss_of_the_batch},
+    ],
+    ids=["metric", "loss", "both"],
+)
+def test_the_users_own_losses_and_metrics_never_see_the_padding(settings):
+    # On JAX, the last batch is a full-size batch with a mask, which only
+    # Keras's own losses and metrics are known to honour row by row.
+    X, y, _ = _weighted_data(45)
+    params = {"hidden_units": 8, "epochs": 2, "batch_size": 32, "random_state": 0}
+    compiled, keras_fit = _with_and_without_model_fit({**params, **settings}, X, y)
+    assert compiled.history_.keys() == keras_fit.history_.keys()
+    for name, values in keras_fit.history_.items():
+        np.testing.assert_allclose(compiled.history_[name], values, rtol=1e-4)
+    np.testing.assert_allclose(
+        compiled.predict_proba(X), keras_fit.predict_proba(X), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_a_metric_that_ignores_sample_weight_counts_the_real_rows():
+    X, y, _ = _weighted_data(45)
+    model = make_model()
+    model.compile(
+        optimizer="rmsprop", loss="sparse_categorical_crossentropy",
+        metrics=[CountRows()],
+    )  # fmt: skip
+    history = fit_compiled_epochs(
+        epoch_runner(model), X, y, random_state=np.random.RandomState(0),
+        batch_size=BATCH_SIZE, epochs=1,
+    )  # fmt: skip
+    assert history.history["rows"] == [45.0]
 
 
 @pytest.fixture
