@@ -1,9 +1,20 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+
+# JAX's compilation cache (skmnist/_compilation_cache.py) in a folder of this
+# test session, inherited by the processes tests start, rather than in the
+# user's ~/.cache; tests of the cache itself set their own.
+if "SKMNIST_COMPILATION_CACHE" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="skmnist-test-compilation-cache-")
+    os.environ["SKMNIST_COMPILATION_CACHE"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 # The offline copy of MNIST this project's machines share (see its README).
 _SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
