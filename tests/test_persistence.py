@@ -1259,10 +1259,11 @@ def _as_version_1(estimator, path):
             ],
         }
     members["estimator.json"] = json.dumps(document).encode()
-    members["manifest.json"] = json.dumps(
-        {"format": "skmnist", "format_version": 1, "skmnist_version": "0.1.0",
-         "keras_version": keras.__version__, "sha256": {}}
-    ).encode()  # fmt: skip
+    manifest = {"format": "skmnist", "format_version": 1, "sha256": {}}
+    manifest.update(
+        skmnist_version=skmnist.__version__, keras_version=keras.__version__
+    )
+    members["manifest.json"] = json.dumps(manifest).encode()
     _resign(members)
     _write_members(path, members)
     return path
