@@ -46,31 +46,38 @@ def make_model(dropout=0.0):
     return model
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_compiled_epochs_train_as_model_fit_does(data, weighted):
-    X, y, weights = data
-    sample_weight = weights if weighted else None
-    reference = make_model()
+def _assert_compiled_epochs_match_model_fit(
+    build, X, y, sample_weight, *, batch_size, epochs
+) -> keras.Model:
+    """Train a model from ``build()`` with ``Model.fit`` and another with the
+    compiled epochs, in the same order; assert equal weights and history, and
+    return the compiled one."""
+    reference = build()
     expected = reference.fit(
-        X,
-        y,
-        sample_weight=sample_weight,
-        batch_size=BATCH_SIZE,
-        epochs=3,
-        shuffle=False,
-        verbose=0,
-    )
-    model = make_model()
+        X, y, sample_weight=sample_weight, batch_size=batch_size, epochs=epochs,
+        shuffle=False, verbose=0,
+    )  # fmt: skip
+    model = build()
     history = fit_compiled_epochs(
         epoch_runner(model), X, y, sample_weight,
-        random_state=np.random.RandomState(0), batch_size=BATCH_SIZE, epochs=3,
-        shuffle=False,
+        random_state=np.random.RandomState(0), batch_size=batch_size,
+        epochs=epochs, shuffle=False,
     )  # fmt: skip
     for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert set(history.history) == set(expected.history)
     for name, values in expected.history.items():
         np.testing.assert_allclose(history.history[name], values, rtol=1e-4)
+    return model
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_epochs_train_as_model_fit_does(data, weighted):
+    X, y, weights = data
+    sample_weight = weights if weighted else None
+    model = _assert_compiled_epochs_match_model_fit(
+        make_model, X, y, sample_weight, batch_size=BATCH_SIZE, epochs=3
+    )
     assert int(model.optimizer.iterations) == 3 * 10
 
 
@@ -364,22 +371,9 @@ def _weighted_data(n_samples, seed=0):
 def test_any_number_of_rows_trains_as_model_fit_does(n_samples, batch_size, weighted):
     X, y, weights = _weighted_data(n_samples)
     sample_weight = weights if weighted else None
-    reference = make_model()
-    expected = reference.fit(
-        X, y, sample_weight=sample_weight, batch_size=batch_size, epochs=2,
-        shuffle=False, verbose=0,
-    )  # fmt: skip
-    model = make_model()
-    history = fit_compiled_epochs(
-        epoch_runner(model), X, y, sample_weight,
-        random_state=np.random.RandomState(0), batch_size=batch_size, epochs=2,
-        shuffle=False,
-    )  # fmt: skip
-    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    assert set(history.history) == set(expected.history)
-    for name, values in expected.history.items():
-        np.testing.assert_allclose(history.history[name], values, rtol=1e-4)
+    model = _assert_compiled_epochs_match_model_fit(
+        make_model, X, y, sample_weight, batch_size=batch_size, epochs=2
+    )
     steps = -(-n_samples // batch_size)
     assert int(model.optimizer.iterations) == 2 * steps
 
@@ -409,21 +403,9 @@ def test_weighted_metrics_and_a_summed_loss_in_the_last_batch():
         )
         return model
 
-    reference = compiled()
-    expected = reference.fit(
-        X, y, sample_weight=weights, batch_size=128, epochs=2, shuffle=False,
-        verbose=0,
-    )  # fmt: skip
-    model = compiled()
-    history = fit_compiled_epochs(
-        epoch_runner(model), X, y, weights, random_state=np.random.RandomState(0),
-        batch_size=128, epochs=2, shuffle=False,
-    )  # fmt: skip
-    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    assert set(history.history) == set(expected.history)
-    for name, values in expected.history.items():
-        np.testing.assert_allclose(history.history[name], values, rtol=1e-4)
+    _assert_compiled_epochs_match_model_fit(
+        compiled, X, y, weights, batch_size=128, epochs=2
+    )
 
 
 def _with_and_without_model_fit(params, X, y, **fit_params):
