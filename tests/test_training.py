@@ -12,11 +12,23 @@ import pytest
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from skmnist import FitInterruptedWarning, MNISTClassifier
+from skmnist import FitInterruptedWarning, MNISTClassifier, _training
 from skmnist._training import epoch_runner, fit_compiled_epochs, runs_compiled_epochs
 
 N_SAMPLES, N_FEATURES, N_CLASSES = 300, 20, 4
 BATCH_SIZE = 32  # 300 = 9 full batches and a last batch of 12
+
+# TensorFlow trains small fits as a graph and large ones with XLA (see
+# _training._XLA_MIN_SAMPLE_EPOCHS); JAX always with XLA.
+TIERS = ["graph", "xla"] if keras.backend.backend() == "tensorflow" else ["xla"]
+
+
+@pytest.fixture(params=TIERS)
+def tier(request, monkeypatch):
+    """Every fit of the test runs in this tier, whatever its size."""
+    threshold = 0 if request.param == "xla" else np.iinfo(np.int64).max
+    monkeypatch.setattr(_training, "_XLA_MIN_SAMPLE_EPOCHS", threshold)
+    return request.param
 
 
 @pytest.fixture
@@ -72,7 +84,7 @@ def _assert_compiled_epochs_match_model_fit(
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_compiled_epochs_train_as_model_fit_does(data, weighted):
+def test_compiled_epochs_train_as_model_fit_does(data, weighted, tier):
     X, y, weights = data
     sample_weight = weights if weighted else None
     model = _assert_compiled_epochs_match_model_fit(
@@ -324,7 +336,7 @@ def test_lambda_callbacks_with_batch_hooks_get_every_batch(data):
     assert len(batches) == 2 * 10
 
 
-def test_dropout_draws_as_many_masks_as_model_fit(data):
+def test_dropout_draws_as_many_masks_as_model_fit(data, tier):
     X, y, _ = data
     reference = make_model(dropout=0.5)
     reference.fit(X, y, batch_size=BATCH_SIZE, epochs=2, shuffle=False, verbose=0)
@@ -340,7 +352,7 @@ def test_dropout_draws_as_many_masks_as_model_fit(data):
     assert not np.array_equal(model.get_weights()[0], make_model().get_weights()[0])
 
 
-def test_fewer_samples_than_one_batch(data):
+def test_fewer_samples_than_one_batch(data, tier):
     X, y, _ = data
     model = make_model()
     fit_compiled_epochs(
@@ -368,7 +380,9 @@ def _weighted_data(n_samples, seed=0):
         (127, 1000, True),  # batch larger than the data
     ],
 )
-def test_any_number_of_rows_trains_as_model_fit_does(n_samples, batch_size, weighted):
+def test_any_number_of_rows_trains_as_model_fit_does(
+    n_samples, batch_size, weighted, tier
+):
     X, y, weights = _weighted_data(n_samples)
     sample_weight = weights if weighted else None
     model = _assert_compiled_epochs_match_model_fit(
@@ -378,7 +392,7 @@ def test_any_number_of_rows_trains_as_model_fit_does(n_samples, batch_size, weig
     assert int(model.optimizer.iterations) == 2 * steps
 
 
-def test_weighted_metrics_and_a_summed_loss_in_the_last_batch():
+def test_weighted_metrics_and_a_summed_loss_in_the_last_batch(tier):
     # 300 rows at batch 128: a last batch of 44 rows. A "sum" loss is not
     # averaged over rows, and weighted metrics count the sample weights.
     X, y, weights = _weighted_data(300)
@@ -418,7 +432,7 @@ def _with_and_without_model_fit(params, X, y, **fit_params):
     return compiled, keras_fit
 
 
-def test_class_and_sample_weights_with_a_partial_last_batch():
+def test_class_and_sample_weights_with_a_partial_last_batch(tier):
     X, y, weights = _weighted_data(1001)
     params = {"hidden_units": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
     compiled, keras_fit = _with_and_without_model_fit(
@@ -433,7 +447,7 @@ def test_class_and_sample_weights_with_a_partial_last_batch():
         np.testing.assert_allclose(compiled.history_[name], values, rtol=1e-4)
 
 
-def test_validation_split_with_a_partial_last_batch():
+def test_validation_split_with_a_partial_last_batch(tier):
     X, y, _ = _weighted_data(1001)
     params = {"hidden_units": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
     compiled, keras_fit = _with_and_without_model_fit(
@@ -518,7 +532,7 @@ def workspaces(monkeypatch):
     return built
 
 
-def test_a_new_number_of_rows_reuses_the_compiled_programs(workspaces):
+def test_a_new_number_of_rows_reuses_the_compiled_programs(workspaces, tier):
     # Other hidden sizes than any other test: a workspace of its own.
     params = {"hidden_units": 17, "epochs": 1, "batch_size": 100, "random_state": 0}
     X, y, _ = _weighted_data(1024)
@@ -533,7 +547,7 @@ def test_a_new_number_of_rows_reuses_the_compiled_programs(workspaces):
     assert runner.traces == traces
 
 
-def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces):
+def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces, tier):
     X, y, _ = _weighted_data(500)
     params = {"hidden_units": 23, "epochs": 2, "batch_size": 64, "random_state": 0}
     first = MNISTClassifier(**params, optimizer__learning_rate=1e-3).fit(X, y)
@@ -549,3 +563,35 @@ def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces):
         compiled.predict_proba(X), keras_fit.predict_proba(X), rtol=1e-4, atol=1e-5
     )
     assert not np.allclose(compiled.predict_proba(X), first.predict_proba(X))
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="JAX has XLA programs only"
+)
+def test_the_size_of_a_fit_alone_chooses_graph_or_xla(monkeypatch):
+    X, y, _ = _weighted_data(300)
+    monkeypatch.setattr(_training, "_XLA_MIN_SAMPLE_EPOCHS", 900)
+    tiers = []
+    run_epoch = _training._TensorFlowEpochs.run_epoch
+
+    def spy(self, data, order, batch_size):
+        tiers.append(data.xla)
+        run_epoch(self, data, order, batch_size)
+
+    monkeypatch.setattr(_training._TensorFlowEpochs, "run_epoch", spy)
+    params = {"hidden_units": 19, "batch_size": 64, "random_state": 0}
+    small = MNISTClassifier(**params, epochs=2).fit(X, y)  # 600 sample-epochs
+    assert tiers == [False, False]
+    tiers.clear()
+    MNISTClassifier(**params, epochs=3).fit(X, y)  # 900
+    assert tiers == [True] * 3
+    tiers.clear()
+    # The same small fit after the XLA programs exist: the same tier, and the
+    # same model.
+    again = MNISTClassifier(**params, epochs=2).fit(X, y)
+    assert tiers == [False, False]
+    np.testing.assert_array_equal(again.predict_proba(X), small.predict_proba(X))
+    # Continued training counts the epochs it trains.
+    tiers.clear()
+    again.partial_fit(X, y)
+    assert tiers == [False]
