@@ -34,14 +34,15 @@ from skmnist._random import draw_seeds, isolated_random_state
 # Training data smaller than this is padded to it on the device (see padded_rows).
 _MIN_PADDED_ROWS = 1024
 
-# On TensorFlow, a fit trains this many samples times epochs or more before an
-# XLA program pays for its compile: XLA compiles an architecture's epoch in
-# about a second on a 2-core CPU, where a plain graph traces in about 0.3 s, and
-# runs the 60,000-image seed fit about 20% faster (1.5 s of 9). Smaller fits,
-# those of searches and cross-validation on small data, run as a graph. The
-# choice depends on the fit's own size only, so a fit is reproducible whatever
-# ran before it in the process.
-_XLA_MIN_SAMPLE_EPOCHS = 200_000
+# On TensorFlow, a fit of fewer batches than this (over all its epochs) runs as
+# a plain graph, traced in about 0.3 s, rather than as an XLA program, compiled
+# in about a second on a 2-core CPU. The graph's executor costs about a
+# millisecond more per batch, so below this it loses at most a tenth of a
+# second where XLA's compile would be most of the fit (a new architecture's
+# first fit); above it, the program XLA compiles once pays off over the fits
+# of a search or cross-validation. The choice depends on the fit's own size
+# only, so a fit is reproducible whatever ran before it in the process.
+_XLA_MIN_BATCHES = 100
 
 # Model.fit arguments that the compiled epoch loop implements.
 _SUPPORTED_FIT_ARGUMENTS = frozenset(
@@ -271,7 +272,7 @@ def fit_compiled_epochs(
     steps = math.ceil(n_samples / batch_size)
     build_training_state(model, x, y)
     data = runner.to_device(
-        x, y, sample_weight, sample_epochs=n_samples * max(epochs - initial_epoch, 0)
+        x, y, sample_weight, batches=steps * max(epochs - initial_epoch, 0)
     )
     callbacks = keras.callbacks.CallbackList(
         callbacks,
@@ -345,9 +346,9 @@ class _EpochRunner:
         # Traces of the compiled functions so far: each is one compiled program.
         self.traces = 0
 
-    def to_device(self, *arrays, sample_epochs: int) -> OnDevice:
-        """The training arrays (those not None) on the device, for a fit
-        that trains ``sample_epochs`` samples times epochs."""
+    def to_device(self, *arrays, batches: int) -> OnDevice:
+        """The training arrays (those not None) on the device, for a fit of
+        ``batches`` batches in all."""
         raise NotImplementedError
 
     def run_epoch(self, data: OnDevice, order: np.ndarray, batch_size: int) -> None:
@@ -356,7 +357,7 @@ class _EpochRunner:
 
 class _TensorFlowEpochs(_EpochRunner):
     """Epochs as ``tf.while_loop``\\ s over Keras's ``train_step``, in one of two
-    tiers chosen by the size of the fit (see ``_XLA_MIN_SAMPLE_EPOCHS``).
+    tiers chosen by the size of the fit (see ``_XLA_MIN_BATCHES``).
 
     Small fits run a plain TensorFlow graph whose shapes, batch size and number
     of rows included, are left dynamic: one trace per architecture serves every
@@ -375,11 +376,11 @@ class _TensorFlowEpochs(_EpochRunner):
         self._full_batch_loops = {}
         self._graph_epochs = {}
 
-    def to_device(self, *arrays, sample_epochs: int) -> OnDevice:
+    def to_device(self, *arrays, batches: int) -> OnDevice:
         import tensorflow as tf
 
         arrays = tuple(a for a in arrays if a is not None)
-        xla = sample_epochs >= _XLA_MIN_SAMPLE_EPOCHS
+        xla = batches >= _XLA_MIN_BATCHES
         if xla:
             rows = padded_rows(len(arrays[0]))
             arrays = tuple(_pad_rows(a, rows) for a in arrays)
@@ -492,7 +493,7 @@ class _JaxEpochs(_EpochRunner):
         self._update_metrics = self._metrics_checked = None
         self._last_batch = None
 
-    def to_device(self, *arrays, sample_epochs: int) -> OnDevice:
+    def to_device(self, *arrays, batches: int) -> OnDevice:
         import jax.numpy as jnp
 
         rows = padded_rows(len(arrays[0]))

@@ -19,7 +19,7 @@ N_SAMPLES, N_FEATURES, N_CLASSES = 300, 20, 4
 BATCH_SIZE = 32  # 300 = 9 full batches and a last batch of 12
 
 # TensorFlow trains small fits as a graph and large ones with XLA (see
-# _training._XLA_MIN_SAMPLE_EPOCHS); JAX always with XLA.
+# _training._XLA_MIN_BATCHES); JAX always with XLA.
 TIERS = ["graph", "xla"] if keras.backend.backend() == "tensorflow" else ["xla"]
 
 
@@ -27,7 +27,7 @@ TIERS = ["graph", "xla"] if keras.backend.backend() == "tensorflow" else ["xla"]
 def tier(request, monkeypatch):
     """Every fit of the test runs in this tier, whatever its size."""
     threshold = 0 if request.param == "xla" else np.iinfo(np.int64).max
-    monkeypatch.setattr(_training, "_XLA_MIN_SAMPLE_EPOCHS", threshold)
+    monkeypatch.setattr(_training, "_XLA_MIN_BATCHES", threshold)
     return request.param
 
 
@@ -570,7 +570,7 @@ def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces, t
 )
 def test_the_size_of_a_fit_alone_chooses_graph_or_xla(monkeypatch):
     X, y, _ = _weighted_data(300)
-    monkeypatch.setattr(_training, "_XLA_MIN_SAMPLE_EPOCHS", 900)
+    monkeypatch.setattr(_training, "_XLA_MIN_BATCHES", 15)
     tiers = []
     run_epoch = _training._TensorFlowEpochs.run_epoch
 
@@ -580,10 +580,10 @@ def test_the_size_of_a_fit_alone_chooses_graph_or_xla(monkeypatch):
 
     monkeypatch.setattr(_training._TensorFlowEpochs, "run_epoch", spy)
     params = {"hidden_units": 19, "batch_size": 64, "random_state": 0}
-    small = MNISTClassifier(**params, epochs=2).fit(X, y)  # 600 sample-epochs
+    small = MNISTClassifier(**params, epochs=2).fit(X, y)  # 2 x 5 batches
     assert tiers == [False, False]
     tiers.clear()
-    MNISTClassifier(**params, epochs=3).fit(X, y)  # 900
+    MNISTClassifier(**params, epochs=3).fit(X, y)  # 15
     assert tiers == [True] * 3
     tiers.clear()
     # The same small fit after the XLA programs exist: the same tier, and the
