@@ -476,20 +476,22 @@ class _JaxEpochs(_EpochRunner):
     """Epochs as jitted ``lax.fori_loop``\\ s over Keras's stateless ``train_step``.
 
     The data goes to the device padded to :func:`padded_rows` rows, and the
-    number of full batches and the size of the last batch are traced values, so
-    one program per block size and batch size serves every number of samples up
-    to it. The last, smaller batch is trained as a full-size batch of which only
-    its first rows count (:func:`_masked_train_step`). The model's variables are
-    read before and written back after each epoch, so between epochs (where
-    callbacks run) the Keras model is up to date.
+    number of rows is a traced value, so one program per block size and batch
+    size serves every number of samples up to it. Each step trains the rows of
+    its batch that exist: all of a full batch, the first rows of the last one
+    (:func:`_masked_train_step`), so the program traces and compiles Keras's
+    step once. The model's variables are read before and written back after
+    each epoch, so between epochs (where callbacks run) the Keras model is up
+    to date.
     """
 
     def __init__(self, model: keras.Model):
         super().__init__(model)
         self._epochs = {}
         # Known once the model's metrics are built (by the first epoch); None
-        # where Keras's internals moved: the last batch is then trained on its
-        # rows alone, compiled once per size of it.
+        # where Keras's internals moved, or a loss or metric is the user's own:
+        # full batches then run Keras's train_step, and the last batch is
+        # trained on its rows alone, compiled once per size of it.
         self._update_metrics = self._metrics_checked = None
         self._last_batch = None
 
@@ -513,16 +515,14 @@ class _JaxEpochs(_EpochRunner):
         if not self._metrics_checked:
             self._update_metrics = masked_metrics_update(model)
             self._metrics_checked = True
-        n_batches, last_rows = divmod(len(order), batch_size)
-        unmasked_rows = order[n_batches * batch_size :]
+        n_rows = len(order)
+        unmasked_rows = order[n_rows // batch_size * batch_size :]
         if self._update_metrics is None:
-            last_rows = 0
+            n_rows -= len(unmasked_rows)
         # Room for the last batch's slice after any number of full batches;
         # padded with row 0, which only masked-out rows gather.
         order = _pad_rows(order, data[0].shape[0] + batch_size)
-        state = self._epoch(batch_size)(
-            state, data, order, np.int32(n_batches), np.int32(last_rows)
-        )
+        state = self._epoch(batch_size)(state, data, order, np.int32(n_rows))
         if self._update_metrics is None and len(unmasked_rows):
             state = self._train_last_batch(state, data, unmasked_rows)
         for group, values in zip(variables, state, strict=True):
@@ -532,6 +532,7 @@ class _JaxEpochs(_EpochRunner):
     def _epoch(self, batch_size: int):
         if batch_size not in self._epochs:
             import jax
+            import jax.numpy as jnp
 
             model = self.model
 
@@ -539,29 +540,21 @@ class _JaxEpochs(_EpochRunner):
                 rows = jax.lax.dynamic_slice(order, (start,), (batch_size,))
                 return tuple(a[rows] for a in data)
 
-            def train_epoch(state, data, order, n_batches, last_rows):
+            def train_epoch(state, data, order, n_rows):
                 self.traces += 1
+                update_metrics = self._update_metrics
 
                 def step(i, state):
-                    return model.train_step(state, batch(data, order, i * batch_size))[
-                        1
-                    ]
+                    start = i * batch_size
+                    if update_metrics is None:  # full batches only
+                        return model.train_step(state, batch(data, order, start))[1]
+                    rows = jnp.minimum(batch_size, n_rows - start)
+                    return _masked_train_step(
+                        model, update_metrics, state, batch(data, order, start), rows
+                    )
 
-                state = jax.lax.fori_loop(0, n_batches, step, state)
-                if self._update_metrics is None:  # see _train_last_batch
-                    return state
-                return jax.lax.cond(
-                    last_rows > 0,
-                    lambda state: _masked_train_step(
-                        model,
-                        self._update_metrics,
-                        state,
-                        batch(data, order, n_batches * batch_size),
-                        last_rows,
-                    ),
-                    lambda state: state,
-                    state,
-                )
+                n_batches = (n_rows + batch_size - 1) // batch_size
+                return jax.lax.fori_loop(0, n_batches, step, state)
 
             self._epochs[batch_size] = jax.jit(train_epoch)
         return self._epochs[batch_size]
@@ -583,7 +576,8 @@ class _JaxEpochs(_EpochRunner):
 def _masked_train_step(model, update_metrics, state, data, rows):
     """Keras's JAX ``train_step`` on the first ``rows`` rows of a full batch.
 
-    The same update as ``train_step`` on those rows alone: the other rows get
+    The same update as ``train_step`` on those rows alone (on a full batch, the
+    same arithmetic, with weights of exactly 1): the other rows get
     sample weight 0 in the loss, its metrics and the loss tracker, and the
     loss's weights are scaled by ``batch / rows`` where Keras averages the loss
     over the batch's rows (as Keras does for masked rows), so the mean is over

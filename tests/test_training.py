@@ -565,33 +565,32 @@ def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces, t
     assert not np.allclose(compiled.predict_proba(X), first.predict_proba(X))
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="JAX has XLA programs only"
-)
 def test_the_size_of_a_fit_alone_chooses_graph_or_xla(monkeypatch):
     X, y, _ = _weighted_data(300)
     monkeypatch.setattr(_training, "_XLA_MIN_BATCHES", 15)
+    small_fits_use_xla = "graph" not in TIERS
     tiers = []
-    run_epoch = _training._TensorFlowEpochs.run_epoch
+    runner_class = _training._EPOCH_RUNNERS[keras.backend.backend()]
+    run_epoch = runner_class.run_epoch
 
     def spy(self, data, order, batch_size):
         tiers.append(data.xla)
         run_epoch(self, data, order, batch_size)
 
-    monkeypatch.setattr(_training._TensorFlowEpochs, "run_epoch", spy)
+    monkeypatch.setattr(runner_class, "run_epoch", spy)
     params = {"hidden_units": 19, "batch_size": 64, "random_state": 0}
     small = MNISTClassifier(**params, epochs=2).fit(X, y)  # 2 x 5 batches
-    assert tiers == [False, False]
+    assert tiers == [small_fits_use_xla] * 2
     tiers.clear()
-    MNISTClassifier(**params, epochs=3).fit(X, y)  # 15
+    MNISTClassifier(**params, epochs=3).fit(X, y)  # 3 x 5 batches
     assert tiers == [True] * 3
     tiers.clear()
     # The same small fit after the XLA programs exist: the same tier, and the
     # same model.
     again = MNISTClassifier(**params, epochs=2).fit(X, y)
-    assert tiers == [False, False]
+    assert tiers == [small_fits_use_xla] * 2
     np.testing.assert_array_equal(again.predict_proba(X), small.predict_proba(X))
     # Continued training counts the epochs it trains.
     tiers.clear()
     again.partial_fit(X, y)
-    assert tiers == [False]
+    assert tiers == [small_fits_use_xla]
