@@ -8,6 +8,10 @@ from numbers import Integral, Real
 import keras
 import numpy as np
 import scipy.sparse as sp
+
+import skmnist._scikeras_without_tensorflow  # noqa: F401 (before scikeras)
+
+# isort: split
 from scikeras.utils import loss_name
 from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
@@ -29,6 +33,7 @@ from skmnist._compat import (
     get_metric_class,
     get_optimizer_class,
     is_categorical_crossentropy,
+    keras_serialization_without_tensorflow,
     route_params,
     try_to_convert_strings_to_classes,
     unflatten_params,
@@ -987,8 +992,9 @@ def _loss_class(name: str) -> type:
 def _optimizer_config(source, compile_config: bool = False) -> dict:
     """``source.get_config()``, or a model's compile config, without the NumPy 2
     deprecation warning Keras 3.15 on JAX gives reading the learning rate
-    (``np.array(variable)``): nothing a user can act on."""
-    with warnings.catch_warnings():
+    (``np.array(variable)``): nothing a user can act on, and without importing
+    TensorFlow under JAX."""
+    with warnings.catch_warnings(), keras_serialization_without_tensorflow():
         warnings.filterwarnings(
             "ignore", "__array__ implementation", DeprecationWarning
         )

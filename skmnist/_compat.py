@@ -19,10 +19,11 @@ release, so it will not move) and joblib's dask backend class, which
 :mod:`skmnist._dask` extends (see :func:`dask_distributed_backend`).
 """
 
+import contextlib
 import importlib
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sklearn.utils._param_validation import (
     Interval,
@@ -51,6 +52,7 @@ __all__ = [
     "build_training_state",
     "call_concrete_function",
     "dask_distributed_backend",
+    "keras_serialization_without_tensorflow",
     "masked_metrics_update",
     "output_config",
     "restore_output_config",
@@ -217,6 +219,36 @@ def _eager_context_global_seed() -> Callable[[], int | None] | None:
     except ImportError:
         return None
     return getattr(context, "global_seed", None)
+
+
+@contextlib.contextmanager
+def keras_serialization_without_tensorflow() -> Iterator[None]:
+    """Within: Keras's serialization (``get_config``, ``get_compile_config``)
+    does not import TensorFlow where it is not imported yet.
+
+    Keras asks whether TensorFlow is installed, importing it, before it
+    serializes any object (in case it is a ``tf.TensorShape``): under JAX, three
+    seconds of a process's start-up, for a question whose answer cannot matter
+    while TensorFlow is not imported, as no TensorFlow object can exist. The
+    private lazy module Keras asks is told "not installed" for the duration,
+    and left to ask again afterwards. Without it (Keras moved it), TensorFlow is
+    imported, as before.
+    """
+    try:
+        from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+    except ImportError:
+        lazy_tensorflow = None
+    if (
+        "tensorflow" in sys.modules
+        or getattr(lazy_tensorflow, "_available", False) is not None
+    ):
+        yield
+        return
+    lazy_tensorflow._available = False
+    try:
+        yield
+    finally:
+        lazy_tensorflow._available = None
 
 
 def dask_distributed_backend() -> type:

@@ -20,6 +20,7 @@ LAYERS = {
         "skmnist._compat",
         "skmnist._caches",
         "skmnist._scikeras_layout",
+        "skmnist._scikeras_without_tensorflow",
         "skmnist._random",
         "skmnist._compilation_cache",
         "skmnist._quiet_keras",

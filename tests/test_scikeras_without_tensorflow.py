@@ -1,0 +1,72 @@
+"""A process whose Keras runs on JAX imports no TensorFlow (see
+skmnist/_scikeras_without_tensorflow.py and
+_compat.keras_serialization_without_tensorflow), and still can."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from skmnist import _compat
+
+JAX_PROCESS = """
+import sys
+import numpy as np
+import skmnist
+from skmnist import MNISTClassifier
+rng = np.random.RandomState(0)
+X, y = rng.rand(300, 20).astype(np.float32), rng.randint(0, 3, 300)
+clf = MNISTClassifier(hidden_units=8, epochs=2, random_state=0).fit(X, y)
+clf.partial_fit(X, y)
+clf.predict_proba(X)
+skmnist.save(clf, sys.argv[1])
+skmnist.load(sys.argv[1]).score(X, y)
+print("imported" if "tensorflow" in sys.modules else "not imported")
+import scikeras.utils.random_state as helper
+import tensorflow as tf
+tf.constant(1)
+print("importable")
+"""
+
+
+@pytest.mark.slow
+def test_a_jax_process_imports_no_tensorflow(tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
+    pytest.importorskip("tensorflow")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", JAX_PROCESS, str(tmp_path / "clf.skmnist")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-3:-1] == ["not imported", "importable"]
+
+
+def test_under_tensorflow_scikeras_seeds_tensorflow():
+    import scikeras.utils.random_state as helper
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's seed is scikeras's under the TensorFlow backend only")
+    # The real helpers, not the no-ops scikeras falls back to without TensorFlow.
+    assert "tf" in vars(helper)
+
+
+def test_keras_serialization_imports_tensorflow_where_keras_moved(monkeypatch):
+    # The fallback: without Keras's lazy module, serialization goes on as before.
+    monkeypatch.setitem(sys.modules, "keras.src.utils.module_utils", None)
+    with _compat.keras_serialization_without_tensorflow():
+        config = keras.optimizers.RMSprop().get_config()
+    assert config["rho"] == pytest.approx(0.9)
+
+
+def test_serialization_with_tensorflow_imported_is_left_alone():
+    pytest.importorskip("tensorflow")
+    from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+
+    before = lazy_tensorflow._available
+    with _compat.keras_serialization_without_tensorflow():
+        assert lazy_tensorflow._available == before
+        keras.losses.SparseCategoricalCrossentropy().get_config()
+    assert lazy_tensorflow._available == before
