@@ -36,13 +36,15 @@ _MIN_PADDED_ROWS = 1024
 
 # On TensorFlow, a fit of fewer batches than this (over all its epochs) runs as
 # a plain graph, traced in about 0.3 s, rather than as an XLA program, compiled
-# in about a second on a 2-core CPU. The graph's executor costs about a
-# millisecond more per batch, so below this it loses at most a tenth of a
-# second where XLA's compile would be most of the fit (a new architecture's
-# first fit); above it, the program XLA compiles once pays off over the fits
-# of a search or cross-validation. The choice depends on the fit's own size
-# only, so a fit is reproducible whatever ran before it in the process.
-_XLA_MIN_BATCHES = 100
+# in about 1.5 s on a 2-core CPU. The graph's executor costs one to two
+# milliseconds more per batch, so below this a fit that compiles loses less
+# than XLA's compile would cost it (a new architecture's first fit, or a batch
+# size not used before), and the fits of a small search, which compile once
+# per architecture and batch size, about break even (measured on a 4 x 5-fold
+# search of 126- and 252-batch fits: 16 s as graphs, 17 s as XLA programs);
+# the seed's 2,345-batch fit runs as XLA. The choice depends on the fit's own
+# size only, so a fit is reproducible whatever ran before it in the process.
+_XLA_MIN_BATCHES = 500
 
 # Model.fit arguments that the compiled epoch loop implements.
 _SUPPORTED_FIT_ARGUMENTS = frozenset(
