@@ -9,7 +9,10 @@ compiling again; this module switches that on for the JAX backend, in a
 per-user cache folder, before the first compile.
 
 ``SKMNIST_COMPILATION_CACHE`` moves the folder (a path) or turns the cache off
-(``off``). A user's own JAX cache configuration (``JAX_COMPILATION_CACHE_DIR``,
+(``off``). JAX keeps it under 256 MiB, evicting the least recently used
+programs, unless the user set JAX's own limit
+(``JAX_COMPILATION_CACHE_MAX_SIZE``). A user's own JAX cache configuration
+(``JAX_COMPILATION_CACHE_DIR``,
 ``jax.config.update("jax_compilation_cache_dir", ...)``,
 ``jax_enable_compilation_cache=False``) is left as it is. A folder that cannot
 be written never stops a fit: it warns once, and training goes on uncached.
@@ -27,6 +30,9 @@ import warnings
 from pathlib import Path
 
 ENVIRONMENT_VARIABLE = "SKMNIST_COMPILATION_CACHE"
+# JAX evicts the least recently used programs beyond this. One architecture's
+# programs take tens of kilobytes; a user's searches must not fill the disk.
+MAX_CACHE_BYTES = 256 * 2**20
 _OFF = {"off", "0", "false", "no", "none"}
 
 # What configure() found, so that it runs (and warns) once per process.
@@ -91,6 +97,8 @@ def configure(backend: str) -> Path | None:
     # first fit compiles a dozen of them.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    if jax.config.jax_compilation_cache_max_size == -1:  # unbounded, JAX's default
+        jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     _configured = folder
     return folder

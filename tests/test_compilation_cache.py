@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skmnist._compilation_cache import ENVIRONMENT_VARIABLE, cache_folder
+from skmnist._compilation_cache import (
+    ENVIRONMENT_VARIABLE,
+    MAX_CACHE_BYTES,
+    cache_folder,
+)
 
 # Fits a small network and reports what a test needs: the persistent-cache hits
 # JAX logged, skmnist's warnings, and the predicted probabilities.
@@ -35,6 +39,8 @@ _FIT = textwrap.dedent(
     jax_logger.addHandler(Hits())
     jax_logger.setLevel(logging.DEBUG)
 
+    import jax
+
     X, y = load_digits(return_X_y=True)
     X = (X[:300] / 16).astype(np.float32)
     y = y[:300]
@@ -49,6 +55,7 @@ _FIT = textwrap.dedent(
         "warnings": [str(w.message) for w in caught
                      if issubclass(w.category, RuntimeWarning)],
         "proba": clf.predict_proba(X[:5]).tolist(),
+        "max_size": jax.config.jax_compilation_cache_max_size,
     }))
     """
 )
@@ -105,6 +112,15 @@ def test_a_fit_fills_the_cache_folder_named_by_the_environment(warm_cache):
     assert len(_entries(folder)) >= 3
     assert first["warnings"] == []
     assert _entries(home) == []  # not in the default folder too
+    assert first["max_size"] == MAX_CACHE_BYTES  # bounded
+
+
+def test_a_users_own_size_limit_is_kept(tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
+    seen = _fit_in_a_fresh_process(
+        tmp_path, **{"JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30)}
+    )
+    assert seen["max_size"] == 2**30
 
 
 def test_a_second_process_loads_its_programs_from_the_cache(warm_cache):
