@@ -12,6 +12,8 @@ import pytest
 from skmnist import _compat
 
 JAX_PROCESS = """
+import copy
+import pickle
 import sys
 import numpy as np
 import skmnist
@@ -23,6 +25,8 @@ clf.partial_fit(X, y)
 clf.predict_proba(X)
 skmnist.save(clf, sys.argv[1])
 skmnist.load(sys.argv[1]).score(X, y)
+pickle.loads(pickle.dumps(clf)).score(X, y)
+copy.deepcopy(clf).score(X, y)
 print("imported" if "tensorflow" in sys.modules else "not imported")
 import scikeras.utils.random_state as helper
 import tensorflow as tf

@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 
 import keras
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
-from skmnist import FitInterruptedWarning, MNISTClassifier, _training
+from skmnist import FitInterruptedWarning, MNISTClassifier, _training, _workspace
 from skmnist._training import epoch_runner, fit_compiled_epochs, runs_compiled_epochs
 
 N_SAMPLES, N_FEATURES, N_CLASSES = 300, 20, 4
@@ -520,7 +521,9 @@ def test_a_metric_that_ignores_sample_weight_counts_the_real_rows():
 
 @pytest.fixture
 def workspaces(monkeypatch):
-    """The workspaces (epoch runners) MNISTClassifier builds from now on."""
+    """The workspaces (epoch runners) MNISTClassifier builds from now on, none
+    idle before: a test run in both tiers must not find the other's."""
+    monkeypatch.setattr(_workspace, "_idle_workspaces", OrderedDict())
     built = []
     build = MNISTClassifier._build_workspace
 
