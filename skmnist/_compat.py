@@ -20,9 +20,11 @@ release, so it will not move) and joblib's dask backend class, which
 """
 
 import contextlib
+import functools
 import importlib
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Iterator
 
 from sklearn.utils._param_validation import (
@@ -223,32 +225,69 @@ def _eager_context_global_seed() -> Callable[[], int | None] | None:
 
 @contextlib.contextmanager
 def keras_serialization_without_tensorflow() -> Iterator[None]:
-    """Within: Keras's serialization (``get_config``, ``get_compile_config``)
-    does not import TensorFlow where it is not imported yet.
+    """Within, in this thread: Keras's serialization (``get_config``,
+    ``get_compile_config``, pickling) does not import TensorFlow where it is not
+    imported yet.
 
     Keras asks whether TensorFlow is installed, importing it, before it
     serializes any object (in case it is a ``tf.TensorShape``): under JAX, three
     seconds of a process's start-up, for a question whose answer cannot matter
     while TensorFlow is not imported, as no TensorFlow object can exist. The
-    private lazy module Keras asks is told "not installed" for the duration,
-    and left to ask again afterwards. Without it (Keras moved it), TensorFlow is
+    private lazy module Keras asks answers "not installed" to this thread for
+    the duration, while TensorFlow is not imported; other threads, and this one
+    afterwards, get the true answer. Without it (Keras moved it), TensorFlow is
     imported, as before.
     """
-    try:
-        from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
-    except ImportError:
-        lazy_tensorflow = None
-    if (
-        "tensorflow" in sys.modules
-        or getattr(lazy_tensorflow, "_available", False) is not None
-    ):
+    if "tensorflow" in sys.modules or _thread_aware_lazy_tensorflow() is None:
         yield
         return
-    lazy_tensorflow._available = False
+    outer = getattr(_serializing, "without_tensorflow", False)
+    _serializing.without_tensorflow = True
     try:
         yield
     finally:
-        lazy_tensorflow._available = None
+        _serializing.without_tensorflow = outer
+
+
+# Which threads are inside keras_serialization_without_tensorflow.
+_serializing = threading.local()
+
+
+def _thread_aware_lazy_tensorflow():
+    """Keras's lazy ``tensorflow`` module, its ``available`` made to answer False
+    inside keras_serialization_without_tensorflow; None where Keras moved it."""
+    try:
+        from keras.src.utils.module_utils import tensorflow
+    except ImportError:
+        return None
+    if not getattr(type(tensorflow), "_skmnist_thread_aware", False):
+        try:
+            tensorflow.__class__ = _thread_aware(type(tensorflow))
+        except TypeError:
+            return None
+    return tensorflow
+
+
+@functools.cache
+def _thread_aware(lazy_module: type) -> type:
+    available = inspect.getattr_static(lazy_module, "available", None)
+    if not isinstance(available, property):
+        raise TypeError(f"{lazy_module.__name__}.available is not a property")
+
+    class ThreadAware(lazy_module):
+        _skmnist_thread_aware = True
+
+        @property
+        def available(self):
+            if (
+                getattr(_serializing, "without_tensorflow", False)
+                and "tensorflow" not in sys.modules
+            ):
+                return False
+            return available.fget(self)
+
+    ThreadAware.__name__ = ThreadAware.__qualname__ = lazy_module.__name__
+    return ThreadAware
 
 
 def dask_distributed_backend() -> type:

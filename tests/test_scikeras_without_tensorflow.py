@@ -74,3 +74,50 @@ def test_serialization_with_tensorflow_imported_is_left_alone():
         assert lazy_tensorflow._available == before
         keras.losses.SparseCategoricalCrossentropy().get_config()
     assert lazy_tensorflow._available == before
+
+
+# Inside the context in one thread, Keras's question "is TensorFlow installed?"
+# asked by another thread gets the true answer.
+OTHER_THREAD = """
+import sys, threading
+import keras
+from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+from skmnist import _compat
+
+inside, done, seen = threading.Event(), threading.Event(), {}
+
+def serialize():
+    with _compat.keras_serialization_without_tensorflow():
+        seen["inside"] = lazy_tensorflow.available
+        inside.set()
+        done.wait(60)
+
+thread = threading.Thread(target=serialize)
+thread.start()
+inside.wait(60)
+seen["other thread"] = lazy_tensorflow.available
+done.set()
+thread.join(60)
+print(seen["inside"], seen["other thread"], "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_other_threads_are_told_the_truth(tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
+    pytest.importorskip("tensorflow")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", OTHER_THREAD],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["False", "True", "True"]
+
+
+def test_a_lazy_module_that_moved_is_left_alone():
+    class Moved:
+        available = True  # not a property any more
+
+    with pytest.raises(TypeError):
+        _compat._thread_aware(Moved)
