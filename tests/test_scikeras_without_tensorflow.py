@@ -35,17 +35,23 @@ print("importable")
 """
 
 
-@pytest.mark.slow
-def test_a_jax_process_imports_no_tensorflow(tmp_path):
+def _run_under_jax(code: str, *args: str) -> list[str]:
+    """The lines ``code`` prints in a new process whose Keras runs on JAX."""
     pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
     pytest.importorskip("tensorflow")
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, "-c", JAX_PROCESS, str(tmp_path / "clf.skmnist")],
+        [sys.executable, "-c", code, *args],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[-3:-1] == ["not imported", "importable"]
+    return result.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_a_jax_process_imports_no_tensorflow(tmp_path):
+    printed = _run_under_jax(JAX_PROCESS, str(tmp_path / "clf.skmnist"))
+    assert printed[-2:] == ["not imported", "importable"]
 
 
 def test_under_tensorflow_scikeras_seeds_tensorflow():
@@ -103,16 +109,8 @@ print(seen["inside"], seen["other thread"], "tensorflow" in sys.modules)
 
 
 @pytest.mark.slow
-def test_other_threads_are_told_the_truth(tmp_path):
-    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
-    pytest.importorskip("tensorflow")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", OTHER_THREAD],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["False", "True", "True"]
+def test_other_threads_are_told_the_truth():
+    assert _run_under_jax(OTHER_THREAD)[-1].split() == ["False", "True", "True"]
 
 
 def test_a_lazy_module_that_moved_is_left_alone():
