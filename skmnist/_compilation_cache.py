@@ -11,7 +11,8 @@ per-user cache folder, before the first compile.
 ``SKMNIST_COMPILATION_CACHE`` moves the folder (a path) or turns the cache off
 (``off``). JAX keeps it under 256 MiB, evicting the least recently used
 programs, unless the user set JAX's own limit
-(``JAX_COMPILATION_CACHE_MAX_SIZE``). A user's own JAX cache configuration
+(``JAX_COMPILATION_CACHE_MAX_SIZE``) or ``filelock`` is missing (JAX needs it
+to evict). A user's own JAX cache configuration
 (``JAX_COMPILATION_CACHE_DIR``,
 ``jax.config.update("jax_compilation_cache_dir", ...)``,
 ``jax_enable_compilation_cache=False``) is left as it is. A folder that cannot
@@ -97,11 +98,22 @@ def configure(backend: str) -> Path | None:
     # first fit compiles a dozen of them.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    if jax.config.jax_compilation_cache_max_size == -1:  # unbounded, JAX's default
+    if jax.config.jax_compilation_cache_max_size == -1 and _can_bound_size():
         jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     _configured = folder
     return folder
+
+
+def _can_bound_size() -> bool:
+    """Whether JAX can keep the cache under a size: its evicting cache locks
+    the folder with ``filelock`` (the ``jax`` extra installs it); without it,
+    setting a size makes JAX give up the cache altogether."""
+    try:
+        import filelock  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _writable(folder: Path) -> bool:

@@ -26,7 +26,9 @@ from skmnist._compilation_cache import (
 # JAX logged, skmnist's warnings, and the predicted probabilities.
 _FIT = textwrap.dedent(
     """
-    import json, logging, warnings
+    import json, logging, os, sys, warnings
+    if os.environ.get("HIDE_FILELOCK"):
+        sys.modules["filelock"] = None  # as if not installed
     import numpy as np
     from sklearn.datasets import load_digits
 
@@ -113,6 +115,17 @@ def test_a_fit_fills_the_cache_folder_named_by_the_environment(warm_cache):
     assert first["warnings"] == []
     assert _entries(home) == []  # not in the default folder too
     assert first["max_size"] == MAX_CACHE_BYTES  # bounded
+
+
+def test_without_filelock_the_cache_works_unbounded(tmp_path):
+    # JAX refuses a size limit without filelock, and would then cache nothing.
+    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
+    folder = tmp_path / "cache"
+    seen = _fit_in_a_fresh_process(
+        tmp_path, HIDE_FILELOCK="1", **{ENVIRONMENT_VARIABLE: str(folder)}
+    )
+    assert seen["max_size"] == -1
+    assert len(_entries(folder)) >= 3
 
 
 def test_a_users_own_size_limit_is_kept(tmp_path):
