@@ -293,10 +293,13 @@ def _set_hidden_units(document):
     params["hidden_units"] = 8
 
 
-def _tampered(saved, edit):
+def _tampered(saved, edit, path):
+    """``path``, written with the members of the file ``saved``, changed by
+    ``edit``."""
     members = _members(saved)
     edit(members)
-    return members
+    _write_members(path, members)
+    return path
 
 
 def _future_version(members):
@@ -369,8 +372,7 @@ def _garbage_json(members):
     ids=lambda value: getattr(value, "__name__", "")[1:] or None,
 )
 def test_modified_files_are_refused(saved_pipeline, tmp_path, edit, message):
-    path = tmp_path / "modified.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "modified.skmnist")
     with pytest.raises(ValueError, match=message):
         skmnist.load(path)
 
@@ -614,8 +616,7 @@ _KERAS_FUNCTION = {"class_name": "function", "module": "builtins", "config": "re
 def test_forged_hyper_parameters_are_refused_before_keras_sees_them(
     saved_pipeline, tmp_path, monkeypatch, edit, message
 ):
-    path = tmp_path / "forged.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "forged.skmnist")
 
     def refuse(*args, **kwargs):
         raise AssertionError("a forged value reached Keras's deserialiser")
@@ -656,8 +657,7 @@ def _scaler_range(members):
 def test_forged_pipeline_and_scaler_parameters_are_refused(
     saved_pipeline, tmp_path, edit, message
 ):
-    path = tmp_path / "forged.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "forged.skmnist")
     with pytest.raises(_persistence.ModelFileError, match=message):
         skmnist.load(path)
 
@@ -706,8 +706,7 @@ def _array(dtype, values):
 def test_forged_fitted_attributes_are_refused(saved_pipeline, tmp_path, edit, message):
     # Each of these loaded before, into a model that predicted or failed later
     # with a message contradicting itself ("64 pixels, but fitted on 64").
-    path = tmp_path / "forged.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "forged.skmnist")
     with pytest.raises(_persistence.ModelFileError, match=message):
         skmnist.load(path)
 
@@ -736,8 +735,7 @@ def test_forged_unfitted_parameters_are_refused_too(tmp_path):
 def test_huge_networks_are_refused_before_they_are_allocated(
     saved_pipeline, tmp_path, monkeypatch, edit
 ):
-    path = tmp_path / "huge.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "huge.skmnist")
 
     def refuse(*args, **kwargs):
         raise AssertionError("the network was built")
@@ -856,10 +854,8 @@ def _forge_scaler_array(dtype, shape, values):
 def test_declared_array_sizes_are_checked_before_allocation(
     saved_pipeline, tmp_path, dtype, shape, values, message
 ):
-    path = tmp_path / "forged.skmnist"
-    _write_members(
-        path, _tampered(saved_pipeline, _forge_scaler_array(dtype, shape, values))
-    )
+    forge = _forge_scaler_array(dtype, shape, values)
+    path = _tampered(saved_pipeline, forge, tmp_path / "forged.skmnist")
     _assert_refused_in_little_memory(path, message)
 
 
@@ -1092,8 +1088,7 @@ def test_forged_weights_are_refused_before_allocation(
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.chdir(tmp_path)  # where the pickled payload would mkdir
-    path = tmp_path / "forged.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "forged.skmnist")
     _assert_refused_in_little_memory(path, message)
     assert not (tmp_path / "pwned").exists()
 
@@ -1146,8 +1141,7 @@ def _kernel_twice(members):
 def test_every_array_is_used_once_and_sized_sanely(
     saved_pipeline, tmp_path, edit, message
 ):
-    path = tmp_path / "forged.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "forged.skmnist")
     with pytest.raises(_persistence.ModelFileError, match=message):
         skmnist.load(path)
 
@@ -1182,8 +1176,7 @@ def _long_header(members):
 def test_refused_weights_are_named_with_their_file_in_one_line(
     saved_pipeline, tmp_path, edit, message
 ):
-    path = tmp_path / "forged.skmnist"
-    _write_members(path, _tampered(saved_pipeline, edit))
+    path = _tampered(saved_pipeline, edit, tmp_path / "forged.skmnist")
     with pytest.raises(_persistence.ModelFileError) as refused:
         skmnist.load(path)
     text = str(refused.value)
