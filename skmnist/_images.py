@@ -3,6 +3,7 @@
 import contextlib
 import math
 import os
+import stat
 
 import numpy as np
 from scipy import ndimage
@@ -36,11 +37,29 @@ _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 # A picture with transparency is drawn in its alpha channel when its ink on
 # white paper shows less than this fraction of the contrast its alpha has.
 _ALPHA_CONTRAST = 0.5
-# A digit needs a few hundred pixels across: a Pillow image of more pixels than
-# this (a 100-megapixel photo, say) is first reduced by averaging blocks of
-# pixels, which keeps the float arithmetic below to a few hundred megabytes.
-_MAX_PIXELS = 4096 * 4096
+# A digit needs a few hundred pixels across at most (it ends up 20x20): an
+# image of more pixels than this (a phone photo, a crafted upload) is reduced by
+# averaging blocks of pixels, strip by strip, before anything else, so that the
+# float arithmetic below works on a few megabytes whatever the image's size.
+_MAX_PIXELS = 1024 * 1024
+# Rows of the full image converted and reduced at a time (times the factor).
+_STRIP_ROWS = 64
+#: The image formats read from files and uploads: the raster formats people
+#: save digits in. Pillow would also try formats that need an external program
+#: (EPS and PDF run Ghostscript) or exotic parsers; they are never tried.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 _EXIF_ORIENTATION = 0x0112
+# Each EXIF orientation's turn, applied after reduction (to the small image):
+# ImageOps.exif_transpose would copy the full-size one.
+_EXIF_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 # Ink spanning fewer pixels than this either way is a speck (dust, a stray
 # dot), not a digit: scaled up to the 20x20 box it would be a square blotch.
 # sklearn's 8x8 digits span 8.
@@ -85,9 +104,12 @@ def preprocess_digit_image(image) -> np.ndarray:
         luma weights (as Pillow's ``convert("L")``), so an RGB array and the
         same picture as a Pillow image give the same digit. A Pillow image's
         EXIF orientation is applied (as :func:`PIL.ImageOps.exif_transpose`
-        does), so a phone photo is read upright; one of more than 4096x4096
+        does), so a phone photo is read upright; one of more than 1024x1024
         pixels is first reduced by averaging blocks of pixels
-        (:meth:`PIL.Image.Image.reduce`), to spare memory. Transparent parts (a Pillow
+        (:meth:`PIL.Image.Image.reduce`), to spare memory. A Pillow image you
+        opened yourself is yours: it is used whatever its format and size (the
+        format allow-list and pixel limit of :func:`load_digit_image` apply to
+        files, which it opens). Transparent parts (a Pillow
         image's, or an array's alpha channel) count as white paper, unless the
         picture is drawn in the alpha channel: when the ink would barely show
         on white paper (a light digit on a transparent canvas, as drawing apps
@@ -136,10 +158,16 @@ def load_digit_image(path) -> np.ndarray:
     """Read an image file (PNG, JPEG, ...) and preprocess it with
     :func:`preprocess_digit_image`.
 
-    The EXIF orientation of the file (phone photos) is applied first. A JPEG
-    of more than 4096x4096 pixels is decoded at a reduced scale (Pillow's
-    ``draft``), any other image is reduced after decoding, to spare memory.
-    Of an animated image (a GIF, say) the first frame is read.
+    Only the formats of :data:`IMAGE_FORMATS` are read (PNG, JPEG, GIF, BMP,
+    TIFF and WebP): formats that Pillow reads with an external program (EPS
+    and PDF run Ghostscript) or rarely used parsers are refused unread. The
+    EXIF orientation of the file (phone photos) is applied. An image of more
+    pixels than :data:`PIL.Image.MAX_IMAGE_PIXELS` is refused before it is
+    decoded. A JPEG of more than 1024x1024 pixels is decoded at a reduced
+    scale (Pillow's ``draft``), any other image is reduced strip by strip as
+    it is converted: reading costs the decoded image once and a few
+    megabytes besides. Of an animated image (a GIF, say) the first frame is
+    read.
 
     Parameters
     ----------
@@ -159,9 +187,11 @@ def load_digit_image(path) -> np.ndarray:
         and the problem: it does not exist or cannot be read (the
         operating system's reason, such as a directory, permission denied or
         a loop of symbolic links; the :class:`OSError` is chained as the
-        cause), it is not an image Pillow can read, it is damaged or
-        truncated (or in a form Pillow cannot decode), it is larger than Pillow decodes
-        safely (:data:`PIL.Image.MAX_IMAGE_PIXELS`; a decompression bomb), or
+        cause), it is not a regular file (a named pipe, socket or device,
+        refused without opening it), it is not an image in one of the
+        formats read, it is damaged or truncated (or in a form Pillow cannot
+        decode), it has more pixels than Pillow decodes safely
+        (:data:`PIL.Image.MAX_IMAGE_PIXELS`; a decompression bomb), or
         :func:`preprocess_digit_image` refuses the picture (a blank image).
         No other exception comes from reading the file.
 
@@ -177,8 +207,6 @@ def load_digit_image(path) -> np.ndarray:
     >>> load_digit_image(path).shape
     (28, 28)
     """
-    from PIL import Image, UnidentifiedImageError
-
     if hasattr(path, "read"):
         # The caller's file: read here, and left open for the caller to close.
         name = str(getattr(path, "name", "<file object>"))
@@ -186,49 +214,120 @@ def load_digit_image(path) -> np.ndarray:
     else:
         name = os.fspath(path)
         source = _open_image_file(path, name)
-    try:
-        with source as file, Image.open(file) as image:
-            factor = _reduction(image.size)
-            if factor > 1:
-                # A large JPEG decodes at a half, quarter or eighth of its size.
-                image.draft(None, (image.width // factor, image.height // factor))
-            picture = _pil_to_array(image)
-    except UnidentifiedImageError as error:
-        raise ValueError(
-            f"cannot read {name!r}: not an image file that Pillow can read"
-        ) from error
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        # The warning too, for callers who turned Pillow's warning into errors.
-        raise ValueError(
-            f"cannot read {name!r}: the image is too large to decode safely, "
-            f"possibly a decompression bomb ({error})"
-        ) from error
-    except MemoryError as error:
-        raise ValueError(
-            f"cannot read {name!r}: the image is too large to decode in the "
-            "memory available"
-        ) from error
-    except Exception as error:
-        # Pillow's decoders fail on damaged files with OSError ("image file is
-        # truncated"), SyntaxError, EOFError, struct.error, ValueError and more:
-        # whichever it is, the file is damaged (or needs what Pillow lacks,
-        # such as Ghostscript for EPS).
-        raise ValueError(
-            f"cannot read {name!r}: the image file is damaged or truncated, or "
-            f"in a form Pillow cannot decode ({type(error).__name__}: {error})"
-        ) from error
+    with source as file:
+        try:
+            picture = decode_image(file)
+        except ImageDecodeError as error:
+            raise ValueError(f"cannot read {name!r}: {error}") from error
     try:
         return preprocess_digit_image(picture)
     except ValueError as error:
         raise ValueError(f"{name!r}: {error}") from None
 
 
+class ImageDecodeError(ValueError):
+    """An image file or upload that is not read: ``reason`` says why, in one of
+    the words ``"format"`` (not an image of :data:`IMAGE_FORMATS`), ``"size"``
+    (more pixels than allowed) or ``"damaged"``; the message says it to a
+    user."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def decode_image(file, max_pixels: int | None = None) -> np.ndarray:
+    """The picture in an open binary image file, as an array at a working size.
+
+    Only :data:`IMAGE_FORMATS` are tried, so no external program is ever run
+    to read a file. An image of more than ``max_pixels`` pixels (by default
+    Pillow's :data:`PIL.Image.MAX_IMAGE_PIXELS`) is refused from its header,
+    before it is decoded; one of more than ``_MAX_PIXELS`` is decoded at a
+    reduced scale where the format allows (JPEG's ``draft``), and otherwise
+    reduced strip by strip as it is converted, so that decoding costs the
+    decoded image once and a few megabytes besides. The file is closed by its
+    caller; everything decoded here is released on return.
+
+    Raises
+    ------
+    ImageDecodeError
+        Saying why the file is not read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if max_pixels is None:
+        max_pixels = Image.MAX_IMAGE_PIXELS or math.inf
+    try:
+        image = Image.open(file, formats=IMAGE_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageDecodeError(
+            f"not an image file in one of the formats read "
+            f"({', '.join(IMAGE_FORMATS)})",
+            "format",
+        ) from None
+    except Image.DecompressionBombError as error:
+        # Beyond twice Pillow's limit, refused in Image.open with the sizes.
+        raise ImageDecodeError(_too_large(error), "size") from None
+    except Exception as error:  # a damaged header fails in many ways
+        raise _damaged(error) from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            # Pillow only warns between its limit and twice it: refused here.
+            raise ImageDecodeError(
+                _too_large(
+                    f"{width}x{height} pixels, more than the limit of {max_pixels}"
+                ),
+                "size",
+            )
+        try:
+            factor = _reduction(image.size)
+            if factor > 1:
+                # A large JPEG decodes at a half, quarter or eighth of its size.
+                image.draft(None, (width // factor, height // factor))
+            return _pil_to_array(image)
+        except MemoryError:
+            raise ImageDecodeError(
+                "the image is too large to decode in the memory available", "size"
+            ) from None
+        except Exception as error:
+            raise _damaged(error) from None
+
+
+def _too_large(detail) -> str:
+    return (
+        "the image is too large to decode safely, possibly a decompression bomb "
+        f"({detail})"
+    )
+
+
+def _damaged(error: Exception) -> ImageDecodeError:
+    # Pillow's decoders fail on damaged files with OSError ("image file is
+    # truncated"), SyntaxError, EOFError, struct.error, ValueError and more:
+    # whichever it is, the file is damaged.
+    return ImageDecodeError(
+        "the image file is damaged or truncated, or in a form Pillow cannot "
+        f"decode ({type(error).__name__}: {_first_line(error)})",
+        "damaged",
+    )
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _open_image_file(path, name: str):
     """Open ``path`` for reading, apart from decoding, so that what the
     operating system refuses (a loop of symbolic links, say) is not reported
-    as a damaged image."""
+    as a damaged image; anything but a regular file is refused unopened
+    (opening a named pipe waits for a writer for ever, a device never ends)."""
     try:
-        return open(path, "rb")
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            return open(path, "rb")
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
     except FileNotFoundError as error:
         raise ValueError(f"cannot read {name!r}: no such file") from error
     except IsADirectoryError as error:
@@ -238,6 +337,9 @@ def _open_image_file(path, name: str):
     except (OSError, ValueError) as error:  # ValueError: a NUL in the name
         reason = getattr(error, "strerror", None) or str(error)
         raise ValueError(f"cannot read {name!r}: {reason}") from error
+    raise ValueError(
+        f"cannot read {name!r}: it is not a regular file (a pipe, socket or device)"
+    )
 
 
 class DigitImagePreprocessor(TransformerMixin, BaseEstimator):
@@ -437,32 +539,51 @@ def _pil_to_array(image) -> np.ndarray:
     arrays get; 32-bit integer, 16-bit and float grey as they are
     (``_to_0_255`` scales them: Pillow's ``convert("L")`` would clip them to
     0..255); other grey (8-bit, bilevel) as 8-bit grey. Reduced where larger
-    than ``_MAX_PIXELS``."""
-    from PIL import ImageOps
+    than ``_MAX_PIXELS``, strip by strip, so that no converted copy of the
+    full image is ever made."""
+    from PIL import Image
 
-    # exif_transpose copies even an upright image: only turn what needs it.
-    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-        image = ImageOps.exif_transpose(image)
+    transpose = _EXIF_TRANSPOSE.get(_orientation(image))
     if image.mode.startswith("I;16"):
-        factor = _reduction(image.size)
-        if factor == 1:
-            return np.asarray(image)
         # Pillow reduces 32-bit, not 16-bit, grey; the block averages fit 16
         # bits again, and stay on the 16-bit scale (by type, as unreduced).
-        return np.asarray(image.convert("I").reduce(factor)).astype(np.uint16)
-    if image.mode not in ("I", "F"):
-        if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-            "transparency" in image.info
-        ):
-            mode = "RGBA"
-        else:
-            mode = "RGB" if len(image.getbands()) >= 3 else "L"
-        if image.mode != mode:
-            image = image.convert(mode)
+        mode, dtype = "I", np.uint16
+    elif image.mode in ("I", "F"):
+        mode, dtype = image.mode, None
+    elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        "transparency" in image.info
+    ):
+        mode, dtype = "RGBA", None
+    else:
+        mode, dtype = ("RGB" if len(image.getbands()) >= 3 else "L"), None
     factor = _reduction(image.size)
-    if factor > 1:
-        image = image.reduce(factor)
-    return np.asarray(image)
+    if factor == 1:
+        small = image if image.mode.startswith("I;16") else _converted(image, mode)
+    else:
+        image.load()
+        width, height = image.size
+        rows = _STRIP_ROWS * factor
+        small = Image.new(mode, (-(-width // factor), -(-height // factor)))
+        for top in range(0, height, rows):
+            strip = image.crop((0, top, width, min(top + rows, height)))
+            small.paste(_converted(strip, mode).reduce(factor), (0, top // factor))
+    if transpose is not None:
+        small = small.transpose(getattr(Image.Transpose, transpose))
+    array = np.asarray(small)
+    return array.astype(dtype) if dtype is not None and factor > 1 else array
+
+
+def _converted(image, mode: str):
+    return image if image.mode == mode else image.convert(mode)
+
+
+def _orientation(image) -> int:
+    """The image's EXIF orientation, 1 (upright) where it has none or its EXIF
+    data cannot be read: metadata never stops a picture from being read."""
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a damaged or non-TIFF eXIf chunk: SyntaxError and more
+        return 1
 
 
 def _reduction(size: tuple[int, int]) -> int:

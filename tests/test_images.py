@@ -367,6 +367,7 @@ def test_large_photos_are_reduced_before_the_float_arithmetic(tmp_path):
     from PIL import ImageDraw
 
     from skmnist import load_digit_image
+    from skmnist._images import _reduction
 
     big = PIL.new("L", (6000, 4000), 255)  # 24 megapixels
     ImageDraw.Draw(big).line([(2000, 800), (4000, 800), (3000, 3200)], 0, 300)
@@ -384,7 +385,11 @@ def test_large_photos_are_reduced_before_the_float_arithmetic(tmp_path):
     # Not one float copy of the full image (unreduced, the peak is about 3).
     assert image_peak < one_float_copy and file_peak < one_float_copy
     _check_mnist_style(from_image)
-    np.testing.assert_array_equal(from_image, preprocess_digit_image(big.reduce(2)))
+    factor = _reduction(big.size)
+    assert factor > 1
+    np.testing.assert_array_equal(
+        from_image, preprocess_digit_image(big.reduce(factor))
+    )
     assert np.corrcoef(from_image.ravel(), from_file.ravel())[0, 1] > 0.98
 
 
@@ -597,3 +602,182 @@ def test_load_digit_image_reads_an_open_file_and_leaves_it_open(tmp_path):
     assert not buffer.closed
     with pytest.raises(ValueError, match="not an image file"):
         load_digit_image(io.BytesIO(b"no image here"))
+
+
+# -- untrusted files: what is decoded, and what it costs -------------------------
+
+
+def _eps(path):
+    """An EPS file: Pillow hands such files to Ghostscript to render."""
+    path.write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n"
+        b"newpath 4 4 moveto 24 24 lineto stroke showpage\n%%EOF\n"
+    )
+    return path
+
+
+@pytest.fixture
+def recording_ghostscript(tmp_path, monkeypatch):
+    """A ``gs`` first on PATH that records being run: CI has no Ghostscript, so
+    only a refusal with one present proves that none is started."""
+    from PIL import EpsImagePlugin
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    record = tmp_path / "gs-ran"
+    script = folder / "gs"
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> '{record}'\nexit 1\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{__import__('os').environ['PATH']}")
+    # Pillow looks Ghostscript up once per process and remembers it.
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None, raising=False)
+    monkeypatch.setattr(EpsImagePlugin, "gs_windows_binary", None, raising=False)
+    return record
+
+
+def test_the_recording_ghostscript_would_be_run_by_plain_pillow(
+    recording_ghostscript, tmp_path
+):
+    # The control: Pillow left to itself starts it on an EPS file.
+    # (Our gs exits 1, so Pillow's load fails: with OSError on this Pillow.)
+    with PIL.open(_eps(tmp_path / "digit.eps")) as image, pytest.raises(OSError):
+        image.load()
+    assert recording_ghostscript.exists()
+
+
+def test_eps_files_are_refused_without_starting_ghostscript(
+    recording_ghostscript, tmp_path
+):
+    from skmnist import load_digit_image
+
+    path = _eps(tmp_path / "digit.eps")
+    with pytest.raises(ValueError, match="not an image file in one of the formats"):
+        load_digit_image(path)
+    with open(path, "rb") as file, pytest.raises(ValueError, match="formats read"):
+        load_digit_image(file)
+    assert not recording_ghostscript.exists()
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"])
+def test_every_allowed_format_is_read(image_format, tmp_path):
+    from skmnist import load_digit_image
+    from skmnist._images import IMAGE_FORMATS
+
+    assert image_format in IMAGE_FORMATS
+    path = tmp_path / f"digit.{image_format.lower()}"
+    PIL.fromarray(_stroke()).save(path, format=image_format)
+    _check_mnist_style(load_digit_image(path))
+
+
+def test_images_between_pillows_limit_and_twice_it_are_refused_not_warned(tmp_path):
+    import warnings
+
+    from skmnist import load_digit_image
+
+    path = _bomb(tmp_path)
+    data = bytearray(path.read_bytes())
+    import struct
+    import zlib
+
+    # 10000 x 9500: over MAX_IMAGE_PIXELS (89 M), under twice it, where Pillow
+    # only warns (and decoded 2.5 GB for a 238 KB palette PNG).
+    data[16:24] = struct.pack(">II", 10_000, 9_500)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    assert PIL.MAX_IMAGE_PIXELS < 10_000 * 9_500 < 2 * PIL.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PIL.DecompressionBombWarning)
+        with pytest.raises(ValueError, match="10000x9500 pixels, more than the limit"):
+            load_digit_image(path)
+
+
+def _png_with_exif_chunk(path, payload: bytes):
+    import struct
+    import zlib
+
+    PIL.fromarray(_stroke()).save(path)
+    data = path.read_bytes()
+    chunk = b"eXIf" + payload
+    extra = struct.pack(">I", len(payload)) + chunk
+    extra += struct.pack(">I", zlib.crc32(chunk))
+    end = data.rindex(b"IEND") - 4
+    path.write_bytes(data[:end] + extra + data[end:])
+    return path
+
+
+def test_exif_that_is_not_tiff_is_ignored_not_a_crash(tmp_path):
+    from skmnist import load_digit_image
+
+    path = _png_with_exif_chunk(tmp_path / "odd-exif.png", b"not a TIFF header")
+    _check_mnist_style(load_digit_image(path))
+    with PIL.open(path) as image:
+        # Documented: a ValueError or a digit, never Pillow's SyntaxError.
+        _check_mnist_style(preprocess_digit_image(image))
+
+
+def _in_a_thread(call, timeout=30):
+    """``call()``'s result or exception, or a failure if it has not returned
+    within ``timeout`` seconds (a daemon thread: a hang cannot hold the run)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"still blocked after {timeout} s"
+    return outcome
+
+
+def test_a_named_pipe_is_refused_without_opening_it(tmp_path):
+    import os
+
+    from skmnist import load_digit_image
+
+    pipe = tmp_path / "digit.png"
+    os.mkfifo(pipe)
+    outcome = _in_a_thread(lambda: load_digit_image(pipe))
+    assert isinstance(outcome.get("error"), ValueError), outcome
+    assert "not a regular file" in str(outcome["error"])
+
+
+def test_a_large_upload_costs_its_decoded_size_once_and_little_more(tmp_path):
+    """A 4096 x 4096 RGBA PNG of a few KB (what a server accepts): reading it
+    costs the decoded image (64 MB) once plus a few MB, not several float64
+    copies of it (0.7 GB before). Measured as the peak RSS of a fresh process,
+    against the same process reading a small image."""
+    import subprocess
+    import sys
+
+    from PIL import ImageDraw
+
+    big = PIL.new("RGBA", (4096, 4096), (255, 255, 255, 255))
+    ImageDraw.Draw(big).line([(1000, 800), (3000, 800), (2000, 3200)], "black", 300)
+    big.save(tmp_path / "big.png")
+    PIL.fromarray(_stroke()).save(tmp_path / "small.png")
+    del big
+    script = (
+        "import resource, sys\n"
+        "from skmnist import load_digit_image\n"
+        "load_digit_image(sys.argv[1])\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "load_digit_image(sys.argv[2])\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) * 1024)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, tmp_path / "small.png", tmp_path / "big.png"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    growth = int(result.stdout.strip())
+    decoded = 4096 * 4096 * 4
+    assert growth < decoded + 40 * 2**20, growth / 2**20
