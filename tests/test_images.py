@@ -626,7 +626,12 @@ def recording_ghostscript(tmp_path, monkeypatch):
     folder.mkdir()
     record = tmp_path / "gs-ran"
     script = folder / "gs"
-    script.write_text(f"#!/bin/sh\necho \"$@\" >> '{record}'\nexit 1\n")
+    # Every start is recorded; it claims a version (Pillow asks for one first)
+    # and fails to render.
+    script.write_text(
+        f"#!/bin/sh\necho \"$@\" >> '{record}'\n"
+        '[ "$1" = --version ] && echo 10.05.1 && exit 0\nexit 1\n'
+    )
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}:{__import__('os').environ['PATH']}")
     # Pillow looks Ghostscript up once per process and remembers it.
@@ -639,9 +644,10 @@ def test_the_recording_ghostscript_would_be_run_by_plain_pillow(
     recording_ghostscript, tmp_path
 ):
     # The control: Pillow left to itself starts it on an EPS file.
-    # (Our gs exits 1, so Pillow's load fails: with OSError on this Pillow.)
-    with PIL.open(_eps(tmp_path / "digit.eps")) as image, pytest.raises(OSError):
-        image.load()
+    import contextlib
+
+    with contextlib.suppress(Exception), PIL.open(_eps(tmp_path / "a.eps")) as image:
+        image.load()  # fails: this gs renders nothing
     assert recording_ghostscript.exists()
 
 
