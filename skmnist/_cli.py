@@ -445,6 +445,23 @@ def _add_serve_parser(commands) -> None:
         help="larger uploads are refused with status 413 (default: 10 MiB)",
     )
     serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name (or address) clients may use to reach the service, "
+        "besides --host, localhost, 127.0.0.1 and [::1]: requests naming any other "
+        "host in their Host header are refused (DNS rebinding); repeat for several",
+    )
+    serve.add_argument(
+        "--max-concurrent",
+        type=_integer("an integer from 1 to 1024", 1, 1024),
+        default=None,
+        metavar="N",
+        help="predictions handled at once, each from the first byte of its upload "
+        "to its answer; others wait unread (default: the CPU cores available)",
+    )
+    serve.add_argument(
         "--root-path",
         default="",
         metavar="PREFIX",
@@ -469,6 +486,8 @@ def _serve(args) -> int:
             port=args.port,
             root_path=args.root_path.rstrip("/"),
             max_upload_bytes=args.max_upload_bytes,
+            allowed_hosts=args.allow_host,
+            max_concurrent=args.max_concurrent,
             announce=lambda line: print(line, flush=True),
         )
     except (OSError, TypeError) as error:

@@ -3,6 +3,7 @@
 import contextlib
 import math
 import os
+import re
 import stat
 
 import numpy as np
@@ -228,12 +229,13 @@ def load_digit_image(path) -> np.ndarray:
 class ImageDecodeError(ValueError):
     """An image file or upload that is not read: ``reason`` says why, in one of
     the words ``"format"`` (not an image of :data:`IMAGE_FORMATS`), ``"size"``
-    (more pixels than allowed) or ``"damaged"``; the message says it to a
-    user."""
+    (more pixels than allowed; ``pixels`` says how many, as far as known) or
+    ``"damaged"``; the message says it to a user."""
 
-    def __init__(self, message: str, reason: str):
+    def __init__(self, message: str, reason: str, pixels: str = ""):
         super().__init__(message)
         self.reason = reason
+        self.pixels = pixels
 
 
 def decode_image(file, max_pixels: int | None = None) -> np.ndarray:
@@ -266,8 +268,11 @@ def decode_image(file, max_pixels: int | None = None) -> np.ndarray:
             "format",
         ) from None
     except Image.DecompressionBombError as error:
-        # Beyond twice Pillow's limit, refused in Image.open with the sizes.
-        raise ImageDecodeError(_too_large(error), "size") from None
+        # Beyond twice Pillow's limit, refused in Image.open; its message
+        # holds the image's size.
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = f"{found.group(1)} pixels" if found else ""
+        raise ImageDecodeError(_too_large(error), "size", pixels) from None
     except Exception as error:  # a damaged header fails in many ways
         raise _damaged(error) from None
     with image:
@@ -279,6 +284,7 @@ def decode_image(file, max_pixels: int | None = None) -> np.ndarray:
                     f"{width}x{height} pixels, more than the limit of {max_pixels}"
                 ),
                 "size",
+                f"{width}x{height} = {width * height} pixels",
             )
         try:
             factor = _reduction(image.size)

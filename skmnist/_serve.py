@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
+import logging
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from skmnist._images import preprocess_digit_image
+from skmnist._images import (
+    IMAGE_FORMATS,
+    ImageDecodeError,
+    decode_image,
+    preprocess_digit_image,
+)
+from skmnist._serve_guards import LOOPBACK_NAMES, add_guards, security_headers
 from skmnist._version import __version__
 
 #: Default limit on the bytes of one upload (413 above it).
@@ -38,7 +49,19 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 2**20
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 _PAGE = "_static"
-_CURL_D_TYPE = "application/x-www-form-urlencoded"
+# What curl -d leaves of a PNG's signature: it drops line breaks (\r, \n).
+_PNG_WITHOUT_LINE_BREAKS = b"\x89PNG\x1a"
+# Details of refused uploads go to the log, never to the client.
+_log = logging.getLogger("skmnist.serve")
+
+
+def default_max_concurrent() -> int:
+    """The CPU cores this process may use: predictions are CPU work, so more
+    at once only queue inside the process, holding their images meanwhile."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 class _TooLarge(HTTPException):
@@ -51,6 +74,8 @@ def create_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
+    max_concurrent: int | None = None,
 ) -> FastAPI:
     """The web application serving ``model``: the page, ``/predict``, ``/health``
     and ``/model``.
@@ -67,6 +92,15 @@ def create_app(
         is read, so a larger one is never held in memory.
     max_image_pixels : int, default=4096 * 4096
         Images with more pixels get status 413, before they are decoded.
+    allowed_hosts : sequence of str, default=("localhost", "127.0.0.1", "[::1]")
+        The names and addresses clients may reach the service by (the ``Host``
+        header; IPv6 addresses in brackets; ``"*.example.com"`` for
+        subdomains); requests naming another host get status 400, which stops
+        DNS rebinding.
+    max_concurrent : int, default=None
+        How many ``/predict`` requests run at once, each from its first byte
+        read to its answer; the others wait their turn unread. ``None``: the
+        CPU cores this process may use.
 
     Returns
     -------
@@ -90,11 +124,14 @@ def create_app(
                 f"the model to serve must be a fitted classifier with "
                 f"{attribute}; got {type(model).__name__}"
             )
+    if max_concurrent is None:
+        max_concurrent = default_max_concurrent()
     for name, value in [
         ("max_upload_bytes", max_upload_bytes),
         ("max_image_pixels", max_image_pixels),
+        ("max_concurrent", max_concurrent),
     ]:
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     classes = [_plain(label) for label in model.classes_]
     _check_predicts_digits(model, len(classes))
@@ -111,11 +148,16 @@ def create_app(
         description="Handwritten digit classification with an skmnist model.",
     )
 
+    add_guards(app, allowed_hosts=allowed_hosts, max_concurrent=max_concurrent)
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         # Errors are JSON like the others; uvicorn still logs the traceback.
+        # Made outside the middleware, so the security headers are added here.
         return JSONResponse(
-            {"detail": f"internal error ({type(error).__name__}); see the log"}, 500
+            {"detail": "internal error; see the server's log"},
+            500,
+            headers=security_headers(request.url.path),
         )
 
     app.mount("/static", StaticFiles(packages=[("skmnist", _PAGE)]), name="static")
@@ -124,8 +166,10 @@ def create_app(
     def page() -> FileResponse:
         return FileResponse(_static_file("index.html"), media_type="text/html")
 
+    # async: answered on the event loop, never queued behind uploads for a
+    # worker thread.
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         """Whether the service is up: ``{"status": "ok"}``."""
         return {"status": "ok"}
 
@@ -148,14 +192,16 @@ def create_app(
         "/predict",
         responses={
             400: {"description": "not a readable image, or a truncated one"},
+            403: {"description": "a cross-origin request (another site's page)"},
             413: {"description": "over the size limit"},
-            415: {"description": "not an image format that Pillow reads"},
+            415: {"description": f"not an image in {', '.join(IMAGE_FORMATS)}"},
             422: {"description": "no digit found (a blank image)"},
             500: {"description": "the model gave no valid answer"},
         },
         openapi_extra={
             "requestBody": {
-                "description": "An image (PNG, JPEG, ...) of one digit, any size, "
+                "description": "An image (PNG, JPEG, GIF, BMP, TIFF or WebP) of "
+                "one digit, any size, "
                 "dark ink on light paper or light on dark: the raw request body, "
                 "or the one file of a multipart/form-data upload.",
                 "required": True,
@@ -188,13 +234,12 @@ def create_app(
                 _predict_proba, model, data, max_image_pixels
             )
         except HTTPException as error:
-            sent_as = request.headers.get("content-type", "").lower()
-            if error.status_code == 415 and sent_as.startswith(_CURL_D_TYPE):
-                # What curl -d @file sends: the file without its line breaks.
+            if error.status_code == 415 and data.startswith(_PNG_WITHOUT_LINE_BREAKS):
                 raise HTTPException(
                     415,
-                    f"{error.detail}; with curl, send a file with "
-                    f"--data-binary @FILE, as -d removes its line breaks",
+                    f"{error.detail}; this looks like a PNG whose line breaks "
+                    "were removed, as curl -d @FILE does: send the file with "
+                    "curl --data-binary @FILE",
                 ) from None
             raise
         if not np.isfinite(proba).all():
@@ -220,10 +265,15 @@ def serve(
     port: int = 8000,
     root_path: str = "",
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    allowed_hosts: Sequence[str] = (),
+    max_concurrent: int | None = None,
     log_level: str = "info",
     announce=print,
 ) -> None:
     """Serve ``model`` with uvicorn until interrupted (Ctrl-C or SIGTERM).
+
+    Warns (:class:`UserWarning`) when ``host`` is not a loopback address: the
+    service has no authentication and speaks plain HTTP.
 
     Parameters
     ----------
@@ -238,6 +288,13 @@ def serve(
         such as ``"/mnist"``, for the proxy to strip.
     max_upload_bytes : int, default=10 MiB
         See :func:`create_app`.
+    allowed_hosts : sequence of str, default=()
+        Names and addresses clients may reach the service by, besides
+        ``host`` itself, ``localhost``, ``127.0.0.1`` and ``[::1]`` (see
+        :func:`create_app`): the server's name on the network, or the name a
+        reverse proxy forwards in the ``Host`` header.
+    max_concurrent : int, default=None
+        See :func:`create_app`.
     log_level : str, default="info"
         uvicorn's log level.
     announce : callable, default=print
@@ -246,10 +303,23 @@ def serve(
     """
     import uvicorn
 
-    app = create_app(model, max_upload_bytes=max_upload_bytes)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    app = create_app(
+        model,
+        max_upload_bytes=max_upload_bytes,
+        allowed_hosts=[*LOOPBACK_NAMES, shown.lower(), *allowed_hosts],
+        max_concurrent=max_concurrent,
+    )
+    if not _is_loopback(host):
+        message = (
+            f"serving on {host}, beyond this machine: the service has no "
+            "authentication and speaks plain HTTP; put it behind a reverse proxy "
+            "that adds both, and name the host clients use with --allow-host"
+        )
+        warnings.warn(message, UserWarning, stacklevel=2)
     # Bound and listening before the announcement, so that whoever reads it can
     # connect at once, and port 0 is announced as the port it became.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -261,7 +331,6 @@ def serve(
             ) from None
         listener.listen(2048)
         bound_port = listener.getsockname()[1]
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
         behind = f", for a proxy's {root_path}/" if root_path else ""
         announce(
             f"serving on http://{shown}:{bound_port}/{behind} "
@@ -276,6 +345,15 @@ def serve(
             uvicorn.Server(config).run(sockets=[listener])
     finally:
         listener.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to any address
+        return False
 
 
 class _ServerProcess:
@@ -374,41 +452,32 @@ async def _read_upload(request: Request, limit: int) -> bytes:
 
 
 def _predict_proba(model, data: bytes, max_pixels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    # Decoded here rather than by load_digit_image, which reads files by name:
-    # the same Pillow image goes to the same preprocess_digit_image, and each
-    # failure gets its own status.
+    # The same decoding as load_digit_image, which reads files by name: the
+    # same picture goes to the same preprocess_digit_image, and each failure
+    # gets its own status, in the client's terms; the details go to the log.
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise HTTPException(
-            415, "not an image: Pillow reads no image format from the body"
-        ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        # Larger than Pillow opens safely; the sizes are in its message.
-        raise HTTPException(
-            413, f"the image has more pixels than the limit of {max_pixels} ({error})"
-        ) from None
-    except Exception as error:
-        raise _damaged(error) from None
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
+        picture = decode_image(io.BytesIO(data), max_pixels)
+    except ImageDecodeError as error:
+        _log.warning("refused an upload of %d bytes: %s", len(data), error)
+        if error.reason == "format":
+            raise HTTPException(
+                415,
+                f"not an image in one of the formats read ({', '.join(IMAGE_FORMATS)})",
+            ) from None
+        if error.reason == "size":
             raise HTTPException(
                 413,
-                f"the image has {width}x{height} pixels, more than the limit of "
-                f"{max_pixels}",
-            )
-        try:
-            image.load()
-        except Exception as error:
-            raise _damaged(error) from None
-        try:
-            digit = preprocess_digit_image(image)
-        except ValueError as error:
-            # Decoded above, so this is about what it shows: no digit.
-            raise HTTPException(422, str(error)) from None
+                f"the image has more pixels than the limit of {max_pixels} "
+                f"({error.pixels or 'too many to decode'})",
+            ) from None
+        raise HTTPException(
+            400, "the image cannot be read: it is damaged or truncated"
+        ) from None
+    try:
+        digit = preprocess_digit_image(picture)
+    except ValueError as error:
+        # Decoded above, so this is about what it shows: no digit.
+        raise HTTPException(422, str(error)) from None
     return model.predict_proba(digit[np.newaxis])[0]
 
 
@@ -434,16 +503,6 @@ def _first_line(error: Exception) -> str:
     # Keras's messages run over many lines; the CLI prints one.
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
-
-
-def _damaged(error: Exception) -> HTTPException:
-    # Pillow's decoders fail on damaged or truncated data with OSError,
-    # SyntaxError, EOFError, struct.error, ValueError and more.
-    return HTTPException(
-        400,
-        f"the image cannot be read: it is damaged or truncated "
-        f"({type(error).__name__}: {error})",
-    )
 
 
 def _static_file(name: str):

@@ -69,3 +69,38 @@ def mnist_pipeline(mnist):
 
     (x_train, y_train), _ = mnist
     return make_mnist_pipeline(random_state=0).fit(x_train, y_train)
+
+
+@pytest.fixture(scope="session")
+def eps_digit() -> bytes:
+    """An EPS file: Pillow hands such files to Ghostscript to render."""
+    return (
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n"
+        b"newpath 4 4 moveto 24 24 lineto stroke showpage\n%%EOF\n"
+    )
+
+
+@pytest.fixture
+def recording_ghostscript(tmp_path, monkeypatch):
+    """A ``gs`` first on PATH that records being run: CI has no Ghostscript, so
+    only a refusal with one present proves that none is started. Returns the
+    file that exists once it has run."""
+    pytest.importorskip("PIL")
+    from PIL import EpsImagePlugin
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    record = tmp_path / "gs-ran"
+    script = folder / "gs"
+    # Every start is recorded; it claims a version (Pillow asks for one first)
+    # and fails to render.
+    script.write_text(
+        f"#!/bin/sh\necho \"$@\" >> '{record}'\n"
+        '[ "$1" = --version ] && echo 10.05.1 && exit 0\nexit 1\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    # Pillow looks Ghostscript up once per process and remembers it.
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None, raising=False)
+    monkeypatch.setattr(EpsImagePlugin, "gs_windows_binary", None, raising=False)
+    return record

@@ -607,56 +607,26 @@ def test_load_digit_image_reads_an_open_file_and_leaves_it_open(tmp_path):
 # -- untrusted files: what is decoded, and what it costs -------------------------
 
 
-def _eps(path):
-    """An EPS file: Pillow hands such files to Ghostscript to render."""
-    path.write_bytes(
-        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n"
-        b"newpath 4 4 moveto 24 24 lineto stroke showpage\n%%EOF\n"
-    )
-    return path
-
-
-@pytest.fixture
-def recording_ghostscript(tmp_path, monkeypatch):
-    """A ``gs`` first on PATH that records being run: CI has no Ghostscript, so
-    only a refusal with one present proves that none is started."""
-    from PIL import EpsImagePlugin
-
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    record = tmp_path / "gs-ran"
-    script = folder / "gs"
-    # Every start is recorded; it claims a version (Pillow asks for one first)
-    # and fails to render.
-    script.write_text(
-        f"#!/bin/sh\necho \"$@\" >> '{record}'\n"
-        '[ "$1" = --version ] && echo 10.05.1 && exit 0\nexit 1\n'
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}:{__import__('os').environ['PATH']}")
-    # Pillow looks Ghostscript up once per process and remembers it.
-    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None, raising=False)
-    monkeypatch.setattr(EpsImagePlugin, "gs_windows_binary", None, raising=False)
-    return record
-
-
 def test_the_recording_ghostscript_would_be_run_by_plain_pillow(
-    recording_ghostscript, tmp_path
+    recording_ghostscript, eps_digit, tmp_path
 ):
     # The control: Pillow left to itself starts it on an EPS file.
     import contextlib
 
-    with contextlib.suppress(Exception), PIL.open(_eps(tmp_path / "a.eps")) as image:
+    eps = tmp_path / "a.eps"
+    eps.write_bytes(eps_digit)
+    with contextlib.suppress(Exception), PIL.open(eps) as image:
         image.load()  # fails: this gs renders nothing
     assert recording_ghostscript.exists()
 
 
 def test_eps_files_are_refused_without_starting_ghostscript(
-    recording_ghostscript, tmp_path
+    recording_ghostscript, eps_digit, tmp_path
 ):
     from skmnist import load_digit_image
 
-    path = _eps(tmp_path / "digit.eps")
+    path = tmp_path / "digit.eps"
+    path.write_bytes(eps_digit)
     with pytest.raises(ValueError, match="not an image file in one of the formats"):
         load_digit_image(path)
     with open(path, "rb") as file, pytest.raises(ValueError, match="formats read"):

@@ -35,6 +35,8 @@ DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "_static"
 STARTUP_TIMEOUT = 180
 REQUEST_TIMEOUT = 60
 SERVER_UPLOAD_LIMIT = 1_000_000
+# The test client's requests name this host: one the service answers to.
+LOCAL = "http://localhost"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,9 @@ def model_file(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(model):
-    with TestClient(create_app(model, max_upload_bytes=200_000)) as client:
+    with TestClient(
+        create_app(model, max_upload_bytes=200_000), base_url=LOCAL
+    ) as client:
         yield client
 
 
@@ -226,10 +230,14 @@ def test_multipart_without_exactly_one_file_is_400(client, photos):
 
 @pytest.mark.mnist
 def test_too_many_pixels_is_413_before_decoding(model):
-    with TestClient(create_app(model, max_image_pixels=100 * 100)) as small:
+    with TestClient(
+        create_app(model, max_image_pixels=100 * 100), base_url=LOCAL
+    ) as small:
         image = np.full((101, 100), 255, dtype=np.uint8)
         image[20:80, 45:55] = 0
-        _error(small.post("/predict", content=_png(image)), 413, "101 pixels")
+        _error(
+            small.post("/predict", content=_png(image)), 413, "100x101 = 10100 pixels"
+        )
         ok = small.post("/predict", content=_png(image[:100]))
         assert ok.status_code == 200
 
@@ -262,7 +270,7 @@ def test_upload_limit_is_enforced_while_reading(model):
         "raw_path": b"/predict",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", b"image/png")],
+        "headers": [(b"content-type", b"image/png"), (b"host", b"localhost")],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
@@ -344,7 +352,7 @@ class _DivergedClassifier(ClassifierMixin, BaseEstimator):
 
 def test_nan_probabilities_are_a_json_500_not_a_guess():
     model = _DivergedClassifier().fit(np.zeros((2, 28, 28)), [0, 1])
-    with TestClient(create_app(model)) as client:
+    with TestClient(create_app(model), base_url=LOCAL) as client:
         image = np.full((40, 40), 255, dtype=np.uint8)
         image[5:35, 18:22] = 0
         _error(client.post("/predict", content=_png(image)), 500, "NaN or infinite")
@@ -353,10 +361,14 @@ def test_nan_probabilities_are_a_json_500_not_a_guess():
 def test_unexpected_failures_are_json_500():
     model = _DivergedClassifier(fail=True).fit(np.zeros((2, 28, 28)), [0, 1])
     app = create_app(model)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as client:
         image = np.full((40, 40), 255, dtype=np.uint8)
         image[5:35, 18:22] = 0
-        _error(client.post("/predict", content=_png(image)), 500, "internal error")
+        response = client.post("/predict", content=_png(image))
+    _error(response, 500, "^internal error; see the server's log$")
+    # Made by the exception handler, outside the middleware: headers even so.
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
 
 
 def test_create_app_refuses_a_model_that_cannot_classify_a_digit():
@@ -435,6 +447,142 @@ def test_serve_bad_port_is_a_usage_error():
     result = _skmnist("serve", "model.skmnist", "--port", "70000")
     assert result.returncode == 2
     assert "must be a port number from 0 to 65535, got 70000" in result.stderr
+
+
+# -- untrusted uploads and requests ---------------------------------------------
+
+
+@pytest.mark.mnist
+def test_an_eps_upload_is_415_and_starts_no_ghostscript(
+    client, recording_ghostscript, eps_digit
+):
+    response = client.post("/predict", content=eps_digit)
+    _error(response, 415, "not an image in one of the formats read .*PNG, JPEG")
+    assert "gs" not in response.text.split("(")[0] and "-dSAFER" not in response.text
+    assert not recording_ghostscript.exists()
+
+
+@pytest.mark.mnist
+def test_refusals_keep_internals_in_the_log(client, photos, caplog):
+    data, _ = photos[0]
+    with caplog.at_level("WARNING", logger="skmnist.serve"):
+        response = client.post("/predict", content=data[: len(data) // 2])
+    _error(response, 400, "^the image cannot be read: it is damaged or truncated$")
+    # The exception and its text went to the log, not to the client.
+    assert "OSError" in caplog.text or "Error" in caplog.text, caplog.text
+
+
+@pytest.mark.mnist
+def test_a_png_with_a_non_tiff_exif_chunk_is_answered(client):
+    import struct
+    import zlib
+
+    page = np.full((60, 50), 255, dtype=np.uint8)
+    page[10:50, 20:30] = 0
+    data = _png(page)
+    chunk = b"eXIf" + b"not a TIFF header"
+    extra = struct.pack(">I", len(chunk) - 4) + chunk
+    extra += struct.pack(">I", zlib.crc32(chunk))
+    end = data.rindex(b"IEND") - 4
+    response = client.post("/predict", content=data[:end] + extra + data[end:])
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.mnist
+def test_the_curl_hint_is_given_only_for_what_curl_d_mangled(client):
+    # --data-binary sends a form's media type too: a text body gets no advice
+    # to use the option it was sent with.
+    response = client.post(
+        "/predict",
+        content=b"hello, this is text",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    _error(response, 415, "not an image")
+    assert "--data-binary" not in response.json()["detail"]
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("localhost", 200),
+        ("127.0.0.1:8000", 200),
+        ("[::1]:8000", 200),
+        ("rebound.attacker.example", 400),
+        ("localhost.attacker.example", 400),
+    ],
+)
+def test_only_allowed_hosts_are_served(client, host, status):
+    # A page on a name that resolves to 127.0.0.1 (DNS rebinding) sends its
+    # own name as Host.
+    response = client.get("/model", headers={"host": host})
+    assert response.status_code == status, response.text
+
+
+@pytest.mark.mnist
+def test_an_added_host_is_served(model):
+    app = create_app(model, allowed_hosts=["digits.example.org"])
+    with TestClient(app, base_url="http://digits.example.org") as named:
+        assert named.get("/health").status_code == 200
+        assert named.get("/health", headers={"host": "localhost"}).status_code == 400
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize(
+    "origin, status",
+    [
+        (None, 200),
+        ("http://localhost", 200),
+        ("http://attacker.example", 403),
+        ("http://localhost:9999", 403),
+        ("null", 403),
+    ],
+)
+def test_cross_origin_posts_are_refused(client, photos, origin, status):
+    data, _ = photos[0]
+    headers = {"content-type": "image/png"}
+    if origin is not None:
+        headers["origin"] = origin
+    response = client.post("/predict", content=data, headers=headers)
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert "cross-origin" in response.json()["detail"]
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("path", ["/", "/health", "/static/page.js", "/missing"])
+def test_every_response_carries_the_security_headers(client, path):
+    response = client.get(path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+    assert "unsafe-inline" not in policy  # the page has no inline code
+
+
+def test_the_concurrency_limit_holds_over_whole_requests():
+    from skmnist._serve_guards import ConcurrencyLimit
+
+    inside = peak = 0
+
+    async def endpoint(scope, receive, send):
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        await asyncio.sleep(0.01)
+        inside -= 1
+
+    limited = ConcurrencyLimit(endpoint, limit=3, paths=("/predict",))
+
+    async def requests(path, n):
+        scope = {"type": "http", "path": path, "root_path": ""}
+        await asyncio.gather(*(limited(scope, None, None) for _ in range(n)))
+
+    asyncio.run(asyncio.wait_for(requests("/predict", 20), 60))
+    assert peak == 3
+    peak = 0
+    asyncio.run(asyncio.wait_for(requests("/health", 20), 60))
+    assert peak == 20  # other paths never wait
 
 
 # -- a real uvicorn server -------------------------------------------------------
