@@ -9,6 +9,13 @@ requests, and as a baseline measured in the same run the rate of the same
 predictions made in this process one at a time (read PNG, preprocess, predict),
 without HTTP. Without ``--model`` it first trains a small model on
 ``$SKMNIST_DATA`` (one epoch on 10,000 digits).
+
+``--worst-case N`` measures instead what the largest upload the server accepts
+costs it: a 4096x4096 RGBA PNG of a digit (a few dozen KB, 64 MB decoded),
+once alone and then from N clients at once (default 40), while another client
+asks ``/health`` every 0.1 s. It prints the server's idle RSS, its peak RSS
+over idle for one upload and for the N (Linux's VmHWM, reset before each), and
+the slowest ``/health`` answer meanwhile.
 """
 
 import argparse
@@ -22,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skmnist._serve import _ServerProcess
+from skmnist._serve import _ServerProcess, worst_case_upload
 
 STARTUP_TIMEOUT = 300
 REQUEST_TIMEOUT = 60
@@ -124,11 +131,64 @@ def load(url: str, pngs: list[bytes], requests: int, concurrency: int) -> dict:
     }
 
 
+def worst_case(server: _ServerProcess, clients: int) -> dict:
+    """Peak memory of the server over its idle RSS for one worst-case upload
+    and for ``clients`` at once, and ``/health``'s slowest answer meanwhile."""
+    import httpx
+
+    url = server.url
+    png = worst_case_upload()
+    idle = server.memory("VmRSS")
+    health_seconds = []
+    done = threading.Event()
+
+    def ask_health():
+        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT) as http:
+            while not done.is_set():
+                start = time.perf_counter()
+                http.get("health").raise_for_status()
+                health_seconds.append(time.perf_counter() - start)
+                done.wait(0.1)
+
+    server.reset_peak()
+    alone = load(url, [png], 1, 1)
+    peak_alone = server.memory("VmHWM") - idle
+    server.reset_peak()
+    poller = threading.Thread(target=ask_health)
+    poller.start()
+    try:
+        together = load(url, [png], clients, clients)
+    finally:
+        done.set()
+        poller.join(timeout=REQUEST_TIMEOUT)
+    return {
+        "upload_bytes": len(png),
+        "idle_rss_mb": round(idle / 2**20),
+        "one_upload_peak_over_idle_mb": round(peak_alone / 2**20),
+        "one_upload_failed": alone["failed"],
+        "clients": clients,
+        "clients_peak_over_idle_mb": round((server.memory("VmHWM") - idle) / 2**20),
+        "clients_failed": together["failed"],
+        "clients_seconds": together["seconds"],
+        "health_requests": len(health_seconds),
+        "health_max_ms": round(1000 * max(health_seconds), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a saved model (default: train a small one)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--worst-case",
+        type=int,
+        nargs="?",
+        const=40,
+        default=None,
+        metavar="N",
+        help="measure worst-case uploads' memory from N clients (default 40)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
@@ -138,19 +198,27 @@ def main() -> int:
         if not args.model:
             train_model(model_path)
         pngs = digit_pngs(200)
-        baseline = in_process_rate(model_path, pngs)
+        baseline = None if args.worst_case else in_process_rate(model_path, pngs)
         with _ServerProcess(
             model_path, folder / "server.log", startup_timeout=STARTUP_TIMEOUT
         ) as server:
             load(server.url, pngs, args.concurrency, args.concurrency)  # warm-up
-            results = load(server.url, pngs, args.requests, args.concurrency)
-    results["in_process_rps"] = round(baseline, 1)
-    results["throughput_vs_in_process"] = round(results["throughput_rps"] / baseline, 2)
+            if args.worst_case:
+                results = worst_case(server, args.worst_case)
+                failed = results["one_upload_failed"] + results["clients_failed"]
+            else:
+                results = load(server.url, pngs, args.requests, args.concurrency)
+                failed = results["failed"]
+    if baseline is not None:
+        results["in_process_rps"] = round(baseline, 1)
+        results["throughput_vs_in_process"] = round(
+            results["throughput_rps"] / baseline, 2
+        )
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
-    return 1 if results["failed"] else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

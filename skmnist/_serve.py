@@ -405,11 +405,37 @@ class _ServerProcess:
                 self.process.wait(timeout=30)
         return self.process.returncode
 
+    def memory(self, field: str = "VmRSS") -> int:
+        """The server's resident memory in bytes (Linux): ``"VmRSS"`` now, or
+        ``"VmHWM"``, the peak since it started or :meth:`reset_peak`."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} for the server process")
+
+    def reset_peak(self) -> None:
+        """Start the peak (``VmHWM``) afresh from the current RSS (Linux)."""
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def worst_case_upload() -> bytes:
+    """The upload that costs a server with the default limits the most memory
+    per byte sent: a digit on a 4096 x 4096 RGBA canvas (the most pixels
+    accepted), a PNG of a few dozen KB that decodes to 64 MB."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (4096, 4096), (255, 255, 255, 255))
+    ImageDraw.Draw(image).line([(1000, 800), (3000, 800), (2000, 3200)], "black", 300)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _default_interrupt() -> None:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -694,6 +695,70 @@ def test_real_server_refuses_an_oversized_upload(server):
         response = http.post("predict", content=b"\0" * (SERVER_UPLOAD_LIMIT + 1))
         _error(response, 413, f"limit of {SERVER_UPLOAD_LIMIT} bytes")
         assert http.get("health").status_code == 200
+
+
+@pytest.mark.mnist
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc"
+)
+def test_forty_worst_case_uploads_cost_bounded_memory_and_health_answers(server):
+    """40 clients post the largest image the server accepts (64 MB decoded)
+    at once: the server's peak RSS stays within its idle footprint + 1 GB
+    (before: 0.7 GB per upload, 19 GB for 40) and /health answers within a
+    second meanwhile (it never waits behind uploads)."""
+    import httpx
+
+    from skmnist._serve import worst_case_upload
+
+    upload = worst_case_upload()
+    idle = server.memory()
+    server.reset_peak()
+    health = []
+    done = threading.Event()
+
+    def ask_health():
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as http:
+            while not done.is_set():
+                started = time.monotonic()
+                assert http.get("health").status_code == 200
+                health.append(time.monotonic() - started)
+                done.wait(0.1)
+
+    def post(_):
+        with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT * 5) as http:
+            return http.post("predict", content=upload).status_code
+
+    poller = threading.Thread(target=ask_health, daemon=True)
+    poller.start()
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            statuses = list(pool.map(post, range(40)))
+    finally:
+        done.set()
+        poller.join(timeout=REQUEST_TIMEOUT)
+    assert statuses == [200] * 40
+    growth = server.memory("VmHWM") - idle
+    assert growth < 2**30, f"{growth / 2**20:.0f} MB over idle"
+    assert len(health) >= 3 and max(health) < 1.0, health
+
+
+@pytest.mark.mnist
+def test_a_server_beyond_loopback_warns_and_checks_hosts(model_file, tmp_path):
+    import httpx
+
+    with _start_server(
+        model_file, tmp_path, "--host", "0.0.0.0", "--allow-host", "digits.test"
+    ) as running:
+        log = running.log_path.read_text()
+        assert "skmnist: warning: serving on 0.0.0.0, beyond this machine" in log
+        port = running.url.rstrip("/").rsplit(":", 1)[1]
+        with httpx.Client(timeout=REQUEST_TIMEOUT) as http:
+            url = f"http://127.0.0.1:{port}/health"
+            assert http.get(url).status_code == 200
+            named = http.get(url, headers={"host": f"digits.test:{port}"})
+            assert named.status_code == 200
+            other = http.get(url, headers={"host": f"attacker.example:{port}"})
+            assert other.status_code == 400
 
 
 @pytest.mark.mnist
