@@ -41,6 +41,7 @@ from skmnist._compat import (
 )
 from skmnist._compilation_cache import configure as configure_compilation_cache
 from skmnist._inference import forward_pass
+from skmnist._interrupts import recorded_interrupts
 from skmnist._random import draw_seeds
 from skmnist._scikeras_layout import MixinsFirst, mark_legacy_tags_as_migrated
 from skmnist._training import epoch_runner, train
@@ -779,7 +780,10 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         completed = CompletedEpochs(self.model_)
         fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), completed]
         trained = False
-        with borrowed_workspace(self._training_key(), self._build_workspace) as runner:
+        with (
+            recorded_interrupts(),
+            borrowed_workspace(self._training_key(), self._build_workspace) as runner,
+        ):
             copy_training_state(self.model_, runner.model)
             try:
                 train(

@@ -1,12 +1,17 @@
 """The ``skmnist`` command line: train, evaluate, predict, search, serve and
 export.
 
-Heavy imports (TensorFlow through the estimators) happen inside the commands, so
-``skmnist --help`` answers at once. Every expected failure ends the command with
-one line, ``skmnist: error: ...``, on standard error (exit status 2 for a misused
-command line, 1 for a failure), and everything that can be checked (options,
-output files, the model file) is checked before data is loaded or a model
-trained, so that a mistake never costs a training run.
+Heavy imports (TensorFlow through the estimators) happen inside the commands,
+after each command's own checks of its options, so ``skmnist --help`` and a
+misused command line answer at once. Every expected failure ends the command
+with one line, ``skmnist: error: ...``, on standard error (exit status 2 for a
+misused command line, 1 for a failure), and everything that can be checked
+(options, output files, the model file) is checked before data is loaded or a
+model trained, so that a mistake never costs a training run. Ctrl-C ends any
+command with one line and exit status 130, from start-up on; it stops training
+at the end of the current epoch at the latest, and never leaves a file
+half-saved or replaced by a model of an interrupted run
+(:mod:`skmnist._interrupts`).
 """
 
 import argparse
@@ -15,11 +20,16 @@ import sys
 import warnings
 from pathlib import Path
 
+from skmnist._interrupts import raise_if_interrupted, recorded_interrupts
 from skmnist._quiet_keras import import_keras_quietly
 
 DEFAULT_MODEL = "mnist_pipeline.skmnist"
 # The seeds NumPy's RandomState (and so scikit-learn) accepts.
 _MAX_SEED = 2**32 - 1
+# The largest counts the compiled training programs hold (int32).
+_MAX_COUNT = 2**31 - 1
+# The exit status of a command stopped by Ctrl-C, as shells report SIGINT.
+INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,18 +45,38 @@ class CommandError(Exception):
 
 def main(argv=None) -> int:
     """Run the ``skmnist`` command line; returns the exit status."""
-    args = _parser().parse_args(argv)
-    import_keras_quietly()
+    args = None
     format_warning = warnings.formatwarning
     # A warning is one line too, without the source line Python would quote.
     warnings.formatwarning = _format_warning
     try:
-        return args.command(args)
+        with recorded_interrupts():
+            try:
+                args = _parser().parse_args(argv)
+                # Options checked before TensorFlow is imported (seconds).
+                getattr(args, "check", lambda args: None)(args)
+                import_keras_quietly()
+                status = args.command(args)
+                raise_if_interrupted()  # one that a gc callback swallowed
+                return status
+            except KeyboardInterrupt:
+                print(f"skmnist: {_interrupted(args)}", file=sys.stderr, flush=True)
+                return INTERRUPTED
     except CommandError as error:
         print(f"skmnist: error: {_one_line(error)}", file=sys.stderr)
         return 1
     finally:
         warnings.formatwarning = format_warning
+
+
+def _interrupted(args) -> str:
+    """What Ctrl-C stopped, and what became of the command's output file."""
+    output = getattr(args, "output", None)
+    if output is None or getattr(args, "command", None) is _evaluate:
+        return "interrupted"
+    if getattr(args, "saved", False):
+        return f"interrupted after saving {output}"
+    return f"interrupted; nothing saved to {output}"
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -73,9 +103,15 @@ def _parser() -> argparse.ArgumentParser:
         "MNIST training set, evaluate it on the test set and save it. The last line "
         "printed is 'test_acc: <accuracy>'.",
     )
-    train.add_argument("--epochs", type=_positive_int, default=5)
-    train.add_argument("--batch-size", type=_positive_int, default=128)
-    train.add_argument("--hidden-units", type=_positive_int, default=512)
+    train.add_argument("--epochs", type=_count, default=5)
+    train.add_argument(
+        "--batch-size",
+        type=_count,
+        default=128,
+        help="rows per training step (default: 128); one larger than the "
+        "training set trains on all of it at once",
+    )
+    train.add_argument("--hidden-units", type=_count, default=512)
     train.add_argument("--random-state", type=_seed, default=None)
     _add_data_argument(train)
     train.add_argument(
@@ -84,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"where to save the fitted pipeline (default: {DEFAULT_MODEL})",
     )
     _add_format_argument(train)
-    train.set_defaults(command=_train, parser=train)
+    train.set_defaults(command=_train, check=_check_train, parser=train)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -146,13 +182,12 @@ def _add_format_argument(parser: argparse.ArgumentParser) -> None:
 def _add_trust_pickle_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust",
-        "--trust-pickle",
         dest="trust_pickle",
         action="store_true",
-        help="only for a MODEL you trust: unpickle it even if its name does not "
-        "end in .joblib (unpickling runs code from the file; a .skmnist file is "
-        "never unpickled), and read it if it is an skmnist file of the old format "
-        "version 1 (whose weights HDF5 parses)",
+        help="only for a MODEL you trust: unpickle it if it is a joblib pickle, "
+        "whatever its name (unpickling runs code from the file; a .skmnist file "
+        "is never unpickled), and read it if it is an skmnist file of the old "
+        "format version 1 (whose weights HDF5 parses)",
     )
 
 
@@ -174,13 +209,18 @@ def _integer(kind: str, low: int, high: float = float("inf")):
 
 
 _positive_int = _integer("a positive integer", 1)
+_count = _integer(f"an integer from 1 to {_MAX_COUNT}", 1, _MAX_COUNT)
 _non_negative_int = _integer("an integer, 0 or more", 0)
 _seed = _integer(f"an integer from 0 to {_MAX_SEED}", 0, _MAX_SEED)
 _port = _integer("a port number from 0 to 65535", 0, 65535)
 
 
+def _check_train(args) -> None:
+    args.output_path = _check_model_output(args)
+    _check_network_fits_in_memory(args.hidden_units, args.parser)
+
+
 def _train(args) -> int:
-    output = _check_model_output(args)
     from skmnist._classifier import FitInterruptedWarning
     from skmnist._pipeline import make_mnist_pipeline
 
@@ -193,18 +233,12 @@ def _train(args) -> int:
         verbose=2,
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitInterruptedWarning)  # said below
-        try:
-            pipeline.fit(x_train, y_train)
-        except KeyboardInterrupt:
-            # A partly trained model must not replace a saved one.
-            print(
-                f"skmnist: training interrupted; nothing saved to {args.output}",
-                file=sys.stderr,
-            )
-            return 130
+        # Said by main, in one line: a partly trained model is never saved.
+        warnings.simplefilter("ignore", FitInterruptedWarning)
+        pipeline.fit(x_train, y_train)
     test_acc = pipeline.score(x_test, y_test)
-    _save_model(pipeline, output, args.format)
+    _save_model(pipeline, args.output_path, args.format)
+    args.saved = True
     print(f"saved the fitted pipeline to {args.output}")
     print(f"test_acc: {test_acc:.4f}")
     return 0
@@ -300,7 +334,10 @@ def _add_search_parser(commands) -> None:
         "several parameters",
     )
     search.add_argument(
-        "--cv", type=_positive_int, default=3, help="folds per candidate (default: 3)"
+        "--cv",
+        type=_integer(f"an integer from 2 to {_MAX_COUNT}", 2, _MAX_COUNT),
+        default=3,
+        help="folds per candidate, at least 2 (default: 3)",
     )
     search.add_argument(
         "--n-iter",
@@ -358,7 +395,7 @@ def _add_search_parser(commands) -> None:
         help="fits each local worker runs at once; TensorFlow's thread pools in "
         "every worker are sized to it (default: 1)",
     )
-    search.set_defaults(command=_search, parser=search)
+    search.set_defaults(command=_search, check=_check_search, parser=search)
 
 
 def _search_param(text: str) -> tuple[str, list]:
@@ -385,12 +422,24 @@ def _parse_value(text: str):
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
+def _check_search(args) -> None:
+    """What needs neither TensorFlow nor the data: the rest is checked by
+    :func:`skmnist._search.run_search`, still before the data loads."""
+    if args.scheduler is not None and (
+        args.n_workers is not None or args.threads_per_worker is not None
+    ):
+        args.parser.error(
+            "--n-workers and --threads-per-worker configure a local cluster; "
+            "set the workers of a remote one where they are started"
+        )
+    _check_model_output(args)  # before the cluster starts and the data loads
+
+
 def _search(args) -> int:
     """``skmnist search``: checked and run by :func:`skmnist._search.run_search`;
     the command line adds the saving of the best pipeline."""
     from skmnist._search import SearchFailedError, SearchUsageError, run_search
 
-    _check_model_output(args)  # before the cluster starts and the data loads
     try:
         search, (x_test, y_test) = run_search(
             args.param,
@@ -409,6 +458,7 @@ def _search(args) -> int:
     except SearchFailedError as error:
         raise CommandError(str(error)) from None
     _save_model(search.best_estimator_, Path(args.output), args.format)
+    args.saved = True
     print(f"saved the refitted best pipeline to {args.output}")
     print(f"test_acc: {search.best_estimator_.score(x_test, y_test):.4f}")
     return 0
@@ -576,6 +626,25 @@ def _check_plot_file(path: str, inputs=()) -> None:
         check_writable_output(path, inputs=inputs, what="--plot")
     except OutputPathError as error:
         raise CommandError(str(error)) from None
+
+
+def _check_network_fits_in_memory(hidden_units: int, parser) -> None:
+    """Refuse a network whose training would need more memory than the
+    machine has, before the data loads: its weights for 28x28 images and ten
+    classes, in float32, about six times over (the estimator's, the training
+    copy's, their gradients and RMSprop's slots)."""
+    weights = (28 * 28 + 1) * hidden_units + (hidden_units + 1) * 10
+    needed = 6 * 4 * weights
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return
+    if needed > memory:
+        parser.error(
+            f"argument --hidden-units: a network of {hidden_units} hidden units "
+            f"has {weights:,} weights, which need about {needed / 2**30:.0f} GiB "
+            f"to train, more than this machine's {memory / 2**30:.0f} GiB of memory"
+        )
 
 
 def _check_model_output(args) -> Path:

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from skmnist._interrupts import raise_if_interrupted
+
 
 class OutputPathError(ValueError):
     """An output path that cannot be written, or that names an input."""
@@ -56,6 +58,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
         # name pointing at unwritten data.
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
+        # The last moment at which Ctrl-C (even one a gc callback swallowed)
+        # can keep the previous file.
+        raise_if_interrupted()
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -2,13 +2,14 @@
 
 Two formats exist: skmnist's pickle-free ``.skmnist`` files, safe from anyone,
 and joblib pickles, whose loading runs code stored in the file. So a file is
-unpickled only when its user said so, by its name or a flag, never because of
-its content: a ``.skmnist`` name (in any case) is only ever read by
-:func:`skmnist.load`, a zip archive (what :func:`skmnist.save` writes) is read by
-:func:`skmnist.load` whatever its name, and anything else is unpickled only when
-it is called ``*.joblib`` or the caller passes ``trusted=True``. Likewise a
-pickle is never written under the safe format's name. ``trusted=True`` (the
-``--trust`` flag) also lets :func:`skmnist.load` read files of the old format
+unpickled only when its user says so by an explicit act, the ``--trust`` flag
+(``trusted=True``), never because of its content or its name (a file's name is
+whatever its sender chose): a ``.skmnist`` name (in any case) is only ever read
+by :func:`skmnist.load`, a zip archive (what :func:`skmnist.save` writes) is
+read by :func:`skmnist.load` whatever its name, and anything else is unpickled
+only with ``trusted=True``. The ``.joblib`` suffix only chooses the format a
+file is *written* in; a pickle is never written under the safe format's name.
+``trusted=True`` also lets :func:`skmnist.load` read files of the old format
 version 1, whose weights only HDF5 parses.
 
 Every command that reads or writes model files (train, evaluate, predict,
@@ -78,9 +79,9 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
     path : str or path-like
         A file written by :func:`skmnist.save` (any name) or a joblib pickle.
     trusted : bool, default=False
-        The user trusts the file (the ``--trust`` flag): unpickle it even though
-        its name does not end in ``.joblib`` (a ``.skmnist`` name is never
-        unpickled, even so), and read an skmnist file of format version 1.
+        The user trusts the file (the ``--trust`` flag): unpickle it if it is
+        not in the skmnist format (a ``.skmnist`` name is never unpickled, even
+        so), and read an skmnist file of format version 1.
 
     Returns
     -------
@@ -92,8 +93,7 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
     FileNotFoundError
         No file at ``path``.
     UntrustedPickleError
-        The file is not in the skmnist format, and neither its name nor
-        ``trusted`` says to unpickle it.
+        The file is not in the skmnist format, and ``trusted`` is False.
     skmnist._persistence.UntrustedFileError
         The file is in format version 1 and ``trusted`` is False.
     ValueError
@@ -110,6 +110,11 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a model file")
+    if path.exists() and not path.is_file():
+        # Never opened: a named pipe would wait for a writer for ever.
+        raise ModelFileError(
+            f"{path} is not a regular file (a pipe, socket or device), not a model file"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     # Safe to read by content: a zip archive goes to the pickle-free loader
@@ -123,10 +128,16 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
                 "If you do, pass --trust, and save it again (skmnist.save) to "
                 "convert it to the current format.",
             ) from None
-    if not (trusted or path.suffix.lower() == PICKLE_SUFFIX):
+    if not trusted:
+        # Whatever its name: the consent to run code is the user's, not the
+        # file name its sender chose.
         raise UntrustedPickleError(
-            f"{path} is not an skmnist model file; if it is a joblib pickle you "
-            "trust, pass --trust-pickle (unpickling runs code from the file)"
+            f"{path} is not an skmnist model file but a pickle, or something "
+            "else; pickles (such as 'skmnist train --format joblib' wrote) are "
+            "loaded only with --trust, since unpickling runs code from the file. "
+            "If you trust it, pass --trust, or convert it once to the safe "
+            'format: python -c "import joblib, skmnist; '
+            f"skmnist.save(joblib.load('{path}'), '{path.with_suffix(SAFE_SUFFIX)}')\""
         )
     import joblib
 

@@ -271,6 +271,9 @@ def fit_compiled_epochs(
     """
     model = runner.model
     n_samples = len(x)
+    # A batch larger than the data is all of it, as in Model.fit; clamped so
+    # that the compiled programs' int32 row counts hold any batch size.
+    batch_size = max(1, min(batch_size, n_samples))
     steps = math.ceil(n_samples / batch_size)
     build_training_state(model, x, y)
     data = runner.to_device(

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import keras
 
 from skmnist._caches import lock, remember
+from skmnist._interrupts import raise_if_interrupted
 
 # A full garbage collection costs about 0.1 s with TensorFlow loaded; every tenth
 # model build keeps the garbage to about ten models' worth of weights.
@@ -75,6 +76,9 @@ class CompletedEpochs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._unsettled_logs = dict(logs or {})
         self.settle()
+        # Kept first, then stopped: a Ctrl-C that a gc callback swallowed
+        # during the epoch stops training here.
+        raise_if_interrupted()
 
     def settle(self) -> None:
         """Finish keeping the epoch whose copy was interrupted, if any."""

@@ -17,6 +17,7 @@ LAYERS = {
     "foundations": {
         "skmnist._version",
         "skmnist._files",
+        "skmnist._interrupts",
         "skmnist._compat",
         "skmnist._caches",
         "skmnist._scikeras_layout",
@@ -54,6 +55,7 @@ LAYERS = {
         "skmnist._model_files",
         "skmnist._search",
         "skmnist._serve",
+        "skmnist._serve_guards",
     },
     "entry points": {"skmnist", "skmnist.__main__", "skmnist._cli"},
 }
