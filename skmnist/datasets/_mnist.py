@@ -1,11 +1,23 @@
-"""Loading MNIST from Keras's ``mnist.npz`` or the original IDX files."""
+"""Loading MNIST from Keras's ``mnist.npz`` or the original IDX files.
+
+The files may come from anyone (a ``--data`` folder, a download), so every size
+they declare (an IDX header's dimensions, the zip directory, each ``.npy``
+header) is checked against the file's own size, and against how far MNIST
+compresses, before anything is inflated or allocated: a crafted file of a
+megabyte cannot make loading take gigabytes. Pipes, sockets and devices are
+refused without being opened, since opening one can wait for ever.
+"""
 
 import gzip
 import hashlib
+import io
 import math
 import os
+import stat
+import struct
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +42,32 @@ _IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 _IDX_UBYTE = 0x08
+
+# MNIST's arrays compress about 5:1 (x_train.npy is deflated 4.8:1 in Keras's
+# mnist.npz, the IDX image files gzip 4.3:1 to 4.9:1 from level 1 to 9, the
+# labels 2:1), where a "bomb" of zeros deflates 1000:1. A file that declares
+# more than this many times its compressed size is refused before inflating...
+_MAX_COMPRESSION_RATIO = 50
+# ...unless it declares no more than this: too little to hurt, and a small set
+# (a few blank images, say) may compress far better than MNIST.
+_ALWAYS_INFLATED_BYTES = 2**20
+# How much is asked of a stream at once: a deflate or gzip stream inflates as
+# much as it is asked for, whatever its header declared.
+_CHUNK_BYTES = 2**20
+
+# Keras's mnist.npz has 4 members and a zip directory of 226 bytes. zipfile
+# builds an object (about 460 bytes) for each entry the directory's declared
+# size holds, whatever its count says: both are checked before zipfile reads
+# the directory (64 KiB holds at most ~1400 entries).
+_MAX_ZIP_ENTRIES = 64
+_MAX_ZIP_DIRECTORY_BYTES = 64 * 2**10
+_ZIP_END = b"PK\x05\x06"  # the end of central directory record, 22 bytes
+_ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before _ZIP_END
+_ZIP64_END = b"PK\x06\x06"  # 56 bytes (without extensible data)
+# A version 2.0 .npy header may declare up to 4 GiB, which NumPy reads before
+# its own limit applies; version 1.0 holds at most 64 KiB, far above any
+# MNIST array's header.
+_MAX_NPY_HEADER_BYTES = 2**16
 
 
 class MNISTFormatError(ValueError):
@@ -68,7 +106,11 @@ def load_mnist(path=None, *, data_home=None, download=True):
         then), or there is no local copy and ``download=False`` (or the download
         failed).
     ValueError
-        A file is truncated, corrupt or not in MNIST format; the message names it.
+        A file is truncated, corrupt or not in MNIST format, is not a regular
+        file (a pipe, socket or device: refused without opening it), or
+        declares more data than its size can hold compressed (more than 50
+        times it); the message names it. Sizes are checked before anything is
+        inflated or allocated.
 
     Warns
     -----
@@ -144,9 +186,28 @@ def _input_files(path=None) -> list[Path]:
 def _in_folder(path: Path) -> Path:
     """A folder's ``mnist.npz`` if it holds one, else the path itself (a file,
     or a folder of IDX files)."""
-    if path.is_dir() and (path / "mnist.npz").is_file():
+    if path.is_dir() and _is_file_or_special(path / "mnist.npz"):
         return path / "mnist.npz"
     return path
+
+
+def _is_file_or_special(path: Path) -> bool:
+    # Not Path.is_file(): a pipe or device of a data file's name is to be
+    # refused by name, not passed over for a "not found".
+    return path.exists() and not path.is_dir()
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of ``path``, refused unopened unless it is a regular file:
+    opening a named pipe waits for a writer for ever, and a device may never
+    end or act on being opened."""
+    status = os.stat(path)
+    if not stat.S_ISREG(status.st_mode):
+        raise MNISTFormatError(
+            f"{path} is not a regular file (a pipe, socket or device); give "
+            "Keras's mnist.npz or a folder of MNIST IDX files."
+        )
+    return status.st_size
 
 
 def _keras_cache_file() -> Path:
@@ -177,87 +238,245 @@ def _download_keras_mnist() -> Path:
 def _read(source: Path) -> dict:
     if source.is_dir():
         return {
-            key: _read_idx(_idx_file(source, name)) for key, name in _IDX_FILES.items()
+            key: _read_idx(_idx_file(source, name), key)
+            for key, name in _IDX_FILES.items()
         }
+    size = _regular_file_size(source)
     with open(source, "rb") as file:
-        head = file.read(4)
-    if head != b"PK\x03\x04":
-        # np.load would return a .npy file's single array, or unpickle nothing
-        # and fail with a message about pickles: neither names the problem.
+        if file.read(4) != b"PK\x03\x04":
+            # np.load would return a .npy file's single array, or unpickle
+            # nothing and fail with a message about pickles: neither names the
+            # problem.
+            raise MNISTFormatError(
+                f"{source} is not an .npz archive (a zip file of arrays) like "
+                "Keras's mnist.npz, nor a folder of MNIST IDX files."
+            )
+        try:
+            _check_zip_directory(file, size, source)
+            with zipfile.ZipFile(file) as archive:
+                missing = {f"{key}.npy" for key in _IDX_FILES} - set(archive.namelist())
+                if missing:
+                    raise MNISTFormatError(
+                        f"{source} is not in Keras's mnist.npz layout: it lacks "
+                        f"{', '.join(sorted(name[:-4] for name in missing))}."
+                    )
+                return {
+                    key: _read_npy_member(archive, key, size, source)
+                    for key in _IDX_FILES
+                }
+        except (OSError, zipfile.BadZipFile, EOFError, zlib.error, ValueError) as error:
+            if isinstance(error, MNISTFormatError):
+                raise
+            raise MNISTFormatError(
+                f"{source} is not a readable mnist.npz (truncated or corrupt?): {error}"
+            ) from error
+
+
+def _check_zip_directory(file, size: int, source: Path) -> None:
+    """Refuse a zip directory larger than an mnist.npz's before zipfile reads
+    it, from the end record that zipfile reads: the end of central directory
+    record, or the ZIP64 end record where a ZIP64 locator precedes it."""
+    tail_start = max(0, size - (2**16 + 22))
+    file.seek(tail_start)
+    tail = file.read()
+    # Where zipfile looks: a record without a comment ending the file, else
+    # the last signature in reach of the longest comment.
+    if tail[-22:-18] == _ZIP_END and tail[-2:] == b"\0\0":
+        at = len(tail) - 22
+    else:
+        at = tail.rfind(_ZIP_END)
+    if at < 0 or len(tail) - at < 22:
         raise MNISTFormatError(
-            f"{source} is not an .npz archive (a zip file of arrays) like Keras's "
-            "mnist.npz, nor a folder of MNIST IDX files."
+            f"{source} is not a readable mnist.npz (truncated or corrupt?): it has "
+            "no zip directory."
         )
-    try:
-        with np.load(source, allow_pickle=False) as npz:
-            missing = set(_IDX_FILES) - set(npz.files)
-            if missing:
+    entries_here, entries, directory = struct.unpack_from("<HHI", tail, at + 8)
+    end = tail_start + at
+    if end >= 76:
+        file.seek(end - 76)
+        records = file.read(76)
+        if records[56:60] == _ZIP64_LOCATOR:
+            # zipfile then reads the ZIP64 end record instead: the one just
+            # before the locator (Python 3.11), or where the locator points
+            # (later versions). Both must be this one.
+            (record_at,) = struct.unpack_from("<Q", records, 64)
+            if not records.startswith(_ZIP64_END) or record_at != end - 76:
                 raise MNISTFormatError(
-                    f"{source} is not in Keras's mnist.npz layout: it lacks "
-                    f"{', '.join(sorted(missing))}."
+                    f"{source} is not a readable mnist.npz (truncated or "
+                    "corrupt?): its ZIP64 end record is missing or misplaced."
                 )
-            return {key: npz[key] for key in _IDX_FILES}
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
-        if isinstance(error, MNISTFormatError):
-            raise
+            entries_here, entries, directory = struct.unpack_from("<QQQ", records, 24)
+    entries = max(entries_here, entries)
+    if entries > _MAX_ZIP_ENTRIES or directory > _MAX_ZIP_DIRECTORY_BYTES:
         raise MNISTFormatError(
-            f"{source} is not a readable mnist.npz (truncated or corrupt?): {error}"
-        ) from error
+            f"{source} is not Keras's mnist.npz: its zip directory declares "
+            f"{entries} entries in {directory} bytes (mnist.npz has 4 arrays); "
+            "refused before reading it."
+        )
+
+
+def _read_npy_member(
+    archive: zipfile.ZipFile, key: str, archive_size: int, source: Path
+) -> np.ndarray:
+    """``key``'s array, from its ``.npy`` member, once what the zip directory
+    and the ``.npy`` header declare has been checked against each other and
+    against an MNIST array."""
+    info = archive.getinfo(f"{key}.npy")
+    where = f"{source}: {key}"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # zipfile inflates bzip2 and LZMA without bound, whatever is asked.
+        raise MNISTFormatError(
+            f"{where} is compressed with method {info.compress_type}; mnist.npz "
+            "uses deflate (np.savez_compressed) or none (np.savez)."
+        )
+    if info.flag_bits & 0x1:
+        raise MNISTFormatError(f"{where} is encrypted; mnist.npz is not.")
+    # (A stored member's sizes are equal: the ratio check covers it too.)
+    if info.compress_size > archive_size or (
+        info.file_size > _ALWAYS_INFLATED_BYTES
+        and info.file_size > _MAX_COMPRESSION_RATIO * info.compress_size
+    ):
+        raise MNISTFormatError(
+            f"{where} declares {info.file_size} bytes compressed to "
+            f"{info.compress_size}, more than this {archive_size}-byte file can "
+            f"hold as MNIST data (which compresses about 5:1); refused before "
+            "inflating it (a corrupt or crafted file)."
+        )
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        length_size = {(1, 0): 2, (2, 0): 4}.get(version)
+        if length_size is None:
+            raise MNISTFormatError(
+                f"{where} is a .npy array of format version {version[0]}."
+                f"{version[1]}; mnist.npz uses 1.0."
+            )
+        length = stream.read(length_size)
+        header_length = int.from_bytes(length, "little")
+        if len(length) < length_size or header_length > _MAX_NPY_HEADER_BYTES:
+            raise MNISTFormatError(f"{where} has a truncated or corrupt .npy header.")
+        header = length + stream.read(header_length)
+        # NumPy's parser: a dict literal evaluated with ast.literal_eval; an
+        # object dtype it returns is refused below, never unpickled.
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran_order, dtype = read_header(io.BytesIO(header))
+        _check_layout(key, dtype, shape, source)
+        if fortran_order:
+            raise MNISTFormatError(
+                f"{where} is stored in Fortran order; mnist.npz holds C-order arrays."
+            )
+        nbytes = math.prod(shape)
+        held = info.file_size - np.lib.format.MAGIC_LEN - len(header)
+        if held < 0 or nbytes != held:  # (then no size is negative)
+            raise MNISTFormatError(
+                f"{where} holds {held} bytes of data, but its .npy header "
+                f"announces {shape} = {nbytes} (truncated or corrupt)."
+            )
+        return _read_exactly(stream, shape, where)
 
 
 def _idx_file(folder: Path, name: str) -> Path:
     for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
+        if _is_file_or_special(candidate):
             return candidate
     raise FileNotFoundError(
         f"{folder} holds neither mnist.npz nor the MNIST file {name} (or {name}.gz)."
     )
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
+def _read_idx(path: Path, key: str) -> np.ndarray:
+    """``key``'s array from the IDX file at ``path`` (gzipped if its name ends
+    in ``.gz``), its header checked before any data is read."""
+    compressed = path.suffix == ".gz"
+    opener = gzip.open if compressed else open
     try:
+        size = _regular_file_size(path)
         with opener(path, "rb") as file:
-            data = file.read()
-    except (OSError, EOFError) as error:
+            head = file.read(4)
+            if len(head) < 4 or head[:3] != bytes([0, 0, _IDX_UBYTE]):
+                raise MNISTFormatError(f"{path} is not an IDX file of unsigned bytes.")
+            sizes = file.read(4 * head[3])
+            if len(sizes) < 4 * head[3]:
+                raise MNISTFormatError(
+                    f"{path} is truncated: its header is incomplete."
+                )
+            shape = tuple(
+                int.from_bytes(sizes[i : i + 4], "big") for i in range(0, len(sizes), 4)
+            )
+            expected = math.prod(shape)  # a Python int: never overflows to negative
+            held = size - 4 - len(sizes)
+            if not compressed and held != expected:
+                raise MNISTFormatError(
+                    f"{path} holds {held} bytes of data, but its header announces "
+                    f"{shape} = {expected} (truncated or corrupt)."
+                )
+            if (
+                compressed
+                and expected > _ALWAYS_INFLATED_BYTES
+                and expected > _MAX_COMPRESSION_RATIO * size
+            ):
+                raise MNISTFormatError(
+                    f"{path}'s header announces {shape} = {expected} bytes of data, "
+                    f"more than this {size}-byte gzip file can hold as MNIST data "
+                    "(which compresses about 5:1); refused before inflating it "
+                    "(a corrupt or crafted file)."
+                )
+            _check_layout(key, np.dtype(np.uint8), shape, path)
+            return _read_exactly(file, shape, str(path))
+    except (OSError, EOFError, zlib.error) as error:
+        # gzip's BadGzipFile is an OSError; a gzip stream cut short, an EOFError.
         raise MNISTFormatError(f"Cannot read {path}: {error}") from error
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != _IDX_UBYTE:
-        raise MNISTFormatError(f"{path} is not an IDX file of unsigned bytes.")
-    n_dims = data[3]
-    header = 4 + 4 * n_dims
-    if len(data) < header:
-        raise MNISTFormatError(f"{path} is truncated: its header is incomplete.")
-    shape = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims)
-    )
-    expected = math.prod(shape)  # a Python int: never overflows to negative
-    if len(data) - header != expected:
+
+
+def _read_exactly(file, shape: tuple, where: str) -> np.ndarray:
+    """The rest of ``file`` as a uint8 array of ``shape``, of its own; read in
+    chunks, never asking for more than the array's size."""
+    array = np.empty(shape, dtype=np.uint8)
+    view = memoryview(array.reshape(-1))  # (a view: the array is C-ordered)
+    nbytes = array.nbytes
+    done = 0
+    while done < nbytes:
+        count = file.readinto(view[done : done + _CHUNK_BYTES])
+        if not count:
+            raise MNISTFormatError(
+                f"{where} is truncated: it holds {done} bytes of data, but its "
+                f"header announces {nbytes}."
+            )
+        done += count
+    # Reading on to the end also has zipfile and gzip check the data's CRC.
+    if file.read(1):
         raise MNISTFormatError(
-            f"{path} holds {len(data) - header} bytes of data, but its header "
-            f"announces {shape} = {expected} (truncated or corrupt)."
+            f"{where} has trailing data after the {nbytes} bytes its header "
+            "announces (corrupt?)."
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
+    return array
+
+
+def _check_layout(key: str, dtype: np.dtype, shape: tuple, source) -> None:
+    """Refuse an array of ``dtype`` and ``shape`` as MNIST's ``key``."""
+    if key.startswith("x_") and (len(shape) != 3 or tuple(shape[1:]) != (28, 28)):
+        raise MNISTFormatError(
+            f"{source}: {key} has shape {shape}; expected (n, 28, 28)."
+        )
+    if key.startswith("y_") and len(shape) != 1:
+        raise MNISTFormatError(f"{source}: {key} must be one-dimensional.")
+    if dtype != np.uint8:
+        raise MNISTFormatError(f"{source}: {key} has dtype {dtype}; expected uint8.")
 
 
 def _validate(arrays: dict, source: Path) -> None:
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise MNISTFormatError(
-                f"{source}: x_{split} has shape {images.shape}; expected (n, 28, 28)."
-            )
-        if labels.ndim != 1:
-            raise MNISTFormatError(f"{source}: y_{split} must be one-dimensional.")
+        for key in (f"x_{split}", f"y_{split}"):
+            _check_layout(key, arrays[key].dtype, arrays[key].shape, source)
         if len(images) != len(labels):
             raise MNISTFormatError(
                 f"{source}: x_{split} has {len(images)} images but y_{split} "
                 f"{len(labels)} labels."
             )
-        for key in (f"x_{split}", f"y_{split}"):
-            if arrays[key].dtype != np.uint8:
-                raise MNISTFormatError(
-                    f"{source}: {key} has dtype {arrays[key].dtype}; expected uint8."
-                )
         if labels.size and labels.max() > 9:
             raise MNISTFormatError(
                 f"{source}: y_{split} has label {labels.max()}; expected 0-9."
