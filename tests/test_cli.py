@@ -1,11 +1,15 @@
 """The command line, end to end."""
 
+import contextlib
 import os
 import re
 import struct
 import subprocess
 import sys
+import threading
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +247,128 @@ def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
     assert f"skmnist: interrupted; nothing saved to {saved}" in stderr
     assert "Traceback" not in stderr
     assert saved.read_bytes() == b"a model the user saved earlier"
+
+
+def _open_files(pid: int) -> list[str]:
+    """The files a process has open (Linux), or [] once it is gone."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    targets = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+    return targets
+
+
+def _interrupted_train(folder: Path, data: Path, moment: str, saved: Path):
+    """Run ``skmnist train`` and send SIGINT at ``moment``: a delay in seconds
+    ("1.5"), while the data is read ("data"), at the start of an epoch
+    ("epoch 2"), or while the model file is written ("save"). Returns the exit
+    status, its standard output and error, and whether the moment came."""
+    import signal
+
+    epochs = "1" if moment == "save" else "100000"
+    # A large network for the save, so that writing it takes a while.
+    units = "8192" if moment == "save" else "16"
+    command = [sys.executable, "-m", "skmnist", "train", "--data", str(data)]
+    command += ["--epochs", epochs, "--hidden-units", units, "--output", str(saved)]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A background job (nohup, "&", some CI runners) ignores SIGINT and its
+        # children inherit that; the child gets the default, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    out, err = [], []
+    readers = [
+        threading.Thread(target=lambda s=s, lines=lines: lines.extend(s), daemon=True)
+        for s, lines in ((process.stdout, out), (process.stderr, err))
+    ]
+    for reader in readers:
+        reader.start()
+
+    def came() -> bool:
+        if moment == "data":
+            return any(str(data) in target for target in _open_files(process.pid))
+        if moment == "save":
+            return any(name.endswith(".tmp") for name in os.listdir(folder))
+        if moment.startswith("epoch"):
+            return any(line.startswith(f"Epoch {moment.split()[1]}/") for line in out)
+        return time.monotonic() - started >= float(moment)
+
+    started = time.monotonic()
+    deadline = started + 240
+    hit = False
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            if came():
+                process.send_signal(signal.SIGINT)
+                hit = True
+                break
+            time.sleep(0.001)
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=30)
+    return process.returncode, "".join(out), "".join(err), hit
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux's /proc")
+def test_ctrl_c_at_any_moment_stops_train_and_keeps_the_saved_file(mnist, tmp_path):
+    """SIGINT at start-up, while the data is read, at the start of three
+    epochs and while the model file is written: every time, exit status 130,
+    one line on standard error, and the file saved earlier byte for byte."""
+    import gzip
+
+    (x_train, y_train), (x_test, y_test) = mnist
+    # MNIST as gzipped IDX files, which take a moment to read.
+    data = tmp_path / "idx"
+    data.mkdir()
+    for name, array in [
+        ("train-images-idx3-ubyte", x_train),
+        ("train-labels-idx1-ubyte", y_train),
+        ("t10k-images-idx3-ubyte", x_test),
+        ("t10k-labels-idx1-ubyte", y_test),
+    ]:
+        header = bytes([0, 0, 8, array.ndim])
+        header += b"".join(size.to_bytes(4, "big") for size in array.shape)
+        with gzip.open(data / f"{name}.gz", "wb", compresslevel=1) as file:
+            file.write(header + array.tobytes())
+    moments = ["0.3", "1.5", "3", "data", "epoch 1", "epoch 2", "epoch 4", "save"]
+
+    def run(moment):
+        folder = tmp_path / moment.replace(" ", "-")
+        folder.mkdir()
+        saved = folder / "model.skmnist"
+        saved.write_bytes(b"a model the user saved earlier")
+        return moment, saved, _interrupted_train(folder, data, moment, saved)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(run, moments))
+    for moment, saved, (status, out, err, hit) in results:
+        assert hit, f"{moment}: the moment never came\n{out}\n{err}"
+        # (TensorFlow's C++ lines at the test's TF_CPP_MIN_LOG_LEVEL, and the
+        # warning that a slice is not all of MNIST, are not the command's.)
+        lines = [
+            line
+            for line in err.splitlines()
+            if not (line.startswith("skmnist: warning") or _CPP_LOG.match(line))
+        ]
+        assert status == 130, (moment, status, err)
+        assert lines == [f"skmnist: interrupted; nothing saved to {saved}"], (
+            moment,
+            err,
+        )
+        assert saved.read_bytes() == b"a model the user saved earlier", moment
+        assert sorted(os.listdir(saved.parent)) == ["model.skmnist"], moment
 
 
 def test_search_format_option_is_parsed_like_train_s():
