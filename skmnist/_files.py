@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from skmnist._interrupts import raise_if_interrupted
+from skmnist._interrupts import deferred_interrupts, raise_if_interrupted
 
 
 class OutputPathError(ValueError):
@@ -45,11 +45,11 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
     """
     path = Path(path)
     _check_replaceable(path, "")
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    os.close(handle)
+    temporary = None
     try:
+        with deferred_interrupts():  # never a temporary file without its name
+            temporary = _temporary_beside(path)
+        raise_if_interrupted()
         write(temporary)
         # mkstemp creates the file readable by its owner only; give it the mode
         # a plain open() would have.
@@ -63,7 +63,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
         raise_if_interrupted()
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            with deferred_interrupts():
+                Path(temporary).unlink(missing_ok=True)
         raise
 
 
@@ -118,20 +120,27 @@ def check_writable_output(
             break
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
+        with deferred_interrupts():  # created and removed, even on Ctrl-C
+            os.unlink(_temporary_beside(path))
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise OutputPathError(
             f"{what} {path} cannot be written: {reason.lower()}."
         ) from None
-    os.close(handle)
-    os.unlink(temporary)
     if path.exists() and not os.access(path, os.W_OK):
         # Replacing works even so, but the user protected the file.
         raise OutputPathError(f"{what} {path} is read-only.")
     return path
+
+
+def _temporary_beside(path: Path) -> str:
+    """A new empty file in the folder of ``path`` (so that renaming it over
+    ``path`` is atomic), named after it."""
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    os.close(handle)
+    return temporary
 
 
 def _check_replaceable(path: Path, what: str) -> None:

@@ -18,11 +18,32 @@ import sys
 import threading
 
 _requested = threading.Event()
+# Steps of the main thread that a KeyboardInterrupt must not cut in two (see
+# deferred_interrupts); only the main thread changes it.
+_deferred = 0
 
 
 def _record_and_raise(signum, frame):
     _requested.set()
-    raise KeyboardInterrupt
+    if not _deferred:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold back the ``KeyboardInterrupt`` of a Ctrl-C pressed inside this
+    block; it is recorded, for :func:`raise_if_interrupted` after it. For steps
+    that must not be cut in two: creating a temporary file and keeping its
+    name, so that it can be removed; removing it."""
+    global _deferred
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _deferred += 1
+    try:
+        yield
+    finally:
+        if main:
+            _deferred -= 1
 
 
 @contextlib.contextmanager

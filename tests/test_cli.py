@@ -294,8 +294,10 @@ def _interrupted_train(folder: Path, data: Path, moment: str, saved: Path):
     def came() -> bool:
         if moment == "data":
             return any(str(data) in target for target in _open_files(process.pid))
-        if moment == "save":
-            return any(name.endswith(".tmp") for name in os.listdir(folder))
+        if moment == "save":  # (not the output check before the data loads)
+            return any(line.startswith("Epoch 1/") for line in out) and any(
+                name.endswith(".tmp") for name in os.listdir(folder)
+            )
         if moment.startswith("epoch"):
             return any(line.startswith(f"Epoch {moment.split()[1]}/") for line in out)
         return time.monotonic() - started >= float(moment)

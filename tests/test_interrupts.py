@@ -151,3 +151,28 @@ def test_a_handler_of_the_users_own_is_left_alone():
         """
     )
     assert outcome == {"inside": True, "after": True}
+
+
+def test_an_interrupt_in_a_deferred_step_is_raised_after_it():
+    outcome = _run(
+        """
+        from skmnist._interrupts import (
+            deferred_interrupts, raise_if_interrupted, recorded_interrupts,
+        )
+
+        steps = []
+        with recorded_interrupts():
+            try:
+                with deferred_interrupts():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    for _ in range(10_000):  # the handler runs in here
+                        pass
+                    steps.append("finished the step")
+                raise_if_interrupted()
+                steps.append("went on")
+            except KeyboardInterrupt:
+                steps.append("stopped after it")
+        print(json.dumps(steps))
+        """
+    )
+    assert outcome == ["finished the step", "stopped after it"]

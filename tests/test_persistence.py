@@ -5,9 +5,12 @@ import io
 import json
 import os
 import pickle
+import re
 import stat
+import struct
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 
 import h5py
@@ -18,11 +21,12 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skmnist
 from skmnist import (
+    DigitImagePreprocessor,
     MNISTClassifier,
     PixelScaler,
     _persistence,
@@ -261,10 +265,12 @@ def _members(path) -> dict:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
-def _write_members(path, members: dict) -> None:
+def _write_members(path, members: dict, deflated=()) -> None:
+    """Write ``members`` to ``path``, stored, but those named in ``deflated``."""
     with zipfile.ZipFile(path, "w") as archive:
         for name, content in members.items():
-            archive.writestr(name, content)
+            method = zipfile.ZIP_DEFLATED if name in deflated else zipfile.ZIP_STORED
+            archive.writestr(name, content, method)
 
 
 def _edit_json(members: dict, name: str, edit) -> None:
@@ -512,9 +518,13 @@ def test_cli_format_option_overrides_the_extension(tmp_path):
         assert _persistence.is_skmnist_file(tmp_path / name)
     assert isinstance(joblib.load(tmp_path / "d.joblib"), Pipeline)
     assert isinstance(joblib.load(tmp_path / "e.bin"), Pipeline)
-    for name in ("a.bin", "b.skmnist", "c.bin", "d.joblib"):
+    for name in ("a.bin", "b.skmnist", "c.bin"):
         assert isinstance(_cli.load_model(str(tmp_path / name)), Pipeline)
-    assert isinstance(_cli.load_model(str(tmp_path / "e.bin"), True), Pipeline)
+    # The suffix chooses the format written, never consent to unpickle.
+    for name in ("d.joblib", "e.bin"):
+        with pytest.raises(_cli.CommandError, match="only with --trust"):
+            _cli.load_model(str(tmp_path / name))
+        assert isinstance(_cli.load_model(str(tmp_path / name), True), Pipeline)
 
 
 @pytest.mark.parametrize("name", ["c.skmnist", "c.SKMNIST", "c.SkMnist"])
@@ -856,23 +866,25 @@ def test_declared_array_sizes_are_checked_before_allocation(
 ):
     forge = _forge_scaler_array(dtype, shape, values)
     path = _tampered(saved_pipeline, forge, tmp_path / "forged.skmnist")
+    assert path.stat().st_size < 2**20  # a tiny file
     _assert_refused_in_little_memory(path, message)
 
 
-def _assert_refused_in_little_memory(path, message):
-    import tracemalloc
-
-    assert path.stat().st_size < 2**20  # a tiny file
+def _assert_refused_in_little_memory(path, message, limit=64 * 2**20):
+    """``skmnist.load(path)`` refused with ``message``, in one line naming the
+    file, having allocated less than ``limit`` bytes."""
     tracemalloc.start()
     try:
-        with pytest.raises(_persistence.ModelFileError, match=message):
+        with pytest.raises(_persistence.ModelFileError, match=message) as refused:
             skmnist.load(path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # NumPy reports its allocations to tracemalloc: nothing near the declared
-    # size (hundreds of megabytes and more) was allocated.
-    assert peak < 64 * 2**20
+    # NumPy, zipfile and json report their allocations to tracemalloc: nothing
+    # near the declared size (hundreds of megabytes and more) was allocated.
+    assert peak < limit, f"{peak} bytes allocated"
+    text = str(refused.value)
+    assert text.startswith(str(path)) and "\n" not in text, text
 
 
 def test_honest_wide_string_arrays_still_load(tmp_path, digits_flat):
@@ -984,7 +996,8 @@ def _npy(descr, shape, data: bytes) -> bytes:
 
 def _forge_weights(content=None, declared=None, names=None):
     """Replace the kernel's member, its manifest entry or the classifier's list
-    of weight members, then re-sign."""
+    of weight members, then re-sign. Members no longer named are removed, as a
+    forger would to get past the check of arrays that no estimator uses."""
 
     def edit(members):
         if content is not None:
@@ -996,14 +1009,36 @@ def _forge_weights(content=None, declared=None, names=None):
                 lambda manifest: manifest["arrays"].update({_KERNEL: declared}),
             )
         if names is not None:
+            node = json.loads(members["estimator.json"])["steps"][1][1]
+            named = names(node)
             _edit_json(
                 members,
                 "estimator.json",
-                lambda d: d["steps"][1][1].update(weights=names(d["steps"][1][1])),
+                lambda d: d["steps"][1][1].update(weights=named),
             )
+            for name in set(node["weights"]) - set(named):
+                _remove_member(members, name)
         _resign(members)
 
     return edit
+
+
+def _remove_member(members: dict, name: str) -> None:
+    """Remove a weights member, and its entries in the manifest."""
+    del members[name]
+
+    def remove(manifest):
+        del manifest["arrays"][name], manifest["sha256"][name]
+
+    _edit_json(members, "manifest.json", remove)
+
+
+def _huge_kernel_of_a_huge_network(members):
+    _forge_params(hidden_units=100_000)(members)
+    _forge_weights(
+        _npy("<f4", (100_000, 1000), bytes(100)),
+        declared={"dtype": "<f4", "shape": [100_000, 1000]},
+    )(members)
 
 
 _F4_KERNEL = bytes(64 * 16 * 4)
@@ -1049,12 +1084,18 @@ _PICKLED = pickle.dumps(np.array([_Payload()], dtype=object))
             _forge_weights(declared={"dtype": "<f4", "shape": [-64, 16]}),
             "invalid array shape",
         ),
-        # Huge declared shapes in a tiny file: refused before allocation.
+        # Huge declared shapes in a tiny file: refused before allocation, as
+        # more than the network holds, or, for a network that large, as more
+        # than the member holds.
         (
             _forge_weights(
                 _npy("<f4", (100_000, 1000), bytes(100)),
                 declared={"dtype": "<f4", "shape": [100_000, 1000]},
             ),
+            "weights of 400005612 bytes, more than a network of its hyper-param",
+        ),
+        (
+            _huge_kernel_of_a_huge_network,
             "needs 400000000 bytes, but the member holds 100",
         ),
         (
@@ -1075,8 +1116,8 @@ _PICKLED = pickle.dumps(np.array([_Payload()], dtype=object))
     ids=[
         "header-dtype", "declared-dtype", "object-declared", "object-hidden",
         "structured", "header-shape", "declared-shape", "count", "no-weights",
-        "missing-member", "negative-shape", "huge-shape", "huger-shape", "truncated",
-        "magic-only", "broken-header",
+        "missing-member", "negative-shape", "huge-shape", "huge-shape-huge-network",
+        "huger-shape", "truncated", "magic-only", "broken-header",
     ],
 )  # fmt: skip
 def test_forged_weights_are_refused_before_allocation(
@@ -1089,6 +1130,7 @@ def test_forged_weights_are_refused_before_allocation(
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.chdir(tmp_path)  # where the pickled payload would mkdir
     path = _tampered(saved_pipeline, edit, tmp_path / "forged.skmnist")
+    assert path.stat().st_size < 2**20  # a tiny file
     _assert_refused_in_little_memory(path, message)
     assert not (tmp_path / "pwned").exists()
 
@@ -1123,11 +1165,18 @@ def _kernel_twice(members):
     )(members)
 
 
+def _scaler_with_weights(members):
+    # Loaded before, the list ignored: nothing may name weights it does not use.
+    _edit_json(members, "estimator.json", lambda d: d["steps"][0][1].update(weights=[]))
+    _resign(members)
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
         (_unused_array, r"arrays that no estimator uses: \['weights/99.npy'\]"),
         (_kernel_twice, "the same weights named twice"),
+        (_scaler_with_weights, "a PixelScaler has no weights, but the file lists"),
         (
             _forge_weights(
                 _npy("<f4", (10**30, 0), b""),
@@ -1136,7 +1185,7 @@ def _kernel_twice(members):
             r"invalid array shape \(10+, 0\)",
         ),
     ],
-    ids=["unused-array", "named-twice", "empty-with-huge-size"],
+    ids=["unused-array", "named-twice", "scaler-with-weights", "empty-with-huge-size"],
 )  # fmt: skip
 def test_every_array_is_used_once_and_sized_sanely(
     saved_pipeline, tmp_path, edit, message
@@ -1192,6 +1241,198 @@ def test_a_folder_is_not_a_model_file(tmp_path):
         skmnist.load(folder)
 
 
+# -- every declared size checked before inflating ---------------------------------
+# Crafted files of tens of megabytes that made skmnist.load inflate, read or
+# parse far more (gigabytes) before refusing them: each is refused from the zip
+# directory, manifest.json and estimator.json alone, reading no weights.
+
+
+def _add_array(members: dict, name: str, values: bytes) -> None:
+    """Add a float32 weights member of ``values``, declared in the manifest."""
+    shape = [len(values) // 4]
+    members[name] = _npy("<f4", shape, values)
+    _edit_json(
+        members,
+        "manifest.json",
+        lambda m: m["arrays"].update({name: {"dtype": "<f4", "shape": shape}}),
+    )
+
+
+def _deflating_40_fold(size: int) -> bytes:
+    """``size`` bytes that deflate about 40-fold: under the ratio limit."""
+    values = np.zeros(size, np.uint8)
+    values[::104] = np.random.RandomState(0).randint(0, 256, len(values[::104]))
+    return values.tobytes()
+
+
+def _unused_deflated(members):
+    # The attacker's probe: two unused members at about 40:1 took 4.0 GB.
+    for name in ("weights/98.npy", "weights/99.npy"):
+        _add_array(members, name, _deflating_40_fold(30 * 2**20))
+    return ("weights/98.npy", "weights/99.npy")
+
+
+def _unused_stored(members):
+    _add_array(members, "weights/99.npy", bytes(24 * 2**20))
+    return ()
+
+
+def _deflated_kernel(members):
+    return (_KERNEL,)
+
+
+def _larger_than_the_network(members):
+    # RMSprop's slot for the kernel, as large as a kernel of 24,576 hidden units.
+    name = "weights/6.npy"
+    del members[name]
+    _add_array(members, name, bytes(64 * 24_576 * 4))
+    return ()
+
+
+@pytest.mark.parametrize(
+    "craft, message",
+    [
+        (_unused_deflated, r"weights/98\.npy is compressed, but skmnist stores"),
+        (_unused_stored, r"arrays that no estimator uses: \['weights/99\.npy'\]"),
+        (_deflated_kernel, r"weights/0\.npy is compressed, but skmnist stores"),
+        (
+            _larger_than_the_network,
+            r"step 'clf': weights of \d+ bytes, more than a network of its "
+            r"hyper-parameters holds with its optimizer's state \(at most 78144\)",
+        ),
+    ],
+    ids=["unused-deflated", "unused-stored", "deflated-weights", "larger-than-network"],
+)
+def test_weights_are_refused_from_the_directory_and_estimator_json(
+    saved_pipeline, tmp_path, monkeypatch, craft, message
+):
+    members = _members(saved_pipeline)
+    deflated = craft(members)
+    _resign(members)
+    path = tmp_path / "crafted.skmnist"
+    _write_members(path, members, deflated)
+    with zipfile.ZipFile(path) as archive:  # all within the ratio limit
+        assert all(
+            info.file_size <= _archive._MAX_COMPRESSION_RATIO * info.compress_size
+            for info in archive.infolist()
+        )
+    monkeypatch.setattr(
+        _archive, "read_npy", lambda *args: pytest.fail("weights were read")
+    )
+    _assert_refused_in_little_memory(path, message, limit=4 * 2**20)
+
+
+def _many_members(count: int, name_length: int = 1, comment: bytes = b""):
+    def write(path):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.comment = comment
+            for index in range(count):
+                archive.writestr(f"{index:0{name_length}d}", b"")
+
+    return write
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (_many_members(5000), "its zip directory lists 5000 members, far more"),
+        # Over 65,535 members: ZIP64 end records, whose counts zipfile reads.
+        (_many_members(70_000), "its zip directory lists 70000 members"),
+        # The end record found behind an archive comment, as zipfile finds it.
+        (_many_members(5000, comment=b"#" * 60_000), "lists 5000 members"),
+        # Few members, but of long names.
+        (_many_members(500, name_length=2500), r"its zip directory is \d+ bytes"),
+    ],
+    ids=["many", "zip64", "comment", "long-names"],
+)
+def test_zip_directories_are_refused_before_zipfile_reads_them(
+    tmp_path, monkeypatch, write, message
+):
+    # zipfile reads a directory whole and makes an object of each entry: a
+    # million empty entries took 480 MB and 6 s.
+    path = tmp_path / "many.skmnist"
+    write(path)
+    monkeypatch.setattr(
+        zipfile, "ZipFile", lambda *args: pytest.fail("zipfile read the directory")
+    )
+    _assert_refused_in_little_memory(path, message, limit=2**20)
+
+
+@pytest.mark.parametrize("limit", [None, 0], ids=["default-limit", "no-limit"])
+@pytest.mark.parametrize(
+    "member, field",
+    [("estimator.json", '"hidden_units": '), ("manifest.json", '"format_version": ')],
+    ids=["estimator", "manifest"],
+)
+def test_numbers_too_long_are_refused_naming_the_member(
+    saved_pipeline, tmp_path, member, field, limit
+):
+    # json.loads raised a plain ValueError telling the user to call
+    # sys.set_int_max_str_digits; where an application did, the 4 million
+    # digits a JSON member may hold took a minute to convert.
+    members = _members(saved_pipeline)
+    text = members[member].decode()
+    assert field in text
+    members[member] = re.sub(f"{field}[0-9]+", field + "9" * 5000, text).encode()
+    if member != "manifest.json":
+        _resign(members)
+    path = tmp_path / "long.skmnist"
+    _write_members(path, members)
+    previous = sys.get_int_max_str_digits()
+    try:
+        if limit is not None:
+            sys.set_int_max_str_digits(limit)
+        with pytest.raises(_persistence.ModelFileError) as refused:
+            skmnist.load(path)
+    finally:
+        sys.set_int_max_str_digits(previous)
+    assert str(refused.value) == (
+        f"{path}: {member} holds a number too long to be one skmnist wrote."
+    )
+
+
+@pytest.mark.parametrize("member", ["manifest.json", "estimator.json", _KERNEL])
+def test_members_beyond_the_end_of_the_file_are_refused(
+    saved_pipeline, tmp_path, member
+):
+    # zipfile asks the file for a member's compressed size at once, and Python
+    # allocated that much (1 GiB here) to read the few bytes there are.
+    data = bytearray(saved_pipeline.read_bytes())
+    entry = data.find(b"PK\x01\x02")  # the directory's entries
+    while data[entry + 46 : entry + 46 + len(member)] != member.encode():
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    struct.pack_into("<I", data, entry + 20, 1_500_000_000)  # compressed size
+    path = tmp_path / "beyond.skmnist"
+    path.write_bytes(bytes(data))
+    _assert_refused_in_little_memory(
+        path,
+        f"damaged or truncated .*: {member} ends beyond the end of the file",
+        limit=2**20,
+    )
+
+
+def test_json_members_are_refused_before_they_are_parsed(saved_pipeline, tmp_path):
+    # json.loads makes a 64-byte dict of each "{}, " : 4.8 MB parsed into
+    # 0.1 GB (64 MiB, the limit before, into 1.5 GB).
+    edit = _forge_params(optimizer__x=[{}] * 1_200_000)
+    path = _tampered(saved_pipeline, edit, tmp_path / "long.skmnist")
+    _assert_refused_in_little_memory(
+        path,
+        r"estimator\.json is too large for an skmnist model file \(\d+ bytes, at "
+        r"most 4194304\)",
+        limit=2**20,
+    )
+
+
+def test_save_refuses_a_description_too_long_to_load(
+    fitted_pipeline, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(_archive, "_MAX_JSON_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"more than skmnist\.load reads"):
+        skmnist.save(fitted_pipeline, tmp_path / "long.skmnist")
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- round trips of every kind of classifier (issue 13, item 2) -----------------
 
 
@@ -1218,6 +1459,60 @@ def test_round_trips_continue_training_exactly(params, labels, digits_flat, tmp_
         clf.partial_fit(X, y)
     _assert_same_fitted_classifier(loaded, original)
     np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+
+
+# -- DigitImagePreprocessor ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photos(digits):
+    """Digit images on 0..240, as DigitImagePreprocessor takes any."""
+    images, labels = digits
+    return images[:120] * 15, labels[:120]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: make_pipeline(
+            DigitImagePreprocessor(), PixelScaler(), MNISTClassifier(**TINY)
+        ),
+        # In front of a pipeline, as examples/plot_own_digits.py puts it.
+        lambda: Pipeline(
+            [("prep", DigitImagePreprocessor()), ("mnist", make_mnist_pipeline(**TINY))]
+        ),
+    ],
+    ids=["make_pipeline", "in-front-of-a-pipeline"],
+)
+def test_pipelines_with_the_image_preprocessor_round_trip(make, photos, tmp_path):
+    images, labels = photos
+    pipeline = make().fit(images, labels)
+    skmnist.save(pipeline, tmp_path / "photos.skmnist")
+    loaded = skmnist.load(tmp_path / "photos.skmnist")
+    assert [name for name, _ in loaded.steps] == [name for name, _ in pipeline.steps]
+    assert type(loaded[0]) is DigitImagePreprocessor
+    np.testing.assert_array_equal(
+        loaded.predict_proba(images), pipeline.predict_proba(images)
+    )
+    np.testing.assert_array_equal(loaded.predict(images), pipeline.predict(images))
+
+
+def test_the_image_preprocessor_takes_no_parameters_from_a_file(photos, tmp_path):
+    path = tmp_path / "prep.skmnist"
+    skmnist.save(DigitImagePreprocessor(), path)
+    images, _ = photos
+    np.testing.assert_array_equal(
+        skmnist.load(path).transform(images),
+        DigitImagePreprocessor().transform(images),
+    )
+    members = _members(path)
+    _edit_json(members, "estimator.json", lambda d: d["params"].update(size=10**9))
+    _resign(members)
+    _write_members(path, members)
+    with pytest.raises(
+        _persistence.ModelFileError, match=r"unknown parameters \['size'\]"
+    ):
+        skmnist.load(path)
 
 
 # -- files of format version 1 (a Keras .keras member) --------------------------

@@ -11,10 +11,12 @@ A saved file is a zip archive (format version 2):
   dropout's random state and optimizer), one flat array each.
 
 Loading parses only the zip directory, JSON and ``.npy`` headers and flat
-arrays, checking every size before extracting or allocating anything and every
-hyper-parameter before building anything (:mod:`._archive`, :mod:`._codec`,
-:mod:`._registry`). Nothing in the file is unpickled, imported, deserialised
-as a Keras object or otherwise executed. Version 1 files, whose weights are a
+arrays, checking every size before extracting or allocating anything (the zip
+directory's before zipfile reads it, the weights' against the network that
+``estimator.json`` describes before any is read) and every hyper-parameter
+before building anything (:mod:`._archive`, :mod:`._codec`,
+:mod:`._registry`). Nothing in the file is unpickled, imported, deserialised as
+a Keras object or otherwise executed. Version 1 files, whose weights are a
 Keras ``.keras`` member that h5py and the HDF5 library parse, load only when
 the caller trusts them (:mod:`._keras_v1`).
 
@@ -22,6 +24,7 @@ The checksums catch damage, not forgery (a forger recomputes them); everything
 that matters for safety is checked on the content itself.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -40,15 +43,16 @@ __all__ = ["ModelFileError", "UntrustedFileError", "is_skmnist_file", "load", "s
 def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
     """Save an skmnist estimator to ``path`` without pickle.
 
-    Supports :class:`MNISTClassifier`, :class:`PixelScaler` and pipelines of them
-    such as :func:`make_mnist_pipeline`'s, fitted or not (an unfitted estimator is
-    saved as its hyper-parameters). The file is written to exactly ``path``,
+    Supports :class:`MNISTClassifier`, :class:`PixelScaler`,
+    :class:`DigitImagePreprocessor` and pipelines of them such as
+    :func:`make_mnist_pipeline`'s, fitted or not (an unfitted estimator is saved
+    as its hyper-parameters). The file is written to exactly ``path``,
     atomically: a temporary file beside it is renamed over ``path`` once
     complete, so an interrupted save leaves any previous file intact.
 
     Parameters
     ----------
-    estimator : MNISTClassifier, PixelScaler or Pipeline of them
+    estimator : MNISTClassifier, PixelScaler, DigitImagePreprocessor or Pipeline
         The estimator to save.
     path : str or path-like
         The file to write, conventionally with the ``.skmnist`` extension.
@@ -85,7 +89,10 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
     # what cannot be described, and what load would refuse, by load's own checks.
     document = _registry.describe(estimator, arrays, where=type(estimator).__name__)
     try:
-        _registry.rebuild(json.loads(json.dumps(document)), None, where="estimator")
+        _registry.check(
+            json.loads(json.dumps(document)),
+            {name: array.nbytes for name, array in arrays.items()},
+        )
     except ModelFileError as error:
         raise ValueError(
             f"Cannot save: skmnist.load would refuse the file: {error} "
@@ -121,7 +128,7 @@ def load(path: str | os.PathLike, *, trusted: bool = False) -> BaseEstimator:
 
     Returns
     -------
-    estimator : MNISTClassifier, PixelScaler or Pipeline
+    estimator : MNISTClassifier, PixelScaler, DigitImagePreprocessor or Pipeline
         The estimator, fitted if it was fitted when saved. Its predictions are
         identical to the saved estimator's; it can be refitted, warm-started and
         cloned.
@@ -142,36 +149,52 @@ def load(path: str | os.PathLike, *, trusted: bool = False) -> BaseEstimator:
     >>> pipeline = skmnist.load("mnist_pipeline.skmnist")  # doctest: +SKIP
     """
     path = Path(path)
+
+    def check(document, sizes: dict[str, int]) -> None:
+        with _description_errors(path):
+            _registry.check(document, sizes)
+
     with tempfile.TemporaryDirectory(prefix="skmnist-load-") as folder:
-        contents = _archive.read_archive(path, Path(folder), trusted=trusted)
+        contents = _archive.read_archive(
+            path, Path(folder), trusted=trusted, check=check
+        )
         legacy = None
         if contents.version == 1:
             legacy = functools.partial(
                 _keras_v1.load_weights, keras_files=contents.keras_files
             )
-        try:
+        with _description_errors(path):
             estimator = _registry.rebuild(
                 contents.document, contents.arrays, where="estimator", legacy=legacy
             )
-            if contents.arrays:  # what rebuild left: arrays no estimator uses
+            # check refused these before anything was read; what rebuild left
+            # is checked again in case the two ever disagree.
+            if contents.arrays:
                 raise ModelFileError(
                     f"arrays that no estimator uses: {sorted(contents.arrays)[:5]}; "
                     "the file was modified or is damaged."
                 )
-            return estimator
-        except ModelFileError as error:
-            raise ModelFileError(f"{path}: {error}") from None
-        except RecursionError:
-            raise ModelFileError(
-                f"{path}: invalid estimator description (nested too deeply)."
-            ) from None
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            # The checksums match, so the file was written like this on purpose
-            # or by a broken writer; either way it describes no valid estimator.
-            raise ModelFileError(
-                f"{path}: invalid estimator description ({type(error).__name__}: "
-                f"{error})."
-            ) from None
+        return estimator
+
+
+@contextlib.contextmanager
+def _description_errors(path: Path):
+    """Refuse what checking or rebuilding the estimator description raises, as
+    a :class:`ModelFileError` naming the file."""
+    try:
+        yield
+    except ModelFileError as error:
+        raise ModelFileError(f"{path}: {error}") from None
+    except RecursionError:
+        raise ModelFileError(
+            f"{path}: invalid estimator description (nested too deeply)."
+        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        # The checksums match, so the file was written like this on purpose or
+        # by a broken writer; either way it describes no valid estimator.
+        raise ModelFileError(
+            f"{path}: invalid estimator description ({type(error).__name__}: {error})."
+        ) from None
 
 
 def is_skmnist_file(path: str | os.PathLike) -> bool:

@@ -2,10 +2,22 @@
 
 ``manifest.json`` names the format and its version, the skmnist and Keras
 versions that wrote the file, the SHA-256 of every other member and the dtype
-and shape of every ``.npy`` member. Reading checks all that the zip directory
-and the manifest declare (member names, sizes, compression ratios, array
-shapes) before it extracts or allocates anything, and every checksum before
-anything is used. What the members mean is :mod:`._registry`'s business.
+and shape of every ``.npy`` member. Reading checks, in this order, before it
+inflates or allocates anything more than the JSON members:
+
+- the zip directory's size, from the end records that locate it, before
+  :mod:`zipfile` reads it (:func:`_check_directory`), then every member
+  within the file;
+- the manifest, then what the directory and the manifest declare: member
+  names, sizes, compression ratios, array dtypes and shapes, and weight
+  members stored uncompressed, as skmnist writes them;
+- ``estimator.json`` (read first: it is small, and JSON members are read only
+  up to a size whose parsing stays cheap), checked by the caller before any
+  weights are read (:func:`._registry.check`): every array used by an
+  estimator, and no more bytes than its network can hold.
+
+Every checksum is checked before anything is used. What the members mean is
+:mod:`._registry`'s business.
 
 Format version 1 stored each classifier's weights as a Keras ``.keras`` member
 (HDF5 inside), which only h5py and the HDF5 library parse: such a file is read
@@ -14,9 +26,13 @@ only when the caller trusts it (see :func:`read_archive`).
 
 import hashlib
 import json
+import math
+import os
 import shutil
+import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +48,20 @@ FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 ESTIMATOR = "estimator.json"
 ZIP_MAGIC = b"PK\x03\x04"
-# A JSON member larger than this is not one skmnist wrote (the estimator
-# description is a few kilobytes plus the training history).
-_MAX_JSON_BYTES = 64 * 2**20
+# A JSON member larger than this is not one skmnist wrote, and parsing is
+# cheap only up to it: json.loads makes a Python object per value, up to 24
+# times the text's size (measured: 64 MiB of "[1.5,1.5,..." takes 0.6 GB, of
+# "[{},{},..." 1.5 GB; 4 MiB at most 100 MB). An estimator description is a
+# few kilobytes plus about 21 bytes per value of the training history (loss
+# and accuracy per epoch or partial_fit call): 4 MiB holds 100,000 epochs.
+# save refuses to write a longer one.
+_MAX_JSON_BYTES = 4 * 2**20
+# Integers longer than this are refused rather than converted, whatever an
+# application set sys.set_int_max_str_digits to: conversion takes quadratic
+# time (a minute for the 4 million digits a JSON member may hold). skmnist
+# writes sizes, seeds and labels, of 20 digits at most unless labels are
+# Python ints of any size; this is Python's default limit.
+_MAX_INT_DIGITS = 4300
 # Limits on the weight members, checked (from the zip directory) before
 # anything is extracted, so that a crafted file cannot fill the memory or the
 # disk: the size of one member, of all members together, and how much better
@@ -43,6 +70,21 @@ _MAX_JSON_BYTES = 64 * 2**20
 _MAX_MEMBER_BYTES = 2**30
 _MAX_TOTAL_BYTES = 2 * 2**30
 _MAX_COMPRESSION_RATIO = 50
+# Limits on the zip directory, checked before zipfile reads it whole and makes
+# an object of each entry (a directory of a million empty entries took 480 MB
+# and 6 s): a model file has a manifest, estimator.json and some tens of
+# weight members per classifier.
+_MAX_MEMBERS = 1000
+_MAX_DIRECTORY_BYTES = 2**20
+# The records at the end of a zip file that say where its directory is and how
+# large (APPNOTE.TXT 4.3.14 to 4.3.16), as zipfile reads them.
+_END_RECORD = struct.Struct("<4s4H2LH")
+_END_SIGNATURE = b"PK\x05\x06"
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_END_SIGNATURE = b"PK\x06\x06"
+_MAX_COMMENT_BYTES = 2**16
 _PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"x")  # joblib's too
 
 
@@ -63,8 +105,14 @@ def write_archive(path: str, document: dict, arrays: dict[str, np.ndarray]) -> N
     import keras
 
     checksums, declarations = {}, {}
+    estimator_json = json.dumps(document, indent=1).encode()
+    if len(estimator_json) > _MAX_JSON_BYTES:
+        raise ValueError(
+            f"Cannot save: its description would be {len(estimator_json)} bytes, "
+            f"more than skmnist.load reads ({_MAX_JSON_BYTES}), as from a "
+            "history_ of very many epochs. Shorten history_, or use joblib.dump."
+        )
     with zipfile.ZipFile(path, "w") as archive:
-        estimator_json = json.dumps(document, indent=1).encode()
         archive.writestr(ESTIMATOR, estimator_json, zipfile.ZIP_DEFLATED)
         checksums[ESTIMATOR] = hashlib.sha256(estimator_json).hexdigest()
         for name, array in arrays.items():
@@ -86,43 +134,124 @@ def write_archive(path: str, document: dict, arrays: dict[str, np.ndarray]) -> N
         )
 
 
-def read_archive(path: Path, folder: Path, *, trusted: bool) -> Contents:
+def read_archive(
+    path: Path,
+    folder: Path,
+    *,
+    trusted: bool,
+    check: Callable[[object, dict[str, int]], None],
+) -> Contents:
     """Check the manifest, sizes and checksums of the file at ``path``; return
     its estimator description and arrays (and, for a trusted file of format
-    version 1, its ``.keras`` members extracted into ``folder``)."""
+    version 1, its ``.keras`` members extracted into ``folder``).
+
+    ``check(document, sizes)`` is called with the estimator description and the
+    declared size in bytes of each array member before any is read, and raises
+    :class:`ModelFileError` to refuse them.
+    """
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not an skmnist model file")
     if not path.is_file():
         raise FileNotFoundError(f"no skmnist model file at {path}")
+    # One open file for every check and for zipfile: what is checked is read.
     with open(path, "rb") as file:
         head = file.read(len(ZIP_MAGIC))
-    if head != ZIP_MAGIC:
-        what = (
-            "it looks like a joblib or pickle file: load it with joblib.load, and "
-            "only if you trust it, since unpickling runs code from the file"
-            if head.startswith(_PICKLE_MAGIC)
-            else "it is not a zip archive"
-        )
-        raise ModelFileError(f"{path} is not an skmnist model file: {what}.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return _read_members(archive, path, folder, trusted)
-    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-        # zipfile finds a truncated or damaged archive (bad CRC, missing central
-        # directory) here.
+        if head != ZIP_MAGIC:
+            what = (
+                "it looks like a joblib or pickle file: load it with joblib.load, "
+                "and only if you trust it, since unpickling runs code from the file"
+                if head.startswith(_PICKLE_MAGIC)
+                else "it is not a zip archive"
+            )
+            raise ModelFileError(f"{path} is not an skmnist model file: {what}.")
+        length = os.fstat(file.fileno()).st_size
+        _check_directory(file, length, path)
+        try:
+            with zipfile.ZipFile(file) as archive:
+                return _read_members(archive, path, length, folder, trusted, check)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+            # zipfile finds a truncated or damaged archive (bad CRC, missing
+            # central directory) here.
+            raise ModelFileError(
+                f"{path} is a damaged or truncated skmnist model file: {error}"
+            ) from None
+
+
+def _check_directory(file, length: int, path: Path) -> None:
+    """Refuse a zip directory of more entries or bytes than a model file has,
+    from the end records that say how large it is, before zipfile reads it.
+
+    The records are found as zipfile finds them: the end of central directory
+    record is the file's last 22 bytes, or else the last of its signature in
+    the last 64 KiB and 22 bytes (an archive comment may follow it); a ZIP64
+    locator just before it points to a ZIP64 end record, whose counts zipfile
+    takes instead (from just before the locator, or where the locator says:
+    both are checked). A file where none is found is left to zipfile to call
+    damaged.
+    """
+    start = max(0, length - _MAX_COMMENT_BYTES - _END_RECORD.size)
+    file.seek(start)
+    tail = file.read()
+    at = len(tail) - _END_RECORD.size
+    if not (at >= 0 and tail.startswith(_END_SIGNATURE, at) and tail.endswith(b"\0\0")):
+        at = tail.rfind(_END_SIGNATURE)
+    if at < 0 or len(tail) - at < _END_RECORD.size:
+        return
+    record = _END_RECORD.unpack_from(tail, at)
+    entries, size = max(record[3:5]), record[5]  # (on this disk, in all)
+    locator_at = start + at - _ZIP64_LOCATOR.size
+    if locator_at >= 0:
+        file.seek(locator_at)
+        locator = file.read(_ZIP64_LOCATOR.size)
+        if locator.startswith(_ZIP64_LOCATOR_SIGNATURE):
+            offset = _ZIP64_LOCATOR.unpack(locator)[2]
+            for where in {locator_at - _ZIP64_END_RECORD.size, offset}:
+                if where < 0:
+                    continue
+                file.seek(where)
+                data = file.read(_ZIP64_END_RECORD.size)
+                if len(data) == _ZIP64_END_RECORD.size and data.startswith(
+                    _ZIP64_END_SIGNATURE
+                ):
+                    record = _ZIP64_END_RECORD.unpack(data)
+                    entries, size = max(entries, *record[6:8]), max(size, record[8])
+    if entries > _MAX_MEMBERS:
         raise ModelFileError(
-            f"{path} is a damaged or truncated skmnist model file: {error}"
-        ) from None
+            f"{path}: its zip directory lists {entries} members, far more than an "
+            f"skmnist model file has (at most {_MAX_MEMBERS}): not a file skmnist "
+            "wrote."
+        )
+    if size > _MAX_DIRECTORY_BYTES:
+        raise ModelFileError(
+            f"{path}: its zip directory is {size} bytes, far more than an skmnist "
+            f"model file's (at most {_MAX_DIRECTORY_BYTES}): not a file skmnist "
+            "wrote."
+        )
 
 
-def _read_members(archive: zipfile.ZipFile, path: Path, folder: Path, trusted: bool):
+def _read_members(
+    archive: zipfile.ZipFile,
+    path: Path,
+    length: int,
+    folder: Path,
+    trusted: bool,
+    check: Callable[[object, dict[str, int]], None],
+) -> Contents:
     names = archive.namelist()
+    for info in archive.infolist():
+        # zipfile asks the file for a member's declared compressed size at
+        # once, and Python allocates as much before reading what there is.
+        if info.header_offset + info.compress_size > length:
+            raise ModelFileError(
+                f"{path} is a damaged or truncated skmnist model file: "
+                f"{info.filename} ends beyond the end of the file."
+            )
     if MANIFEST not in names:
         raise ModelFileError(
             f"{path} is a zip archive but not an skmnist model file: it has no "
             f"{MANIFEST}."
         )
-    manifest = parse_json(_read_small(archive, MANIFEST), f"{path}: {MANIFEST}")
+    manifest = parse_json(_read_small(archive, MANIFEST, path), f"{path}: {MANIFEST}")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ModelFileError(
             f"{path} is not an skmnist model file: its {MANIFEST} does not name "
@@ -163,16 +292,20 @@ def _read_members(archive: zipfile.ZipFile, path: Path, folder: Path, trusted: b
         name: declared_npy(declaration, f"{path}: {name}")
         for name, declaration in declarations.items()
     }
+    sizes = {
+        name: math.prod(shape) * dtype.itemsize
+        for name, (dtype, shape) in shapes.items()
+    }
     for info in infos:
         if info.filename != ESTIMATOR:
-            _check_member_size(info, path)
-    contents = Contents(version, None)
-    for name in sorted(expected):
+            _check_member_size(info, path, info.filename in sizes)
+    estimator_json = _read_small(archive, ESTIMATOR, path)
+    _check_digest(hashlib.sha256(estimator_json), checksums, ESTIMATOR, path)
+    contents = Contents(version, parse_json(estimator_json, f"{path}: {ESTIMATOR}"))
+    check(contents.document, sizes)
+    for name in sorted(expected - {ESTIMATOR}):
         digest = hashlib.sha256()
-        if name == ESTIMATOR:
-            estimator_json = _read_small(archive, name)
-            digest.update(estimator_json)
-        elif version >= 2:
+        if version >= 2:
             with archive.open(name) as stream:
 
                 def read(size, stream=stream, digest=digest):
@@ -196,13 +329,16 @@ def _read_members(archive: zipfile.ZipFile, path: Path, folder: Path, trusted: b
                 for block in iter(lambda: file.read(2**20), b""):
                     digest.update(block)
             contents.keras_files[name] = target
-        if digest.hexdigest() != checksums[name]:
-            raise ModelFileError(
-                f"{path}: checksum mismatch for {name}; the file was modified or "
-                "is damaged."
-            )
-    contents.document = parse_json(estimator_json, f"{path}: {ESTIMATOR}")
+        _check_digest(digest, checksums, name, path)
     return contents
+
+
+def _check_digest(digest, checksums: dict, name: str, path: Path) -> None:
+    if digest.hexdigest() != checksums[name]:
+        raise ModelFileError(
+            f"{path}: checksum mismatch for {name}; the file was modified or is "
+            "damaged."
+        )
 
 
 def _format_version(manifest: dict, path: Path) -> int:
@@ -218,7 +354,9 @@ def _format_version(manifest: dict, path: Path) -> int:
     return version
 
 
-def _check_member_size(info: zipfile.ZipInfo, path: Path) -> None:
+def _check_member_size(info: zipfile.ZipInfo, path: Path, is_array: bool) -> None:
+    """Refuse, from the zip directory, a member larger than a model file has,
+    or an array member not stored as skmnist stores them."""
     if info.file_size > _MAX_MEMBER_BYTES:
         raise ModelFileError(
             f"{path}: {info.filename} is too large for an skmnist model file "
@@ -232,19 +370,45 @@ def _check_member_size(info: zipfile.ZipInfo, path: Path) -> None:
             f"{path}: {info.filename} expands {info.file_size} bytes from "
             f"{info.compress_size}: not a file skmnist wrote."
         )
+    if not is_array:
+        return
+    # Weights are written stored, since they do not compress; the ratio limit
+    # alone would let members that deflate 50-fold expand before anything
+    # else is checked.
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ModelFileError(
+            f"{path}: {info.filename} is compressed, but skmnist stores weights "
+            "uncompressed: not a file skmnist wrote."
+        )
 
 
-def _read_small(archive: zipfile.ZipFile, name: str) -> bytes:
-    if archive.getinfo(name).file_size > _MAX_JSON_BYTES:
-        raise ModelFileError(f"{name} is too large for an skmnist model file.")
+def _read_small(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    size = archive.getinfo(name).file_size
+    if size > _MAX_JSON_BYTES:
+        raise ModelFileError(
+            f"{path}: {name} is too large for an skmnist model file ({size} bytes, "
+            f"at most {_MAX_JSON_BYTES})."
+        )
     return archive.read(name)
 
 
 def parse_json(data: bytes, where: str):
     """``data`` parsed as JSON, or a :class:`ModelFileError` saying why not."""
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), parse_int=_parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{where} is not valid JSON: {error}") from None
+    except ValueError:
+        # Raised by _parse_int, or by int() itself where an application set a
+        # lower limit (its message would tell the user to raise it).
+        raise ModelFileError(
+            f"{where} holds a number too long to be one skmnist wrote."
+        ) from None
     except RecursionError:
         raise ModelFileError(f"{where} is nested too deeply.") from None
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise ValueError("too many digits")
+    return int(text)

@@ -12,7 +12,10 @@ Everything from a file is checked before anything is built from it: Keras
 objects only as names (which Keras looks up, never structures its deserialiser
 would take), routed parameters as plain values, scikit-learn's parameter
 constraints, fitted attributes as fit sets them, and a network no larger than
-the weights stored (by :meth:`MNISTClassifier._restore`).
+the weights stored (by :meth:`MNISTClassifier._restore`). Before any weights
+are read, :func:`check` runs those checks and checks the weight members the
+file declares: each used by one estimator, and no more bytes than its network
+can hold.
 """
 
 import math
@@ -30,6 +33,7 @@ from skmnist._compat import (
     restore_output_config,
     validate_estimator_params,
 )
+from skmnist._images import DigitImagePreprocessor
 from skmnist._persistence._codec import from_json, to_json
 from skmnist._persistence._errors import (
     JOBLIB_HINT,
@@ -60,6 +64,10 @@ class _Entry:
     state: Callable | None = None
     # Sets the fitted state on a new estimator: (estimator, attributes, weights).
     restore: Callable | None = None
+    # For classes with weights: at most how many bytes the weights of a fitted
+    # estimator can hold, from its checked hyper-parameters and fitted
+    # attributes and the number of members (estimator, attributes, members).
+    max_weight_bytes: Callable | None = None
 
 
 # Set by __init__ from the hyper-parameters, or by set_output.
@@ -76,8 +84,9 @@ def describe(estimator: BaseEstimator, arrays: dict, where: str) -> dict:
     entry = REGISTRY.get(type(estimator).__name__)
     if entry is None or type(estimator) is not entry.cls:
         raise TypeError(
-            "skmnist.save saves MNISTClassifier, PixelScaler and pipelines of them "
-            f"(such as make_mnist_pipeline's), not {type(estimator).__name__} "
+            "skmnist.save saves MNISTClassifier, PixelScaler, "
+            "DigitImagePreprocessor and pipelines of them (such as "
+            f"make_mnist_pipeline's), not {type(estimator).__name__} "
             f"({where}). " + JOBLIB_HINT
         )
     params = estimator.get_params(deep=False)
@@ -130,11 +139,48 @@ def describe(estimator: BaseEstimator, arrays: dict, where: str) -> dict:
 # -- loading -------------------------------------------------------------------
 
 
-def rebuild(node, arrays: dict | None, where: str, legacy=None):
+def check(document, sizes: dict[str, int]) -> None:
+    """Run every check of the estimator description ``document`` that needs no
+    weights, then check the weight members of the file (``sizes``: their
+    declared sizes in bytes, by name) against the estimators that use them:
+    each member used by one estimator, none missing, and no estimator's more
+    than its network can hold.
+
+    The loader runs it before it reads any weights, so that a crafted file
+    cannot make it read arrays that no estimator uses or that no network of
+    the hyper-parameters needs; save runs it on what it writes.
+    """
+    uses: list = []
+    rebuild(document, None, "estimator", uses=uses)
+    used: set = set()
+    for where, names, most in uses:
+        missing = [name for name in names if name not in sizes]
+        if missing:
+            raise ModelFileError(f"{where}: missing weights {short_repr(missing)}.")
+        if used.intersection(names):
+            raise ModelFileError(f"{where}: the same weights named twice.")
+        used.update(names)
+        total = sum(sizes[name] for name in names)
+        if total > most:
+            raise ModelFileError(
+                f"{where}: weights of {total} bytes, more than a network of its "
+                f"hyper-parameters holds with its optimizer's state (at most "
+                f"{most}); the file was modified or is damaged."
+            )
+    unused = set(sizes) - used
+    if unused:
+        raise ModelFileError(
+            f"arrays that no estimator uses: {sorted(unused)[:5]}; the file was "
+            "modified or is damaged."
+        )
+
+
+def rebuild(node, arrays: dict | None, where: str, legacy=None, uses=None):
     """The estimator that ``node`` describes, with its weights from ``arrays``
     (or, for format version 1, ``legacy``'s .keras files by member name); with
     ``arrays=None``, only the checks that need no weights (save runs them on
-    what it writes)."""
+    what it writes), adding to the list ``uses`` where each fitted estimator
+    with weights is, the members it names and the most bytes they can hold."""
     node = expect(node, dict, where)
     name = node.get("class")
     entry = REGISTRY.get(name) if isinstance(name, str) else None
@@ -145,7 +191,7 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
         nested[entry.nested] = [
             (
                 expect(step_name, str, where),
-                rebuild(step, arrays, f"step {step_name!r}", legacy),
+                rebuild(step, arrays, f"step {step_name!r}", legacy, uses),
             )
             for step_name, step in (
                 expect(pair, list, where)
@@ -156,8 +202,13 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
     if entry.fitted_marker is not None and node.get("fitted") is not None:
         attributes = _fitted(node, entry.stored, where)
         entry.check_fitted(attributes, where)
-        if arrays is not None:
-            weights = _weights(node, arrays, legacy, where)
+        if arrays is None:
+            names = _weight_names(node, entry, where)
+            if uses is not None and names is not None:
+                most = entry.max_weight_bytes(estimator, attributes, len(names))
+                uses.append((where, names, most))
+        else:
+            weights = _weights(node, entry, arrays, legacy, where)
             try:
                 entry.restore(estimator, attributes, weights)
             except ModelFileError:
@@ -181,22 +232,38 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None):
     return estimator
 
 
-def _weights(node: dict, arrays: dict, legacy, where: str):
+def _weights(node: dict, entry: _Entry, arrays: dict, legacy, where: str):
     """The weight arrays a node names, taken out of ``arrays``; for format
     version 1, a function that reads its .keras member into the network
     (``legacy(model, node, where)``)."""
     if legacy is not None:
         return lambda model: legacy(model, node, where)
-    if "weights" not in node:
+    names = _weight_names(node, entry, where)
+    if names is None:
         return None
-    names = expect(node["weights"], list, where)
-    missing = [name for name in names if not (isinstance(name, str) and name in arrays)]
+    missing = [name for name in names if name not in arrays]
     if missing:
         raise ModelFileError(f"{where}: missing weights {short_repr(missing)}.")
-    if len(set(names)) != len(names):
-        raise ModelFileError(f"{where}: the same weights named twice.")
     # Taken out, so that the loader can refuse arrays that no estimator uses.
     return [arrays.pop(name) for name in names]
+
+
+def _weight_names(node: dict, entry: _Entry, where: str) -> list[str] | None:
+    """The weight members a node names, each once; None if it names none."""
+    if "weights" not in node:
+        return None
+    if entry.max_weight_bytes is None:
+        raise ModelFileError(
+            f"{where}: a {entry.cls.__name__} has no weights, but the file lists "
+            "weights for it; the file was modified or is damaged."
+        )
+    names = expect(node["weights"], list, where)
+    invalid = [name for name in names if not isinstance(name, str)]
+    if invalid:
+        raise ModelFileError(f"{where}: missing weights {short_repr(invalid)}.")
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{where}: the same weights named twice.")
+    return names
 
 
 def _fitted(node: dict, allowed: tuple, where: str) -> dict:
@@ -210,6 +277,10 @@ def _fitted(node: dict, allowed: tuple, where: str) -> dict:
 def _checked(estimator: BaseEstimator, where: str) -> BaseEstimator:
     """Run scikit-learn's parameter validation (types and ranges) now, at load
     time, rather than at the next fit."""
+    if not hasattr(estimator, "_parameter_constraints"):
+        # DigitImagePreprocessor has no parameters, so none to constrain (its
+        # entry refuses any).
+        return estimator
     try:
         validate_estimator_params(estimator)
     except (ValueError, TypeError) as error:
@@ -244,10 +315,15 @@ def _params(node: dict, kind: str, where: str) -> dict:
     return params
 
 
-def _check_pipeline_params(params: dict, where: str) -> None:
-    unknown = set(params) - set(_PIPELINE_PARAMS)
+def _check_known_params(params: dict, where: str, known: tuple = ()) -> None:
+    """Refuse parameters other than ``known``: by default, any."""
+    unknown = set(params) - set(known)
     if unknown:
         raise ModelFileError(f"{where}: unknown parameters {sorted(unknown)}.")
+
+
+def _check_pipeline_params(params: dict, where: str) -> None:
+    _check_known_params(params, where, _PIPELINE_PARAMS)
     # memory is a folder for joblib's cache, which stores pickles.
     if params.get("memory") is not None:
         raise ModelFileError(
@@ -409,6 +485,39 @@ def _set_attributes(estimator, attributes: dict, weights) -> None:
     vars(estimator).update(attributes)
 
 
+# Before any weight is read, a classifier's weights are checked against the
+# most that its network can hold rather than against their exact shapes: those
+# are the shapes of the network's and its optimizer's variables, which only
+# Keras knows (an optimizer's slots depend on its class and options: momentum,
+# centered, amsgrad, use_ema, gradient_accumulation_steps; the dtypes of its
+# counters and of dropout's seed on the backend). _restore compares each array
+# with the variable Keras builds, once read.
+#
+# Each parameter of the network is stored once, and at most five times more
+# in the optimizer's state (Keras 3.15: three slots for Adam with amsgrad or
+# for centered RMSprop with momentum, one more each for use_ema and for
+# gradient accumulation); eight copies of at most 8 bytes (float64 under
+# keras.config.set_floatx, int64 counters) leave room. A member may also hold
+# a few values of its own (the update count, the learning rate, dropout's
+# seed state).
+_MAX_COPIES_PER_PARAMETER = 8
+_MAX_VALUE_BYTES = 8
+_MEMBER_ALLOWANCE_BYTES = 64
+
+
+def _classifier_weight_bytes(
+    clf: MNISTClassifier, attributes: dict, members: int
+) -> int:
+    units = clf.hidden_units
+    # One output per class (binary_crossentropy's single output is fewer).
+    outputs = attributes["classes_"].size
+    parameters = (attributes["n_features_in_"] + 1) * units + (units + 1) * outputs
+    return (
+        _MAX_VALUE_BYTES * _MAX_COPIES_PER_PARAMETER * parameters
+        + _MEMBER_ALLOWANCE_BYTES * members
+    )
+
+
 def _restore_classifier(clf: MNISTClassifier, attributes: dict, weights) -> None:
     if weights is None:
         raise ValueError("the file stores no weights for the fitted network")
@@ -423,6 +532,10 @@ _SCALER_STORED = ("n_features_in_", "image_shape_", "feature_names_in_")
 
 REGISTRY: dict[str, _Entry] = {
     "Pipeline": _Entry(Pipeline, nested="steps", check_params=_check_pipeline_params),
+    # No parameters and no fitted state: fit returns it unchanged.
+    "DigitImagePreprocessor": _Entry(
+        DigitImagePreprocessor, check_params=_check_known_params
+    ),
     "PixelScaler": _Entry(
         PixelScaler,
         fitted_marker="image_shape_",
@@ -452,5 +565,6 @@ REGISTRY: dict[str, _Entry] = {
         check_fitted=_check_classifier_attributes,
         state=MNISTClassifier._saved_state,
         restore=_restore_classifier,
+        max_weight_bytes=_classifier_weight_bytes,
     ),
 }
