@@ -18,6 +18,7 @@ LAYERS = {
         "skmnist._version",
         "skmnist._files",
         "skmnist._interrupts",
+        "skmnist._zip_directory",
         "skmnist._compat",
         "skmnist._caches",
         "skmnist._scikeras_layout",

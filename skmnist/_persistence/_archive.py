@@ -29,7 +29,6 @@ import json
 import math
 import os
 import shutil
-import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -41,6 +40,7 @@ import numpy as np
 from skmnist._persistence._codec import declared_npy, npy_bytes, read_npy
 from skmnist._persistence._errors import ModelFileError, UntrustedFileError
 from skmnist._version import __version__
+from skmnist._zip_directory import declared_directory
 
 FORMAT_NAME = "skmnist"
 FORMAT_VERSION = 2
@@ -76,15 +76,6 @@ _MAX_COMPRESSION_RATIO = 50
 # weight members per classifier.
 _MAX_MEMBERS = 1000
 _MAX_DIRECTORY_BYTES = 2**20
-# The records at the end of a zip file that say where its directory is and how
-# large (APPNOTE.TXT 4.3.14 to 4.3.16), as zipfile reads them.
-_END_RECORD = struct.Struct("<4s4H2LH")
-_END_SIGNATURE = b"PK\x05\x06"
-_ZIP64_LOCATOR = struct.Struct("<4sLQL")
-_ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
-_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
-_ZIP64_END_SIGNATURE = b"PK\x06\x06"
-_MAX_COMMENT_BYTES = 2**16
 _PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"x")  # joblib's too
 
 
@@ -179,42 +170,12 @@ def read_archive(
 
 def _check_directory(file, length: int, path: Path) -> None:
     """Refuse a zip directory of more entries or bytes than a model file has,
-    from the end records that say how large it is, before zipfile reads it.
-
-    The records are found as zipfile finds them: the end of central directory
-    record is the file's last 22 bytes, or else the last of its signature in
-    the last 64 KiB and 22 bytes (an archive comment may follow it); a ZIP64
-    locator just before it points to a ZIP64 end record, whose counts zipfile
-    takes instead (from just before the locator, or where the locator says:
-    both are checked). A file where none is found is left to zipfile to call
-    damaged.
-    """
-    start = max(0, length - _MAX_COMMENT_BYTES - _END_RECORD.size)
-    file.seek(start)
-    tail = file.read()
-    at = len(tail) - _END_RECORD.size
-    if not (at >= 0 and tail.startswith(_END_SIGNATURE, at) and tail.endswith(b"\0\0")):
-        at = tail.rfind(_END_SIGNATURE)
-    if at < 0 or len(tail) - at < _END_RECORD.size:
+    before zipfile reads it; a file where no directory is found is left to
+    zipfile to call damaged."""
+    declared = declared_directory(file, length)
+    if declared is None:
         return
-    record = _END_RECORD.unpack_from(tail, at)
-    entries, size = max(record[3:5]), record[5]  # (on this disk, in all)
-    locator_at = start + at - _ZIP64_LOCATOR.size
-    if locator_at >= 0:
-        file.seek(locator_at)
-        locator = file.read(_ZIP64_LOCATOR.size)
-        if locator.startswith(_ZIP64_LOCATOR_SIGNATURE):
-            offset = _ZIP64_LOCATOR.unpack(locator)[2]
-            for where in {locator_at - _ZIP64_END_RECORD.size, offset}:
-                if where < 0:
-                    continue
-                file.seek(where)
-                data = file.read(_ZIP64_END_RECORD.size)
-                if len(data) == _ZIP64_END_RECORD.size and data.startswith(
-                    _ZIP64_END_SIGNATURE
-                ):
-                    record = _ZIP64_END_RECORD.unpack(data)
-                    entries, size = max(entries, *record[6:8]), max(size, record[8])
+    entries, size = declared
     if entries > _MAX_MEMBERS:
         raise ModelFileError(
             f"{path}: its zip directory lists {entries} members, far more than an "

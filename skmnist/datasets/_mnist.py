@@ -14,13 +14,14 @@ import io
 import math
 import os
 import stat
-import struct
 import warnings
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from skmnist._zip_directory import declared_directory
 
 KERAS_MNIST_URL = (
     "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -61,9 +62,6 @@ _CHUNK_BYTES = 2**20
 # the directory (64 KiB holds at most ~1400 entries).
 _MAX_ZIP_ENTRIES = 64
 _MAX_ZIP_DIRECTORY_BYTES = 64 * 2**10
-_ZIP_END = b"PK\x05\x06"  # the end of central directory record, 22 bytes
-_ZIP64_LOCATOR = b"PK\x06\x07"  # 20 bytes, just before _ZIP_END
-_ZIP64_END = b"PK\x06\x06"  # 56 bytes (without extensible data)
 # A version 2.0 .npy header may declare up to 4 GiB, which NumPy reads before
 # its own limit applies; version 1.0 holds at most 64 KiB, far above any
 # MNIST array's header.
@@ -274,39 +272,14 @@ def _read(source: Path) -> dict:
 
 def _check_zip_directory(file, size: int, source: Path) -> None:
     """Refuse a zip directory larger than an mnist.npz's before zipfile reads
-    it, from the end record that zipfile reads: the end of central directory
-    record, or the ZIP64 end record where a ZIP64 locator precedes it."""
-    tail_start = max(0, size - (2**16 + 22))
-    file.seek(tail_start)
-    tail = file.read()
-    # Where zipfile looks: a record without a comment ending the file, else
-    # the last signature in reach of the longest comment.
-    if tail[-22:-18] == _ZIP_END and tail[-2:] == b"\0\0":
-        at = len(tail) - 22
-    else:
-        at = tail.rfind(_ZIP_END)
-    if at < 0 or len(tail) - at < 22:
+    it."""
+    declared = declared_directory(file, size)
+    if declared is None:
         raise MNISTFormatError(
             f"{source} is not a readable mnist.npz (truncated or corrupt?): it has "
             "no zip directory."
         )
-    entries_here, entries, directory = struct.unpack_from("<HHI", tail, at + 8)
-    end = tail_start + at
-    if end >= 76:
-        file.seek(end - 76)
-        records = file.read(76)
-        if records[56:60] == _ZIP64_LOCATOR:
-            # zipfile then reads the ZIP64 end record instead: the one just
-            # before the locator (Python 3.11), or where the locator points
-            # (later versions). Both must be this one.
-            (record_at,) = struct.unpack_from("<Q", records, 64)
-            if not records.startswith(_ZIP64_END) or record_at != end - 76:
-                raise MNISTFormatError(
-                    f"{source} is not a readable mnist.npz (truncated or "
-                    "corrupt?): its ZIP64 end record is missing or misplaced."
-                )
-            entries_here, entries, directory = struct.unpack_from("<QQQ", records, 24)
-    entries = max(entries_here, entries)
+    entries, directory = declared
     if entries > _MAX_ZIP_ENTRIES or directory > _MAX_ZIP_DIRECTORY_BYTES:
         raise MNISTFormatError(
             f"{source} is not Keras's mnist.npz: its zip directory declares "
