@@ -15,6 +15,7 @@ half-saved or replaced by a model of an interrupted run
 """
 
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
                 getattr(args, "check", lambda args: None)(args)
                 import_keras_quietly()
                 status = args.command(args)
-                raise_if_interrupted()  # one that a gc callback swallowed
+                if not getattr(args, "stops_on_ctrl_c", False):
+                    raise_if_interrupted()  # one that a gc callback swallowed
                 return status
             except KeyboardInterrupt:
                 print(f"skmnist: {_interrupted(args)}", file=sys.stderr, flush=True)
@@ -209,6 +211,22 @@ def _integer(kind: str, low: int, high: float = float("inf")):
 
 
 _positive_int = _integer("a positive integer", 1)
+
+
+def _seconds(text: str) -> float:
+    """An argparse ``type`` for a positive, finite number of seconds (at most a
+    day)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0, at most 86400, got {text!r}"
+        )
+    return value
+
+
 _count = _integer(f"an integer from 1 to {_MAX_COUNT}", 1, _MAX_COUNT)
 _non_negative_int = _integer("an integer, 0 or more", 0)
 _seed = _integer(f"an integer from 0 to {_MAX_SEED}", 0, _MAX_SEED)
@@ -488,8 +506,16 @@ def _add_serve_parser(commands) -> None:
         help="TCP port (default: 8000; 0 picks a free one)",
     )
     serve.add_argument(
+        "--upload-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="an upload must arrive within this many seconds once its turn has "
+        "come, else status 408: slow clients cannot hold the turns (default: 30)",
+    )
+    serve.add_argument(
         "--max-upload-bytes",
-        type=_positive_int,
+        type=_integer("an integer from 1 to 1073741824", 1, 2**30),
         default=10 * 2**20,
         metavar="N",
         help="larger uploads are refused with status 413 (default: 10 MiB)",
@@ -518,7 +544,8 @@ def _add_serve_parser(commands) -> None:
         help="the path prefix under which a reverse proxy forwards to this "
         "service, e.g. /mnist (default: none)",
     )
-    serve.set_defaults(command=_serve)
+    # Ctrl-C is how a server is stopped: exit status 0.
+    serve.set_defaults(command=_serve, stops_on_ctrl_c=True)
 
 
 def _serve(args) -> int:
@@ -538,6 +565,7 @@ def _serve(args) -> int:
             max_upload_bytes=args.max_upload_bytes,
             allowed_hosts=args.allow_host,
             max_concurrent=args.max_concurrent,
+            upload_timeout=args.upload_timeout,
             announce=lambda line: print(line, flush=True),
         )
     except (OSError, TypeError) as error:

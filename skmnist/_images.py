@@ -43,8 +43,12 @@ _ALPHA_CONTRAST = 0.5
 # averaging blocks of pixels, strip by strip, before anything else, so that the
 # float arithmetic below works on a few megabytes whatever the image's size.
 _MAX_PIXELS = 1024 * 1024
-# Rows of the full image converted and reduced at a time (times the factor).
-_STRIP_ROWS = 64
+# Nor a side longer than this: a 16-megapixel image one pixel high is no
+# smaller for being reduced by the square root of its excess.
+_MAX_SIDE = 2048
+# The full image is converted and reduced a tile of this many reduced pixels
+# square at a time, so that no converted copy of it is ever made whole.
+_TILE = 128
 #: The image formats read from files and uploads: the raster formats people
 #: save digits in. Pillow would also try formats that need an external program
 #: (EPS and PDF run Ghostscript) or exotic parsers; they are never tried.
@@ -148,7 +152,17 @@ def preprocess_digit_image(image) -> np.ndarray:
     >>> digit.shape, digit.dtype, int(digit[0, 0]), int(digit.max())
     ((28, 28), dtype('uint8'), 0, 255)
     """
-    grey = _to_grey(image)
+    return _digit_from_grey(_to_grey(image))
+
+
+def preprocess_decoded_image(picture: np.ndarray) -> np.ndarray:
+    """:func:`preprocess_digit_image` of what :func:`decode_image` returned,
+    whose layout is known: ``(height, width)`` or channels last, even one
+    pixel high."""
+    return _digit_from_grey(_to_grey(picture, channels_last=True))
+
+
+def _digit_from_grey(grey: np.ndarray) -> np.ndarray:
     ink = _ink_on_dark(grey)
     cropped = _crop_to_ink(ink, grey)
     boxed = _fit_into_box(cropped)
@@ -221,7 +235,7 @@ def load_digit_image(path) -> np.ndarray:
         except ImageDecodeError as error:
             raise ValueError(f"cannot read {name!r}: {error}") from error
     try:
-        return preprocess_digit_image(picture)
+        return preprocess_decoded_image(picture)
     except ValueError as error:
         raise ValueError(f"{name!r}: {error}") from None
 
@@ -429,9 +443,10 @@ def _images_of(X) -> list:
     return images
 
 
-def _to_grey(image) -> np.ndarray:
+def _to_grey(image, channels_last: bool = False) -> np.ndarray:
     """One 2-D float image on the 0..255 scale; alpha resolved (see
-    preprocess_digit_image)."""
+    preprocess_digit_image). A Pillow image's array, or one that
+    ``channels_last`` says is laid out like it, is never ambiguous."""
     expected = "expected an image (an array or a Pillow image)"
     if image is None:
         raise ValueError(f"{expected}; got None")
@@ -442,8 +457,9 @@ def _to_grey(image) -> np.ndarray:
         )
     if hasattr(image, "convert"):  # a PIL image
         image = _pil_to_array(image)
+        channels_last = True
     array = _numbers(image)
-    array = _to_0_255(_one_image(array))
+    array = _to_0_255(array if channels_last else _one_image(array))
     alpha = None
     if array.ndim == 3:
         channels = array.shape[2]
@@ -568,11 +584,17 @@ def _pil_to_array(image) -> np.ndarray:
     else:
         image.load()
         width, height = image.size
-        rows = _STRIP_ROWS * factor
+        side = _TILE * factor
         small = Image.new(mode, (-(-width // factor), -(-height // factor)))
-        for top in range(0, height, rows):
-            strip = image.crop((0, top, width, min(top + rows, height)))
-            small.paste(_converted(strip, mode).reduce(factor), (0, top // factor))
+        for top in range(0, height, side):
+            for left in range(0, width, side):
+                tile = image.crop(
+                    (left, top, min(left + side, width), min(top + side, height))
+                )
+                small.paste(
+                    _converted(tile, mode).reduce(factor),
+                    (left // factor, top // factor),
+                )
     if transpose is not None:
         small = small.transpose(getattr(Image.Transpose, transpose))
     array = np.asarray(small)
@@ -593,9 +615,14 @@ def _orientation(image) -> int:
 
 
 def _reduction(size: tuple[int, int]) -> int:
-    """The whole factor that brings an image of ``size`` within _MAX_PIXELS."""
+    """The whole factor that brings an image of ``size`` within _MAX_PIXELS
+    and _MAX_SIDE."""
     width, height = size
-    return max(1, math.ceil(math.sqrt(width * height / _MAX_PIXELS)))
+    return max(
+        1,
+        math.ceil(math.sqrt(width * height / _MAX_PIXELS)),
+        math.ceil(max(width, height) / _MAX_SIDE),
+    )
 
 
 def _ink_on_dark(grey: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ uvicorn are imported only here, so they stay an optional extra
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import ipaddress
@@ -37,13 +38,15 @@ from skmnist._images import (
     IMAGE_FORMATS,
     ImageDecodeError,
     decode_image,
-    preprocess_digit_image,
+    preprocess_decoded_image,
 )
-from skmnist._serve_guards import LOOPBACK_NAMES, add_guards, security_headers
+from skmnist._serve_guards import LOOPBACK_NAMES, Turns, add_guards, security_headers
 from skmnist._version import __version__
 
 #: Default limit on the bytes of one upload (413 above it).
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 2**20
+#: Default seconds an upload may take to arrive once its turn came (408 after).
+DEFAULT_UPLOAD_TIMEOUT = 30.0
 #: Default limit on the pixels of one image (413 above it): decoding turns a few
 #: compressed bytes into width x height pixels, and preprocessing into floats.
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
@@ -76,6 +79,7 @@ def create_app(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
     max_concurrent: int | None = None,
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
 ) -> FastAPI:
     """The web application serving ``model``: the page, ``/predict``, ``/health``
     and ``/model``.
@@ -101,6 +105,9 @@ def create_app(
         How many ``/predict`` requests run at once, each from its first byte
         read to its answer; the others wait their turn unread. ``None``: the
         CPU cores this process may use.
+    upload_timeout : float, default=30
+        Seconds an upload may take to arrive once its turn has come (status
+        408 after), so that slow clients cannot hold the turns for ever.
 
     Returns
     -------
@@ -126,6 +133,11 @@ def create_app(
             )
     if max_concurrent is None:
         max_concurrent = default_max_concurrent()
+    if not (isinstance(upload_timeout, int | float) and upload_timeout > 0):
+        raise ValueError(
+            f"upload_timeout must be a positive number of seconds, got "
+            f"{upload_timeout!r}"
+        )
     for name, value in [
         ("max_upload_bytes", max_upload_bytes),
         ("max_image_pixels", max_image_pixels),
@@ -148,7 +160,8 @@ def create_app(
         description="Handwritten digit classification with an skmnist model.",
     )
 
-    add_guards(app, allowed_hosts=allowed_hosts, max_concurrent=max_concurrent)
+    add_guards(app, allowed_hosts=allowed_hosts)
+    turns = Turns(max_concurrent)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
@@ -193,6 +206,7 @@ def create_app(
         responses={
             400: {"description": "not a readable image, or a truncated one"},
             403: {"description": "a cross-origin request (another site's page)"},
+            408: {"description": "the upload took too long to arrive"},
             413: {"description": "over the size limit"},
             415: {"description": f"not an image in {', '.join(IMAGE_FORMATS)}"},
             422: {"description": "no digit found (a blank image)"},
@@ -222,11 +236,24 @@ def create_app(
     async def predict(request: Request) -> dict:
         """The digit in the posted image and the probability of every class:
         ``{"label": 7, "probabilities": {"0": ..., ..., "9": ...}}``."""
+        # A turn from the first byte read to the answer: here, in the
+        # endpoint, whatever path led to it (not by matching paths).
+        async with turns.turn():
+            return await _answer(request)
+
+    async def _answer(request: Request) -> dict:
         try:
-            data = await _read_upload(request, max_upload_bytes)
+            data = await asyncio.wait_for(
+                _read_upload(request, max_upload_bytes), upload_timeout
+            )
         except ClientDisconnect:
             # Nobody is left to answer; end quietly rather than log an error.
             return JSONResponse({"detail": "the client disconnected"}, 400)
+        except TimeoutError:
+            # A client that sends slowly would hold its turn for ever.
+            raise HTTPException(
+                408, f"the upload did not arrive within {upload_timeout:g} s"
+            ) from None
         # Decoding and the network are CPU work: off the event loop, so that
         # other requests (and /health) are answered meanwhile.
         try:
@@ -267,6 +294,7 @@ def serve(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     allowed_hosts: Sequence[str] = (),
     max_concurrent: int | None = None,
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
     log_level: str = "info",
     announce=print,
 ) -> None:
@@ -295,6 +323,8 @@ def serve(
         reverse proxy forwards in the ``Host`` header.
     max_concurrent : int, default=None
         See :func:`create_app`.
+    upload_timeout : float, default=30
+        See :func:`create_app`.
     log_level : str, default="info"
         uvicorn's log level.
     announce : callable, default=print
@@ -310,6 +340,7 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         allowed_hosts=[*LOOPBACK_NAMES, shown.lower(), *allowed_hosts],
         max_concurrent=max_concurrent,
+        upload_timeout=upload_timeout,
     )
     if not _is_loopback(host):
         message = (
@@ -500,7 +531,7 @@ def _predict_proba(model, data: bytes, max_pixels: int) -> np.ndarray:
             400, "the image cannot be read: it is damaged or truncated"
         ) from None
     try:
-        digit = preprocess_digit_image(picture)
+        digit = preprocess_decoded_image(picture)
     except ValueError as error:
         # Decoded above, so this is about what it shows: no digit.
         raise HTTPException(422, str(error)) from None

@@ -15,16 +15,18 @@ even there, as ASGI middleware around the FastAPI application:
   the self-contained draw page (and FastAPI's ``/docs`` pages, which load
   their scripts from a CDN), ``frame-ancestors 'none'`` and a
   ``Referrer-Policy``.
-- *Too much work at once*: at most ``max_concurrent`` predictions run at a
-  time, each over its whole request, body reading included; the others wait
-  with their bodies unread (the server reads no more than its flow-control
-  buffer of each), so memory does not grow with the number of clients.
-  Other endpoints (``/health``) never wait behind them.
+- *Too much work at once*: :class:`Turns` lets the prediction endpoint work
+  on a bounded number of requests at a time, each over its whole request,
+  body reading included; the others wait with their bodies unread (the server
+  reads no more than its flow-control buffer of each), so memory does not
+  grow with the number of clients. Other endpoints (``/health``) never wait
+  behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -59,13 +61,10 @@ _HEADERS = [
 ]
 
 
-def add_guards(
-    app: Starlette, *, allowed_hosts: Sequence[str], max_concurrent: int
-) -> None:
-    """Put every guard of this module around ``app``'s routes (the outermost
-    last: a request from a foreign host or origin is refused before it waits
-    for a turn or is read)."""
-    app.add_middleware(ConcurrencyLimit, limit=max_concurrent, paths=("/predict",))
+def add_guards(app: Starlette, *, allowed_hosts: Sequence[str]) -> None:
+    """Put the middleware of this module around ``app``'s routes (the
+    outermost last: a request from a foreign host or origin is refused before
+    it reaches an endpoint, to wait for a turn or be read)."""
     app.add_middleware(SameOriginOnly)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(SecurityHeaders)
@@ -112,7 +111,8 @@ _OWN_HEADER_NAMES = {name for name, _ in _HEADERS} | {b"content-security-policy"
 
 class SameOriginOnly:
     """Refuse (403) a request whose ``Origin`` is not the server's own: the
-    ``Origin``'s host and port must be those of the ``Host`` header, which
+    ``Origin``'s scheme must be the request's (``https`` behind a proxy that
+    says so) and its host and port those of the ``Host`` header, which
     :class:`TrustedHostMiddleware` has checked."""
 
     def __init__(self, app: ASGIApp):
@@ -122,7 +122,9 @@ class SameOriginOnly:
         if scope["type"] == "http":
             headers = Headers(scope=scope)
             origin = headers.get("origin")
-            if origin is not None and not _same_origin(origin, headers.get("host")):
+            if origin is not None and not _same_origin(
+                origin, scope.get("scheme", "http"), headers.get("host")
+            ):
                 response = JSONResponse(
                     {
                         "detail": "cross-origin requests are not served: this "
@@ -136,16 +138,17 @@ class SameOriginOnly:
         await self.app(scope, receive, send)
 
 
-def _same_origin(origin: str, host: str | None) -> bool:
-    """Whether ``origin`` names the host and port of the ``Host`` header (a
-    port left out is the origin scheme's default); "null" (a sandboxed page,
-    a local file) never does."""
+def _same_origin(origin: str, scheme: str, host: str | None) -> bool:
+    """Whether ``origin`` names the request's ``scheme`` and the host and port
+    of its ``Host`` header (a port left out is the scheme's default); "null"
+    (a sandboxed page, a local file) never does."""
     try:
         theirs, ours = urlsplit(origin), urlsplit(f"//{host}")
         default = {"http": 80, "https": 443}.get(theirs.scheme.lower())
         return (
             host is not None
             and default is not None
+            and theirs.scheme.lower() == scheme.lower()
             and theirs.hostname is not None
             and (theirs.hostname, theirs.port or default)
             == (ours.hostname, ours.port or default)
@@ -154,27 +157,22 @@ def _same_origin(origin: str, host: str | None) -> bool:
         return False
 
 
-class ConcurrencyLimit:
-    """At most ``limit`` requests to ``paths`` at once, each from its first
-    byte read to its last byte sent; the others wait their turn first."""
+class Turns:
+    """At most ``limit`` holders of a turn at once; the others wait for one.
+    One semaphore per event loop (a test client runs a loop per client)."""
 
-    def __init__(self, app: ASGIApp, limit: int, paths: Sequence[str]):
-        self.app = app
-        self.paths = tuple(paths)
+    def __init__(self, limit: int):
         self.limit = limit
-        # One semaphore per event loop (a test client runs one per client).
-        self._turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) not in self.paths:
-            await self.app(scope, receive, send)
-            return
+    @contextlib.asynccontextmanager
+    async def turn(self):
         loop = asyncio.get_running_loop()
-        turns = self._turns.get(loop)
-        if turns is None:
-            turns = self._turns[loop] = asyncio.Semaphore(self.limit)
-        async with turns:
-            await self.app(scope, receive, send)
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self.limit)
+        async with semaphore:
+            yield
 
 
 def _route_path(scope: Scope) -> str:

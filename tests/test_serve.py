@@ -561,29 +561,94 @@ def test_every_response_carries_the_security_headers(client, path):
     assert "unsafe-inline" not in policy  # the page has no inline code
 
 
-def test_the_concurrency_limit_holds_over_whole_requests():
-    from skmnist._serve_guards import ConcurrencyLimit
+def test_turns_bound_their_holders():
+    from skmnist._serve_guards import Turns
 
+    turns = Turns(3)
     inside = peak = 0
 
-    async def endpoint(scope, receive, send):
+    async def hold():
         nonlocal inside, peak
-        inside += 1
-        peak = max(peak, inside)
-        await asyncio.sleep(0.01)
-        inside -= 1
+        async with turns.turn():
+            inside += 1
+            peak = max(peak, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
 
-    limited = ConcurrencyLimit(endpoint, limit=3, paths=("/predict",))
+    async def many():
+        await asyncio.gather(*(hold() for _ in range(20)))
 
-    async def requests(path, n):
-        scope = {"type": "http", "path": path, "root_path": ""}
-        await asyncio.gather(*(limited(scope, None, None) for _ in range(n)))
-
-    asyncio.run(asyncio.wait_for(requests("/predict", 20), 60))
+    asyncio.run(asyncio.wait_for(many(), 60))
     assert peak == 3
-    peak = 0
-    asyncio.run(asyncio.wait_for(requests("/health", 20), 60))
-    assert peak == 20  # other paths never wait
+
+
+def _asgi_request(app, path: str, body_chunks, finished: list, name: str):
+    """A POST of ``body_chunks`` (awaitables giving bytes, the last ending the
+    body) to ``app`` at ``path``; appends ``(name, status)`` to ``finished``."""
+
+    async def run():
+        chunks = list(body_chunks)
+        sent = []
+
+        async def receive():
+            body = await chunks.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", b"image/png"), (b"host", b"localhost")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        await app(scope, receive, send)
+        finished.append((name, sent[0]["status"]))
+
+    return run()
+
+
+@pytest.mark.mnist
+def test_a_slow_upload_holds_its_turn_only_until_the_timeout(model, photos):
+    """With one turn: a client that never finishes its upload gets 408 after
+    the upload timeout, and only then is the next request (sent to
+    "/predict\\n", which Starlette's router also takes for /predict) worked
+    on: the turn is the endpoint's, whatever the path."""
+    data, _ = photos[0]
+    app = create_app(model, max_concurrent=1, upload_timeout=1)
+
+    async def never():
+        await asyncio.sleep(3600)
+        return b""
+
+    async def at_once(body):
+        return body
+
+    async def both():
+        finished = []
+        slow = asyncio.create_task(
+            _asgi_request(
+                app, "/predict", [at_once(b"\x89PNG"), never()], finished, "slow"
+            )
+        )
+        await asyncio.sleep(0.1)  # the slow one holds the turn
+        quick = asyncio.create_task(
+            _asgi_request(app, "/predict\n", [at_once(data)], finished, "quick")
+        )
+        await asyncio.wait_for(asyncio.gather(slow, quick), 60)
+        return finished
+
+    finished = asyncio.run(both())
+    assert finished == [("slow", 408), ("quick", 200)]
 
 
 # -- a real uvicorn server -------------------------------------------------------
