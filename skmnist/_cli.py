@@ -57,7 +57,13 @@ def main(argv=None) -> int:
                 # Options checked before TensorFlow is imported (seconds).
                 getattr(args, "check", lambda args: None)(args)
                 import_keras_quietly()
-                status = args.command(args)
+                with warnings.catch_warnings():
+                    # Said by the one line below, for every command (a search
+                    # interrupts fits too).
+                    warnings.filterwarnings(
+                        "ignore", "Training interrupted after", UserWarning
+                    )
+                    status = args.command(args)
                 if not getattr(args, "stops_on_ctrl_c", False):
                     raise_if_interrupted()  # one that a gc callback swallowed
                 return status
@@ -239,7 +245,6 @@ def _check_train(args) -> None:
 
 
 def _train(args) -> int:
-    from skmnist._classifier import FitInterruptedWarning
     from skmnist._pipeline import make_mnist_pipeline
 
     (x_train, y_train), (x_test, y_test) = _load_mnist(args.data)
@@ -250,10 +255,7 @@ def _train(args) -> int:
         random_state=args.random_state,
         verbose=2,
     )
-    with warnings.catch_warnings():
-        # Said by main, in one line: a partly trained model is never saved.
-        warnings.simplefilter("ignore", FitInterruptedWarning)
-        pipeline.fit(x_train, y_train)
+    pipeline.fit(x_train, y_train)  # main says an interruption in one line
     test_acc = pipeline.score(x_test, y_test)
     _save_model(pipeline, args.output_path, args.format)
     args.saved = True
@@ -300,6 +302,7 @@ def _predict(args) -> int:
     pipeline = load_digit_model(args.model, args.trust_pickle, digit_labels=False)
     failed = False
     for name in args.images:
+        raise_if_interrupted()  # between images: one a gc callback swallowed
         try:
             digit = _read_digit(name, load_digit_image)
         except Exception as error:
@@ -451,6 +454,11 @@ def _check_search(args) -> None:
             "set the workers of a remote one where they are started"
         )
     _check_model_output(args)  # before the cluster starts and the data loads
+    for name, values in args.param:
+        if name.endswith("hidden_units"):
+            for value in values:
+                if isinstance(value, int) and not isinstance(value, bool):
+                    _check_network_fits_in_memory(value, args.parser, f"--param {name}")
 
 
 def _search(args) -> int:
@@ -656,7 +664,9 @@ def _check_plot_file(path: str, inputs=()) -> None:
         raise CommandError(str(error)) from None
 
 
-def _check_network_fits_in_memory(hidden_units: int, parser) -> None:
+def _check_network_fits_in_memory(
+    hidden_units: int, parser, option: str = "argument --hidden-units"
+) -> None:
     """Refuse a network whose training would need more memory than the
     machine has, before the data loads: its weights for 28x28 images and ten
     classes, in float32, about six times over (the estimator's, the training
@@ -669,7 +679,7 @@ def _check_network_fits_in_memory(hidden_units: int, parser) -> None:
         return
     if needed > memory:
         parser.error(
-            f"argument --hidden-units: a network of {hidden_units} hidden units "
+            f"{option}: a network of {hidden_units} hidden units "
             f"has {weights:,} weights, which need about {needed / 2**30:.0f} GiB "
             f"to train, more than this machine's {memory / 2**30:.0f} GiB of memory"
         )
@@ -722,7 +732,11 @@ def load_model(path: str, trust_pickle: bool = False):
     try:
         return load_model_file(path, trusted=trust_pickle)
     except (OSError, ValueError) as error:
-        raise CommandError(_one_line(error)) from None
+        message = _one_line(error)
+        if str(path) not in message:  # the operating system's own words
+            reason = getattr(error, "strerror", None) or message
+            message = f"cannot read {path}: {reason}"
+        raise CommandError(message) from None
 
 
 def load_digit_model(path: str, trust_pickle: bool = False, *, digit_labels: bool):

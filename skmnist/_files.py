@@ -157,8 +157,11 @@ def _check_replaceable(path: Path, what: str) -> None:
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
-    except OSError:  # either does not exist yet
-        return a.resolve() == b.resolve()
+    except OSError:  # either does not exist yet, or is a loop of links
+        try:
+            return a.resolve() == b.resolve()
+        except (OSError, RuntimeError):  # a loop of symbolic links
+            return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _umask() -> int:

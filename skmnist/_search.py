@@ -257,7 +257,10 @@ def run_search(
         # With joblib's dask backend, n_jobs=-1 means every thread of the cluster.
         n_jobs=None if n_workers == 0 else -1,
     )
-    (x_train, y_train), test = load_mnist(data)
+    try:
+        (x_train, y_train), test = load_mnist(data)
+    except (OSError, ValueError) as error:  # no data, or not MNIST's format
+        raise SearchFailedError(" ".join(str(error).split())) from None
     x_train, y_train = x_train[:limit], y_train[:limit]
     check_folds(cv, y_train)
     check_scoring(scoring, y_train)

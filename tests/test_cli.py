@@ -294,8 +294,8 @@ def _interrupted_train(folder: Path, data: Path, moment: str, saved: Path):
     def came() -> bool:
         if moment == "data":
             return any(str(data) in target for target in _open_files(process.pid))
-        if moment == "save":  # (not the output check before the data loads)
-            return any(line.startswith("Epoch 1/") for line in out) and any(
+        if moment == "save":  # after the epoch's line, not the output check
+            return any("/step" in line for line in out) and any(
                 name.endswith(".tmp") for name in os.listdir(folder)
             )
         if moment.startswith("epoch"):
@@ -920,3 +920,36 @@ def test_a_normal_run_prints_no_tensorflow_logs_and_saves_the_safe_format(
     assert not [line for line in result.stderr.splitlines() if _CPP_LOG.match(line)]
     assert "absl" not in result.stderr
     assert is_skmnist_file(tmp_path / "mnist_pipeline.skmnist")
+
+
+def test_a_search_grid_too_large_for_memory_is_refused_at_once(capsys, tmp_path):
+    status, out, err = _main(
+        capsys, "search", "--param", "clf__hidden_units=64,99999999999",
+        "--n-workers", "0", "--output", tmp_path / "m.skmnist",
+    )  # fmt: skip
+    assert (status, out) == (2, "")
+    line = _one_error_line(err)
+    assert "--param clf__hidden_units: a network of 99999999999 hidden units" in line
+    assert "more than this machine's" in line
+
+
+def test_a_loop_of_symbolic_links_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for argv in (
+        ["train", "--data", tmp_path / "a", "--output", tmp_path / "m.skmnist"],
+        ["search", "--param", "clf__epochs=1", "--n-workers", "0", "--data",
+         tmp_path / "a", "--output", tmp_path / "m.skmnist"],
+    ):  # fmt: skip
+        status, _, err = _main(capsys, *argv)
+        assert status == 1, err
+        line = _one_error_line(err)
+        assert "a symbolic link that leads nowhere" in line and str(tmp_path) in line
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="Linux's /proc")
+def test_an_unreadable_model_path_is_named(capsys):
+    # /proc/self/mem is a regular file that cannot be read from its start.
+    status, _, err = _main(capsys, "predict", "/proc/self/mem", "x.png")
+    assert status == 1
+    assert "cannot read /proc/self/mem: Input/output error" in _one_error_line(err)

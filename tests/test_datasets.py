@@ -367,6 +367,43 @@ def test_npz_bomb_member_is_refused_by_its_ratio_before_inflating(tmp_path):
     assert peak < _MEMORY_BOUND
 
 
+def test_npz_members_that_claim_the_whole_file_are_refused(tmp_path):
+    """Each member declaring the whole archive as its compressed size passes a
+    per-member ratio check, while its own deflate stream of a few KB inflates
+    to 20 MB: the members' declared compressed sizes must fit in the file."""
+    shape = (25_000, 28, 28)  # 19.6 MB of zeros, deflated to about 20 KB
+    members = _fake_npz_members(x_train=(_npy(shape), int(np.prod(shape))))
+    members["padding.bin"] = np.random.RandomState(0).bytes(2 * 2**20)
+    path = tmp_path / "mnist.npz"
+    _write_npz(path, members, zipfile.ZIP_DEFLATED)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")  # each central directory entry
+    while at >= 0:
+        name_length, extra_length = struct.unpack_from("<HH", data, at + 28)
+        name = bytes(data[at + 46 : at + 46 + name_length])
+        if name.endswith(b".npy"):
+            extra = at + 46 + name_length
+            if struct.unpack_from("<I", data, at + 20)[0] == 0xFFFFFFFF:
+                # ZIP64: the sizes are in the extra field (uncompressed first).
+                while extra < at + 46 + name_length + extra_length:
+                    tag, length = struct.unpack_from("<HH", data, extra)
+                    if tag == 1:
+                        struct.pack_into("<Q", data, extra + 12, len(data) - 4096)
+                    extra += 4 + length
+            else:
+                struct.pack_into("<I", data, at + 20, len(data) - 4096)
+        at = data.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data))
+    with zipfile.ZipFile(path) as archive:  # the forgery as zipfile reads it
+        info = archive.getinfo("x_train.npy")
+        assert info.file_size < 20 * info.compress_size
+    error, peak = _load_measuring_memory(path)
+    assert "members declare" in str(error) and "refused before inflating" in str(
+        error
+    ), error
+    assert peak < _MEMORY_BOUND
+
+
 @pytest.fixture
 def zipfile_never_opened(monkeypatch):
     """Fail a test in which a zip directory is read, once its files are written."""

@@ -662,7 +662,7 @@ NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9"]
         ),
         (
             ["--param", "clf__hidden_units=8", "--cv", "1"],
-            "--cv must be at least 2 folds, got 1",
+            "argument --cv: must be an integer from 2 to 2147483647, got 1",
         ),
         (
             ["--param", "clf__hidden_units=8", "--random-state", "-1"],

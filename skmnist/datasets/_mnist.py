@@ -47,8 +47,10 @@ _IDX_UBYTE = 0x08
 # MNIST's arrays compress about 5:1 (x_train.npy is deflated 4.8:1 in Keras's
 # mnist.npz, the IDX image files gzip 4.3:1 to 4.9:1 from level 1 to 9, the
 # labels 2:1), where a "bomb" of zeros deflates 1000:1. A file that declares
-# more than this many times its compressed size is refused before inflating...
-_MAX_COMPRESSION_RATIO = 50
+# more than this many times its compressed size is refused before inflating
+# (so a crafted file of N bytes costs at most 20 N, which genuine MNIST,
+# 11 MB for 55 MB of arrays, is far from)...
+_MAX_COMPRESSION_RATIO = 20
 # ...unless it declares no more than this: too little to hurt, and a small set
 # (a few blank images, say) may compress far better than MNIST.
 _ALWAYS_INFLATED_BYTES = 2**20
@@ -141,7 +143,7 @@ def _find_local_copy(path, data_home):
     if path is not None:
         path = Path(path).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"No MNIST data at {path}: no such file or folder.")
+            raise FileNotFoundError(f"No MNIST data at {path}: {_why_missing(path)}.")
         return _in_folder(path)
     variable = os.environ.get("SKMNIST_DATA")
     if variable:
@@ -150,8 +152,8 @@ def _find_local_copy(path, data_home):
         candidate = Path(variable).expanduser()
         if not candidate.exists():
             raise FileNotFoundError(
-                f"SKMNIST_DATA is set to {variable}, but there is no such file or "
-                "folder. Point it at Keras's mnist.npz, or unset it."
+                f"SKMNIST_DATA is set to {variable}, but {_why_missing(candidate)}. "
+                "Point it at Keras's mnist.npz, or unset it."
             )
         return _in_folder(candidate)
     if data_home:
@@ -160,6 +162,13 @@ def _find_local_copy(path, data_home):
             return _in_folder(candidate)
     cached = _keras_cache_file()
     return cached if cached.is_file() else None
+
+
+def _why_missing(path: Path) -> str:
+    """Why ``path`` leads to nothing, in a user's words."""
+    if path.is_symlink():
+        return "it is a symbolic link that leads nowhere (a loop, or a missing target)"
+    return "there is no such file or folder"
 
 
 def _input_files(path=None) -> list[Path]:
@@ -258,6 +267,7 @@ def _read(source: Path) -> dict:
                         f"{source} is not in Keras's mnist.npz layout: it lacks "
                         f"{', '.join(sorted(name[:-4] for name in missing))}."
                     )
+                _check_members_apart(archive, size, source)
                 return {
                     key: _read_npy_member(archive, key, size, source)
                     for key in _IDX_FILES
@@ -285,6 +295,21 @@ def _check_zip_directory(file, size: int, source: Path) -> None:
             f"{source} is not Keras's mnist.npz: its zip directory declares "
             f"{entries} entries in {directory} bytes (mnist.npz has 4 arrays); "
             "refused before reading it."
+        )
+
+
+def _check_members_apart(archive: zipfile.ZipFile, size: int, source: Path):
+    """Refuse members whose compressed data, as the directory declares it,
+    would overlap: in a genuine archive they lie one after another, so
+    together they fit in the file. Otherwise each of several members could
+    claim the whole file as its compressed size, and pass the compression
+    limit, while inflating a few bytes of its own to hundreds of megabytes."""
+    declared = sum(info.compress_size for info in archive.infolist())
+    if declared > size:
+        raise MNISTFormatError(
+            f"{source} is not a readable mnist.npz (truncated or corrupt?): its "
+            f"members declare {declared} compressed bytes in a file of {size}; "
+            "refused before inflating them."
         )
 
 
