@@ -40,7 +40,7 @@ _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 _ALPHA_CONTRAST = 0.5
 # A digit needs a few hundred pixels across at most (it ends up 20x20): an
 # image of more pixels than this (a phone photo, a crafted upload) is reduced by
-# averaging blocks of pixels, strip by strip, before anything else, so that the
+# averaging blocks of pixels, tile by tile, before anything else, so that the
 # float arithmetic below works on a few megabytes whatever the image's size.
 _MAX_PIXELS = 1024 * 1024
 # Nor a side longer than this: a 16-megapixel image one pixel high is no
@@ -110,7 +110,7 @@ def preprocess_digit_image(image) -> np.ndarray:
         same picture as a Pillow image give the same digit. A Pillow image's
         EXIF orientation is applied (as :func:`PIL.ImageOps.exif_transpose`
         does), so a phone photo is read upright; one of more than 1024x1024
-        pixels is first reduced by averaging blocks of pixels
+        pixels (or 2048 a side) is first reduced by averaging blocks of pixels
         (:meth:`PIL.Image.Image.reduce`), to spare memory. A Pillow image you
         opened yourself is yours: it is used whatever its format and size (the
         format allow-list and pixel limit of :func:`load_digit_image` apply to
@@ -179,7 +179,7 @@ def load_digit_image(path) -> np.ndarray:
     EXIF orientation of the file (phone photos) is applied. An image of more
     pixels than :data:`PIL.Image.MAX_IMAGE_PIXELS` is refused before it is
     decoded. A JPEG of more than 1024x1024 pixels is decoded at a reduced
-    scale (Pillow's ``draft``), any other image is reduced strip by strip as
+    scale (Pillow's ``draft``), any other image is reduced tile by tile as
     it is converted: reading costs the decoded image once and a few
     megabytes besides. Of an animated image (a GIF, say) the first frame is
     read.
@@ -260,7 +260,7 @@ def decode_image(file, max_pixels: int | None = None) -> np.ndarray:
     Pillow's :data:`PIL.Image.MAX_IMAGE_PIXELS`) is refused from its header,
     before it is decoded; one of more than ``_MAX_PIXELS`` is decoded at a
     reduced scale where the format allows (JPEG's ``draft``), and otherwise
-    reduced strip by strip as it is converted, so that decoding costs the
+    reduced tile by tile as it is converted, so that decoding costs the
     decoded image once and a few megabytes besides. The file is closed by its
     caller; everything decoded here is released on return.
 
@@ -561,8 +561,8 @@ def _pil_to_array(image) -> np.ndarray:
     arrays get; 32-bit integer, 16-bit and float grey as they are
     (``_to_0_255`` scales them: Pillow's ``convert("L")`` would clip them to
     0..255); other grey (8-bit, bilevel) as 8-bit grey. Reduced where larger
-    than ``_MAX_PIXELS``, strip by strip, so that no converted copy of the
-    full image is ever made."""
+    than ``_MAX_PIXELS`` or ``_MAX_SIDE``, tile by tile, so that no converted
+    copy of the full image is ever made."""
     from PIL import Image
 
     transpose = _EXIF_TRANSPOSE.get(_orientation(image))
