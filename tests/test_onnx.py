@@ -349,7 +349,7 @@ def test_cli_export_end_to_end(digits_pipeline, digit_images, tmp_path):
         ),
         (["model.skmnist", "model.skmnist"], "OUT.onnx model.skmnist is also an input"),
         (
-            ["preprocessed.joblib", "out.onnx"],
+            ["preprocessed.skmnist", "out.onnx"],
             "cannot export DigitImagePreprocessor to ONNX: it reads images",
         ),
     ],
@@ -357,13 +357,12 @@ def test_cli_export_end_to_end(digits_pipeline, digit_images, tmp_path):
 def test_cli_export_errors_are_one_line(
     digits_pipeline, digit_images, tmp_path, args, message
 ):
-    import joblib
-
     save(digits_pipeline, tmp_path / "model.skmnist")
     with_preprocessor = Pipeline(
         [("prep", DigitImagePreprocessor()), *digits_pipeline.steps]
     )
-    joblib.dump(with_preprocessor, tmp_path / "preprocessed.joblib")
+    # (Saved in the safe format, as such pipelines now are.)
+    save(with_preprocessor, tmp_path / "preprocessed.skmnist")
     result = _skmnist("export", *args, tmp_path=tmp_path)
     assert result.returncode == 1
     # TensorFlow's C++ runtime may log to stderr at import; skmnist says one line.
