@@ -7,10 +7,13 @@ hundreds of megabytes and seconds before anything can be checked (a million
 empty entries took 480 MB and 6 s). Model files (:mod:`skmnist._persistence`)
 and ``mnist.npz`` (:mod:`skmnist.datasets`) hold a handful of members, so their
 readers ask :func:`declared_directory` first and refuse a directory larger
-than theirs can be.
+than theirs can be, then :func:`member_problem` of what zipfile parsed, before
+they read any member.
 """
 
+import itertools
 import struct
+import zipfile
 
 # The records at the end of a zip file that say where its directory is and how
 # large (APPNOTE.TXT 4.3.14 to 4.3.16), as zipfile reads them.
@@ -67,3 +70,40 @@ def declared_directory(file, length: int) -> tuple[int, int] | None:
                     zip64.append((max(record[6:8]), record[8]))
             declared = zip64 or declared
     return max(entries for entries, _ in declared), max(size for _, size in declared)
+
+
+# General-purpose bit flags zipfile cannot read, or reads only with a password:
+# encrypted (bit 0), compressed patched data (bit 5), strong encryption (bit 6).
+_UNREADABLE_FLAGS = 0x1 | 0x20 | 0x40
+
+
+def member_problem(infos: list[zipfile.ZipInfo], length: int) -> str | None:
+    """What is wrong with the members of an archive of ``length`` bytes, as its
+    directory declares them, for a reader that inflates nothing it has not
+    checked; ``None`` if nothing is.
+
+    Each member must be stored or deflated (zipfile inflates bzip2 and LZMA
+    without bound, and refuses other methods with exceptions of its own),
+    neither encrypted nor patched, and its compressed data must lie within the
+    file and apart from every other member's: in an archive as writers make
+    it, the members follow one another, so that none can claim another's bytes
+    (several members claiming the same few kilobytes of deflated zeros would
+    each pass a limit on their own compression ratio).
+    """
+    spans = []
+    for info in infos:
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            return f"{info.filename} is compressed with method {info.compress_type}"
+        if info.flag_bits & _UNREADABLE_FLAGS:
+            return f"{info.filename} is encrypted or patched"
+        # (From the local header on: its own length, 30 bytes and the name,
+        # only makes the span longer, so this never calls neighbours overlapping.)
+        start, end = info.header_offset, info.header_offset + info.compress_size
+        if start < 0 or end > length:
+            return f"{info.filename} ends beyond the end of the file"
+        spans.append((start, end, info.filename))
+    spans.sort()
+    for (_, end, name), (start, _, other) in itertools.pairwise(spans):
+        if end > start:
+            return f"{name} overlaps {other}"
+    return None

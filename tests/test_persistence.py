@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tracemalloc
 import zipfile
+import zlib
 
 import h5py
 import joblib
@@ -1638,3 +1639,127 @@ def test_files_load_under_the_other_backend(fitted_pipeline, saved_pipeline, dat
     back = skmnist.load(folder / "back.skmnist")
     assert len(back[-1].history_["loss"]) == 2
     assert back.predict_proba(images).shape == expected.shape
+
+
+# -- a second probe: compressed JSON, zip features, shared bytes, hash floods ----
+
+
+def test_a_deflated_json_member_is_inflated_no_further_than_declared(
+    saved_pipeline, tmp_path
+):
+    """manifest.json's directory entry declares its true size, but its deflated
+    stream goes on to 200 MB of zeros: zipfile inflated all of it in one call
+    (a 1.6 MB file took the loader to 2.8 GB). Read up to the declared size,
+    the member is the genuine manifest and the file loads."""
+    members = _members(saved_pipeline)
+    manifest = members.pop("manifest.json")
+    path = tmp_path / "bomb.skmnist"
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = compressor.compress(manifest)
+    for _ in range(200):
+        stream += compressor.compress(bytes(2**20))
+    stream += compressor.flush()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content, zipfile.ZIP_STORED)
+        info = zipfile.ZipInfo("manifest.json")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        # The genuine entry, deflated as below; then its data is swapped.
+        archive.writestr(info, manifest, compresslevel=9)
+    data = path.read_bytes()
+    genuine = zlib.compressobj(9, zlib.DEFLATED, -15)
+    genuine = genuine.compress(manifest) + genuine.flush()
+    at = data.rindex(genuine)
+    # Same size, CRC and name in both headers; only the compressed size grows.
+    forged = bytearray(data[:at] + stream + data[at + len(genuine) :])
+    grown = len(stream) - len(genuine)
+    local = data.rindex(b"PK\x03\x04", 0, at)
+    struct.pack_into("<I", forged, local + 18, len(stream))
+    central = forged.rindex(b"PK\x01\x02")
+    struct.pack_into("<I", forged, central + 20, len(stream))
+    end = forged.rindex(b"PK\x05\x06")
+    (directory,) = struct.unpack_from("<I", forged, end + 16)
+    struct.pack_into("<I", forged, end + 16, directory + grown)
+    path.write_bytes(bytes(forged))
+    assert path.stat().st_size < 2 * 2**20
+    tracemalloc.start()
+    try:
+        loaded = skmnist.load(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(loaded, Pipeline)
+    assert peak < 64 * 2**20, peak
+
+
+@pytest.mark.parametrize(
+    "flag_bits, method, message",
+    [
+        (0x1, zipfile.ZIP_STORED, "manifest.json is encrypted or patched"),
+        (0x20, zipfile.ZIP_STORED, "manifest.json is encrypted or patched"),
+        (0, zipfile.ZIP_BZIP2, "manifest.json is compressed with method 12"),
+        (0, 99, "manifest.json is compressed with method 99"),
+    ],
+    ids=["encrypted", "patched", "bzip2", "unknown-method"],
+)
+def test_zip_features_zipfile_cannot_bound_are_model_file_errors(
+    saved_pipeline, tmp_path, flag_bits, method, message
+):
+    # zipfile raised RuntimeError or NotImplementedError (a traceback in the
+    # command line), or inflated bzip2 without bound.
+    data = bytearray(saved_pipeline.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + name_length] == b"manifest.json":
+            struct.pack_into("<HH", data, at + 8, flag_bits, method)
+        at = data.find(b"PK\x01\x02", at + 4)
+    path = tmp_path / "odd.skmnist"
+    path.write_bytes(bytes(data))
+    _assert_refused_in_little_memory(path, message)
+
+
+def test_weight_members_sharing_their_bytes_are_refused(saved_pipeline, tmp_path):
+    """Members that each claim bytes up to the end of the file (checksums and
+    CRCs right) were all read before the count of arrays refused them: 900 of
+    them took a 2.5 MB file to 3.2 GB."""
+    path = tmp_path / "shared.skmnist"
+    path.write_bytes(saved_pipeline.read_bytes())
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + name_length] == b"weights/0.npy":
+            (offset,) = struct.unpack_from("<I", data, at + 42)
+            # Its compressed (stored) bytes now run into the next member's.
+            struct.pack_into("<I", data, at + 20, len(data) // 2 - offset)
+        at = data.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data))
+    _assert_refused_in_little_memory(path, r"weights/0\.npy overlaps ")
+
+
+def test_many_small_string_arrays_are_refused_before_any_is_made(
+    saved_pipeline, tmp_path
+):
+    """Each array of one empty string declared 1 MiB wide stays under the
+    per-array limit; 3,000 of them (55 KB of file) took the loader to 3.8 GB."""
+    wide = {"__ndarray__": {"dtype": "<U262144", "shape": [1], "values": [""]}}
+    path = _tampered(
+        saved_pipeline,
+        _forge_params(fit__sample_weight_note=[wide] * 3000),
+        tmp_path / "strings.skmnist",
+    )
+    _assert_refused_in_little_memory(path, r"declares arrays of 31457280\d\d bytes")
+
+
+def test_dict_keys_chosen_to_share_a_hash_are_refused(saved_pipeline, tmp_path):
+    # k * (2**61 - 1) all hash to 0: building a dict of 40,000 took 8 s, of
+    # 135,000 two minutes.
+    keys = [[k * (2**61 - 1), 1.0] for k in range(1, 40_001)]
+    path = _tampered(
+        saved_pipeline,
+        _forge_params(class_weight={"__dict__": keys}),
+        tmp_path / "flood.skmnist",
+    )
+    # Refused by its keys, before a dict of them is built.
+    _assert_refused_in_little_memory(path, "a dict key is an integer beyond 64 bits")

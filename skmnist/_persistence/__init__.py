@@ -184,7 +184,8 @@ def _description_errors(path: Path):
     try:
         yield
     except ModelFileError as error:
-        raise ModelFileError(f"{path}: {error}") from None
+        # One line, whatever Keras or scikit-learn said in several.
+        raise ModelFileError(f"{path}: {' '.join(str(error).split())}") from None
     except RecursionError:
         raise ModelFileError(
             f"{path}: invalid estimator description (nested too deeply)."
@@ -192,8 +193,9 @@ def _description_errors(path: Path):
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         # The checksums match, so the file was written like this on purpose or
         # by a broken writer; either way it describes no valid estimator.
+        reason = " ".join(str(error).split())
         raise ModelFileError(
-            f"{path}: invalid estimator description ({type(error).__name__}: {error})."
+            f"{path}: invalid estimator description ({type(error).__name__}: {reason})."
         ) from None
 
 

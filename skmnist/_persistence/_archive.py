@@ -40,7 +40,7 @@ import numpy as np
 from skmnist._persistence._codec import declared_npy, npy_bytes, read_npy
 from skmnist._persistence._errors import ModelFileError, UntrustedFileError
 from skmnist._version import __version__
-from skmnist._zip_directory import declared_directory
+from skmnist._zip_directory import declared_directory, member_problem
 
 FORMAT_NAME = "skmnist"
 FORMAT_VERSION = 2
@@ -160,11 +160,19 @@ def read_archive(
         try:
             with zipfile.ZipFile(file) as archive:
                 return _read_members(archive, path, length, folder, trusted, check)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        except (
+            zipfile.BadZipFile,
+            EOFError,
+            zlib.error,
+            NotImplementedError,  # a zip feature zipfile does not read
+            UnicodeDecodeError,  # a member name that is not UTF-8
+            OSError,  # a member's offset the file cannot seek to
+        ) as error:
             # zipfile finds a truncated or damaged archive (bad CRC, missing
             # central directory) here.
+            reason = " ".join(str(error).split()) or type(error).__name__
             raise ModelFileError(
-                f"{path} is a damaged or truncated skmnist model file: {error}"
+                f"{path} is a damaged or truncated skmnist model file: {reason}"
             ) from None
 
 
@@ -199,14 +207,14 @@ def _read_members(
     check: Callable[[object, dict[str, int]], None],
 ) -> Contents:
     names = archive.namelist()
-    for info in archive.infolist():
-        # zipfile asks the file for a member's declared compressed size at
-        # once, and Python allocates as much before reading what there is.
-        if info.header_offset + info.compress_size > length:
-            raise ModelFileError(
-                f"{path} is a damaged or truncated skmnist model file: "
-                f"{info.filename} ends beyond the end of the file."
-            )
+    # Before any member is read: zipfile asks the file for a member's declared
+    # compressed size at once (Python allocates as much first), and inflates
+    # what it is asked for.
+    problem = member_problem(archive.infolist(), length)
+    if problem is not None:
+        raise ModelFileError(
+            f"{path} is a damaged or truncated skmnist model file: {problem}."
+        )
     if MANIFEST not in names:
         raise ModelFileError(
             f"{path} is a zip archive but not an skmnist model file: it has no "
@@ -350,7 +358,11 @@ def _read_small(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
             f"{path}: {name} is too large for an skmnist model file ({size} bytes, "
             f"at most {_MAX_JSON_BYTES})."
         )
-    return archive.read(name)
+    # Asked for its declared size: zipfile inflates as much as it is asked for
+    # (archive.read asks for up to 2 GB at once), and stops at the declared
+    # size.
+    with archive.open(name) as stream:
+        return stream.read(size)
 
 
 def parse_json(data: bytes, where: str):

@@ -113,15 +113,65 @@ def from_json(data, where: str):
             pairs = [expect(pair, list, where) for pair in expect(content, list, where)]
             if any(len(pair) != 2 for pair in pairs):
                 raise ModelFileError(f"{where}: malformed dict.")
+            keys = [from_json(key, where) for key, _ in pairs]
+            if not all(_hashes_apart(key) for key in keys):
+                # Integers beyond 64 bits can be chosen to share a hash (those
+                # k * (2**61 - 1) all hash to 0), and building a dict of many
+                # takes quadratic time: minutes for a few megabytes of JSON.
+                raise ModelFileError(
+                    f"{where}: a dict key is an integer beyond 64 bits, which "
+                    "skmnist never writes; the file was modified or is damaged."
+                )
             try:
                 return {
-                    from_json(key, where): from_json(item, where) for key, item in pairs
+                    key: from_json(item, where)
+                    for key, (_, item) in zip(keys, pairs, strict=True)
                 }
             except TypeError:  # an unhashable key
                 raise ModelFileError(f"{where}: malformed dict.") from None
         if tag == "__ndarray__":
             return array_from_json(expect(content, dict, where), where)
     raise ModelFileError(f"{where}: unexpected JSON value {short_repr(data)}.")
+
+
+def _hashes_apart(key) -> bool:
+    """Whether ``key`` holds no integer beyond 64 bits (a tuple's neither)."""
+    if isinstance(key, tuple):
+        return all(_hashes_apart(item) for item in key)
+    return not isinstance(key, int) or -(2**63) <= key < 2**63
+
+
+def declared_array_bytes(data) -> int:
+    """The bytes that the arrays tagged in the JSON data ``data`` declare, all
+    together, counted before any is made: each array alone is bounded when it
+    is decoded, but a few megabytes of JSON can declare thousands of them."""
+    total, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            content = item.get("__ndarray__") if len(item) == 1 else None
+            if isinstance(content, dict):
+                total += _declared_bytes(content)
+            stack.extend(item.values())
+    return total
+
+
+def _declared_bytes(content: dict) -> int:
+    dtype, shape = content.get("dtype"), content.get("shape")
+    if not (isinstance(dtype, str) and _DTYPE.fullmatch(dtype)):
+        return 0  # refused when decoded
+    if not (
+        isinstance(shape, list)
+        and len(shape) <= _MAX_DIMENSIONS
+        and all(isinstance(size, int) and 0 <= size <= 2**40 for size in shape)
+    ):
+        return 0  # refused when decoded
+    try:
+        return math.prod(shape) * np.dtype(dtype).itemsize
+    except (TypeError, ValueError, OverflowError):
+        return 0  # refused when decoded
 
 
 def array_from_json(data: dict, where: str) -> np.ndarray:

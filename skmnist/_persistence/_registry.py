@@ -34,7 +34,7 @@ from skmnist._compat import (
     validate_estimator_params,
 )
 from skmnist._images import DigitImagePreprocessor
-from skmnist._persistence._codec import from_json, to_json
+from skmnist._persistence._codec import declared_array_bytes, from_json, to_json
 from skmnist._persistence._errors import (
     JOBLIB_HINT,
     ModelFileError,
@@ -70,6 +70,9 @@ class _Entry:
     max_weight_bytes: Callable | None = None
 
 
+# The arrays an estimator description holds as JSON (classes_, feature names,
+# array hyper-parameters) take kilobytes; weights are .npy members.
+_MAX_DESCRIBED_ARRAY_BYTES = 64 * 2**20
 # Set by __init__ from the hyper-parameters, or by set_output.
 _INIT_STATE = ("_user_params", "_sklearn_output_config")
 _OUTPUT_CONTAINERS = ("default", "pandas", "polars")
@@ -150,6 +153,13 @@ def check(document, sizes: dict[str, int]) -> None:
     cannot make it read arrays that no estimator uses or that no network of
     the hyper-parameters needs; save runs it on what it writes.
     """
+    declared = declared_array_bytes(document)
+    if declared > _MAX_DESCRIBED_ARRAY_BYTES:
+        raise ModelFileError(
+            f"its estimator description declares arrays of {declared} bytes in "
+            f"all, more than an skmnist file describes (at most "
+            f"{_MAX_DESCRIBED_ARRAY_BYTES}); the file was modified or is damaged."
+        )
     uses: list = []
     rebuild(document, None, "estimator", uses=uses)
     used: set = set()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skmnist._zip_directory import declared_directory
+from skmnist._zip_directory import declared_directory, member_problem
 
 KERAS_MNIST_URL = (
     "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -267,7 +267,12 @@ def _read(source: Path) -> dict:
                         f"{source} is not in Keras's mnist.npz layout: it lacks "
                         f"{', '.join(sorted(name[:-4] for name in missing))}."
                     )
-                _check_members_apart(archive, size, source)
+                problem = member_problem(archive.infolist(), size)
+                if problem is not None:
+                    raise MNISTFormatError(
+                        f"{source} is not a readable mnist.npz (truncated or "
+                        f"corrupt?): {problem}; refused before inflating it."
+                    )
                 return {
                     key: _read_npy_member(archive, key, size, source)
                     for key in _IDX_FILES
@@ -295,21 +300,6 @@ def _check_zip_directory(file, size: int, source: Path) -> None:
             f"{source} is not Keras's mnist.npz: its zip directory declares "
             f"{entries} entries in {directory} bytes (mnist.npz has 4 arrays); "
             "refused before reading it."
-        )
-
-
-def _check_members_apart(archive: zipfile.ZipFile, size: int, source: Path):
-    """Refuse members whose compressed data, as the directory declares it,
-    would overlap: in a genuine archive they lie one after another, so
-    together they fit in the file. Otherwise each of several members could
-    claim the whole file as its compressed size, and pass the compression
-    limit, while inflating a few bytes of its own to hundreds of megabytes."""
-    declared = sum(info.compress_size for info in archive.infolist())
-    if declared > size:
-        raise MNISTFormatError(
-            f"{source} is not a readable mnist.npz (truncated or corrupt?): its "
-            f"members declare {declared} compressed bytes in a file of {size}; "
-            "refused before inflating them."
         )
 
 
