@@ -243,6 +243,24 @@ def test_too_many_pixels_is_413_before_decoding(model):
         assert ok.status_code == 200
 
 
+def _post_scope(path: str) -> dict:
+    """The ASGI scope of a PNG posted to ``path`` of a local service."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"image/png"), (b"host", b"localhost")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
 @pytest.mark.mnist
 def test_upload_limit_is_enforced_while_reading(model):
     """A body without a length is read only up to the limit: the app stops
@@ -261,21 +279,7 @@ def test_upload_limit_is_enforced_while_reading(model):
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/predict",
-        "raw_path": b"/predict",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"image/png"), (b"host", b"localhost")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), 60))
+    asyncio.run(asyncio.wait_for(app(_post_scope("/predict"), receive, send), 60))
     assert sent[0]["status"] == 413
     assert pulled * len(chunk) <= 100_000 + len(chunk)
     assert b"limit of 100000 bytes" in sent[1]["body"]
@@ -597,21 +601,7 @@ def _asgi_request(app, path: str, body_chunks, finished: list, name: str):
         async def send(message):
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", b"image/png"), (b"host", b"localhost")],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
-        await app(scope, receive, send)
+        await app(_post_scope(path), receive, send)
         finished.append((name, sent[0]["status"]))
 
     return run()
