@@ -929,3 +929,32 @@ def test_an_unreadable_model_path_is_named(capsys):
     status, _, err = _main(capsys, "predict", "/proc/self/mem", "x.png")
     assert status == 1
     assert "cannot read /proc/self/mem: Input/output error" in _one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "--param", "clf__hidden_units=8", "--cv", "1"],
+        ["train", "--batch-size", "99999999999999999999"],
+        ["train", "--hidden-units", "1000000000"],
+        ["serve", "m.skmnist", "--max-concurrent", "0"],
+    ],
+    ids=["cv-1", "batch", "network", "concurrency"],
+)
+def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(argv):
+    # Counted in imports, not seconds: TensorFlow's import is what took 5 s.
+    script = (
+        "import sys\n"
+        "from skmnist._cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exit_:\n"
+        "    print('status', exit_.code)\n"
+        "print('imported', sorted({'tensorflow', 'keras', 'jax'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert "status 2" in result.stdout, result.stderr
+    assert "imported []" in result.stdout, result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
