@@ -514,6 +514,14 @@ def _add_serve_parser(commands) -> None:
         help="TCP port (default: 8000; 0 picks a free one)",
     )
     serve.add_argument(
+        "--max-waiting",
+        type=_integer("an integer from 1 to 100000", 1, 100_000),
+        default=64,
+        metavar="N",
+        help="predictions that may wait for a turn; more get status 503 at once "
+        "(default: 64)",
+    )
+    serve.add_argument(
         "--upload-timeout",
         type=_seconds,
         default=30.0,
@@ -573,6 +581,7 @@ def _serve(args) -> int:
             max_upload_bytes=args.max_upload_bytes,
             allowed_hosts=args.allow_host,
             max_concurrent=args.max_concurrent,
+            max_waiting=args.max_waiting,
             upload_timeout=args.upload_timeout,
             announce=lambda line: print(line, flush=True),
         )

@@ -46,6 +46,11 @@ _MAX_PIXELS = 1024 * 1024
 # Nor a side longer than this: a 16-megapixel image one pixel high is no
 # smaller for being reduced by the square root of its excess.
 _MAX_SIDE = 2048
+# Sides longer than this are refused from the header: Pillow decodes a PNG row
+# by row with a few rows of buffer, so an image one pixel high but 16 million
+# wide cost three times its decoded size. Photos and scans of a page are under
+# 15,000 pixels a side.
+_MAX_DECODED_SIDE = 2**15
 # The full image is converted and reduced a tile of this many reduced pixels
 # square at a time, so that no converted copy of it is ever made whole.
 _TILE = 128
@@ -299,6 +304,14 @@ def decode_image(file, max_pixels: int | None = None) -> np.ndarray:
                 ),
                 "size",
                 f"{width}x{height} = {width * height} pixels",
+            )
+        if max(width, height) > _MAX_DECODED_SIDE:
+            raise ImageDecodeError(
+                _too_large(
+                    f"{width}x{height} pixels, a side longer than {_MAX_DECODED_SIDE}"
+                ),
+                "size",
+                f"{width}x{height} pixels, a side longer than {_MAX_DECODED_SIDE}",
             )
         try:
             factor = _reduction(image.size)

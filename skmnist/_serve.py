@@ -40,11 +40,19 @@ from skmnist._images import (
     decode_image,
     preprocess_decoded_image,
 )
-from skmnist._serve_guards import LOOPBACK_NAMES, Turns, add_guards, security_headers
+from skmnist._serve_guards import (
+    LOOPBACK_NAMES,
+    Busy,
+    Turns,
+    add_guards,
+    security_headers,
+)
 from skmnist._version import __version__
 
 #: Default limit on the bytes of one upload (413 above it).
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 2**20
+#: Default number of requests that may wait for a turn (503 beyond).
+DEFAULT_MAX_WAITING = 64
 #: Default seconds an upload may take to arrive once its turn came (408 after).
 DEFAULT_UPLOAD_TIMEOUT = 30.0
 #: Default limit on the pixels of one image (413 above it): decoding turns a few
@@ -79,6 +87,7 @@ def create_app(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
     max_concurrent: int | None = None,
+    max_waiting: int = DEFAULT_MAX_WAITING,
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
 ) -> FastAPI:
     """The web application serving ``model``: the page, ``/predict``, ``/health``
@@ -105,6 +114,10 @@ def create_app(
         How many ``/predict`` requests run at once, each from its first byte
         read to its answer; the others wait their turn unread. ``None``: the
         CPU cores this process may use.
+    max_waiting : int, default=64
+        How many ``/predict`` requests may wait for a turn; any more get status
+        503 at once, so that waiting connections, which hold buffered bytes,
+        cannot grow the server's memory without bound.
     upload_timeout : float, default=30
         Seconds an upload may take to arrive once its turn has come (status
         408 after), so that slow clients cannot hold the turns for ever.
@@ -142,6 +155,7 @@ def create_app(
         ("max_upload_bytes", max_upload_bytes),
         ("max_image_pixels", max_image_pixels),
         ("max_concurrent", max_concurrent),
+        ("max_waiting", max_waiting),
     ]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -161,7 +175,7 @@ def create_app(
     )
 
     add_guards(app, allowed_hosts=allowed_hosts)
-    turns = Turns(max_concurrent)
+    turns = Turns(max_concurrent, max_waiting)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
@@ -207,6 +221,7 @@ def create_app(
             400: {"description": "not a readable image, or a truncated one"},
             403: {"description": "a cross-origin request (another site's page)"},
             408: {"description": "the upload took too long to arrive"},
+            503: {"description": "too many uploads wait for a turn"},
             413: {"description": "over the size limit"},
             415: {"description": f"not an image in {', '.join(IMAGE_FORMATS)}"},
             422: {"description": "no digit found (a blank image)"},
@@ -238,8 +253,15 @@ def create_app(
         ``{"label": 7, "probabilities": {"0": ..., ..., "9": ...}}``."""
         # A turn from the first byte read to the answer: here, in the
         # endpoint, whatever path led to it (not by matching paths).
-        async with turns.turn():
-            return await _answer(request)
+        try:
+            async with turns.turn():
+                return await _answer(request)
+        except Busy:
+            return JSONResponse(
+                {"detail": "the service is busy: too many uploads wait; try again"},
+                503,
+                headers={"retry-after": "1"},
+            )
 
     async def _answer(request: Request) -> dict:
         try:
@@ -294,6 +316,7 @@ def serve(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     allowed_hosts: Sequence[str] = (),
     max_concurrent: int | None = None,
+    max_waiting: int = DEFAULT_MAX_WAITING,
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
     log_level: str = "info",
     announce=print,
@@ -323,6 +346,8 @@ def serve(
         reverse proxy forwards in the ``Host`` header.
     max_concurrent : int, default=None
         See :func:`create_app`.
+    max_waiting : int, default=64
+        See :func:`create_app`.
     upload_timeout : float, default=30
         See :func:`create_app`.
     log_level : str, default="info"
@@ -340,6 +365,7 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         allowed_hosts=[*LOOPBACK_NAMES, shown.lower(), *allowed_hosts],
         max_concurrent=max_concurrent,
+        max_waiting=max_waiting,
         upload_timeout=upload_timeout,
     )
     if not _is_loopback(host):

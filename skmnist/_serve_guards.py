@@ -157,13 +157,22 @@ def _same_origin(origin: str, scheme: str, host: str | None) -> bool:
         return False
 
 
-class Turns:
-    """At most ``limit`` holders of a turn at once; the others wait for one.
-    One semaphore per event loop (a test client runs a loop per client)."""
+class Busy(Exception):
+    """More requests wait for a turn than :class:`Turns` lets wait."""
 
-    def __init__(self, limit: int):
+
+class Turns:
+    """At most ``limit`` holders of a turn at once; at most ``waiting`` others
+    wait for one, and any more are refused at once (:class:`Busy`): a waiting
+    connection costs the server its buffered bytes (up to about 140 KB), so
+    their number is bounded too. One semaphore per event loop (a test client
+    runs a loop per client)."""
+
+    def __init__(self, limit: int, waiting: int):
         self.limit = limit
+        self.waiting = waiting
         self._semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._waiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @contextlib.asynccontextmanager
     async def turn(self):
@@ -171,8 +180,17 @@ class Turns:
         semaphore = self._semaphores.get(loop)
         if semaphore is None:
             semaphore = self._semaphores[loop] = asyncio.Semaphore(self.limit)
-        async with semaphore:
+        if semaphore.locked() and self._waiters.get(loop, 0) >= self.waiting:
+            raise Busy
+        self._waiters[loop] = self._waiters.get(loop, 0) + 1
+        try:
+            await semaphore.acquire()
+        finally:
+            self._waiters[loop] -= 1
+        try:
             yield
+        finally:
+            semaphore.release()
 
 
 def _route_path(scope: Scope) -> str:

@@ -744,11 +744,12 @@ def _digit_canvas(size, mode="RGBA"):
     "size, mode",
     [
         ((4096, 4096), "RGBA"),  # the most pixels the server accepts
-        ((4096 * 4096, 1), "L"),  # as many, one pixel high
-        ((1, 4096 * 4096), "L"),  # one pixel wide
-        ((4096 * 4096 // 4, 1), "RGBA"),
+        ((4096 * 4096, 1), "L"),  # as many, one pixel high: refused from its
+        ((1, 4096 * 4096), "L"),  # header (Pillow's row buffers cost 3x)
+        ((32768, 512), "RGBA"),  # the longest side read, as many pixels
+        ((32768, 1), "RGBA"),  # reduced to one row of RGBA: not "ambiguous"
     ],
-    ids=["square-rgba", "one-row", "one-column", "one-row-rgba"],
+    ids=["square-rgba", "one-row", "one-column", "long-strip", "row-rgba"],
 )
 def test_a_large_image_costs_its_decoded_size_once_and_little_more(
     size, mode, tmp_path
@@ -784,3 +785,11 @@ def test_a_large_image_costs_its_decoded_size_once_and_little_more(
     growth = int(result.stdout.strip())
     decoded = size[0] * size[1] * len(mode)
     assert growth < decoded + 40 * 2**20, growth / 2**20
+
+
+def test_a_side_longer_than_read_is_refused_from_the_header(tmp_path):
+    from skmnist import load_digit_image
+
+    PIL.new("L", (40_000, 1), 255).save(tmp_path / "row.png")
+    with pytest.raises(ValueError, match="40000x1 pixels, a side longer than 32768"):
+        load_digit_image(tmp_path / "row.png")

@@ -565,25 +565,32 @@ def test_every_response_carries_the_security_headers(client, path):
     assert "unsafe-inline" not in policy  # the page has no inline code
 
 
-def test_turns_bound_their_holders():
-    from skmnist._serve_guards import Turns
+def test_turns_bound_their_holders_and_their_waiters():
+    from skmnist._serve_guards import Busy, Turns
 
-    turns = Turns(3)
+    turns = Turns(3, waiting=5)
     inside = peak = 0
+    outcomes = []
 
     async def hold():
         nonlocal inside, peak
-        async with turns.turn():
-            inside += 1
-            peak = max(peak, inside)
-            await asyncio.sleep(0.01)
-            inside -= 1
+        try:
+            async with turns.turn():
+                inside += 1
+                peak = max(peak, inside)
+                await asyncio.sleep(0.05)
+                inside -= 1
+            outcomes.append("served")
+        except Busy:
+            outcomes.append("busy")
 
     async def many():
         await asyncio.gather(*(hold() for _ in range(20)))
 
     asyncio.run(asyncio.wait_for(many(), 60))
     assert peak == 3
+    # 3 at once, 5 waiting: the other 12 are told at once, not queued.
+    assert outcomes.count("served") == 8 and outcomes.count("busy") == 12
 
 
 def _asgi_request(app, path: str, body_chunks, finished: list, name: str):
