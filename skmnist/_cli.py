@@ -446,13 +446,12 @@ def _parse_value(text: str):
 def _check_search(args) -> None:
     """What needs neither TensorFlow nor the data: the rest is checked by
     :func:`skmnist._search.run_search`, still before the data loads."""
-    if args.scheduler is not None and (
-        args.n_workers is not None or args.threads_per_worker is not None
-    ):
-        args.parser.error(
-            "--n-workers and --threads-per-worker configure a local cluster; "
-            "set the workers of a remote one where they are started"
-        )
+    from skmnist._search import SearchUsageError, check_cluster_options
+
+    try:
+        check_cluster_options(args.scheduler, args.n_workers, args.threads_per_worker)
+    except SearchUsageError as error:
+        args.parser.error(_one_line(error))
     _check_model_output(args)  # before the cluster starts and the data loads
     for name, values in args.param:
         if name.endswith("hidden_units"):

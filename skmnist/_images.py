@@ -340,12 +340,14 @@ def _damaged(error: Exception) -> ImageDecodeError:
     # whichever it is, the file is damaged.
     return ImageDecodeError(
         "the image file is damaged or truncated, or in a form Pillow cannot "
-        f"decode ({type(error).__name__}: {_first_line(error)})",
+        f"decode ({type(error).__name__}: {first_line(error)})",
         "damaged",
     )
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (Pillow's and Keras's may run
+    over many; refusals are one line)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
 

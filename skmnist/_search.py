@@ -131,6 +131,17 @@ def _same_value(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def check_cluster_options(scheduler, n_workers, threads_per_worker) -> None:
+    """Refuse local-cluster options given with a remote scheduler."""
+    if scheduler is not None and (
+        n_workers is not None or threads_per_worker is not None
+    ):
+        raise SearchUsageError(
+            "--n-workers and --threads-per-worker configure a local cluster; "
+            "set the workers of a remote one where they are started"
+        )
+
+
 def check_random_state(random_state) -> None:
     """Refuse seeds NumPy cannot use, before any data is loaded."""
     if random_state is not None and not 0 <= random_state < 2**32:
@@ -227,13 +238,7 @@ def run_search(
     from skmnist.datasets import load_mnist
 
     out = sys.stdout if out is None else out
-    if scheduler is not None and (
-        n_workers is not None or threads_per_worker is not None
-    ):
-        raise SearchUsageError(
-            "--n-workers and --threads-per-worker configure a local cluster; "
-            "set the workers of a remote one where they are started"
-        )
+    check_cluster_options(scheduler, n_workers, threads_per_worker)
     check_random_state(random_state)
     pipeline = make_mnist_pipeline(random_state=random_state)
     grid = check_param_grid(params, pipeline)

@@ -38,6 +38,7 @@ from skmnist._images import (
     IMAGE_FORMATS,
     ImageDecodeError,
     decode_image,
+    first_line,
     preprocess_decoded_image,
 )
 from skmnist._serve_guards import (
@@ -573,19 +574,13 @@ def _check_predicts_digits(model, n_classes: int) -> None:
         raise TypeError(
             f"the model to serve must classify MNIST-style digits of shape "
             f"(n, 28, 28); predicting one failed with {type(error).__name__}: "
-            f"{_first_line(error)}"
+            f"{first_line(error)}"
         ) from None
     if proba.shape != (1, n_classes):
         raise TypeError(
             f"the model to serve must give one probability per class; for one "
             f"digit it gave shape {proba.shape}, with {n_classes} classes"
         )
-
-
-def _first_line(error: Exception) -> str:
-    # Keras's messages run over many lines; the CLI prints one.
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""
 
 
 def _static_file(name: str):

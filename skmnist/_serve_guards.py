@@ -2,7 +2,8 @@
 
 The service has no authentication and speaks plain HTTP: it belongs on
 loopback, or behind a proxy that adds both. What it defends itself against
-even there, as ASGI middleware around the FastAPI application:
+even there (the first three by ASGI middleware around the FastAPI
+application):
 
 - *DNS rebinding*: a web page whose name resolves to 127.0.0.1 would reach a
   loopback server from the user's browser; only requests whose ``Host`` names
@@ -15,12 +16,14 @@ even there, as ASGI middleware around the FastAPI application:
   the self-contained draw page (and FastAPI's ``/docs`` pages, which load
   their scripts from a CDN), ``frame-ancestors 'none'`` and a
   ``Referrer-Policy``.
-- *Too much work at once*: :class:`Turns` lets the prediction endpoint work
-  on a bounded number of requests at a time, each over its whole request,
-  body reading included; the others wait with their bodies unread (the server
-  reads no more than its flow-control buffer of each), so memory does not
-  grow with the number of clients. Other endpoints (``/health``) never wait
-  behind them.
+- *Too much work at once* (not middleware: the endpoint takes its turn, so
+  that no path spelling escapes it): :class:`Turns` lets the prediction
+  endpoint work on a bounded number of requests at a time, each over its
+  whole request, body reading included; a bounded number of others wait with
+  their bodies unread (the server reads no more than its flow-control buffer
+  of each), and any more are refused at once, so memory does not grow with
+  the number of clients. Other endpoints (``/health``) never wait behind
+  them.
 """
 
 from __future__ import annotations
@@ -53,12 +56,12 @@ _DOCS_POLICY = (
     "worker-src blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 _DOCS_PATHS = ("/docs", "/redoc")
-_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-resource-policy", b"same-origin"),
-]
+_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-resource-policy": "same-origin",
+}
 
 
 def add_guards(app: Starlette, *, allowed_hosts: Sequence[str]) -> None:
@@ -74,10 +77,7 @@ def security_headers(path: str) -> dict[str, str]:
     """The headers every response to ``path`` carries (for responses made
     outside the middleware, such as the 500 handler's)."""
     policy = _DOCS_POLICY if path.startswith(_DOCS_PATHS) else _PAGE_POLICY
-    return {
-        **{name.decode(): value.decode() for name, value in _HEADERS},
-        "content-security-policy": policy,
-    }
+    return {**_HEADERS, "content-security-policy": policy}
 
 
 class SecurityHeaders:
@@ -106,7 +106,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-_OWN_HEADER_NAMES = {name for name, _ in _HEADERS} | {b"content-security-policy"}
+_OWN_HEADER_NAMES = {name.encode() for name in security_headers("/")}
 
 
 class SameOriginOnly:
