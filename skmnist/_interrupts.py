@@ -86,8 +86,3 @@ def raise_if_interrupted() -> None:
     :func:`recorded_interrupts`, even if the first one was swallowed."""
     if _requested.is_set():
         raise KeyboardInterrupt
-
-
-def interrupted() -> bool:
-    """Whether Ctrl-C was pressed under :func:`recorded_interrupts`."""
-    return _requested.is_set()
