@@ -18,7 +18,6 @@ compiled call, here once per epoch; callbacks that need every batch are trained
 with ``Model.fit`` instead (see :func:`runs_compiled_epochs`).
 """
 
-import contextlib
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import numpy as np
 
 from skmnist._caches import quiet_expected_retracing_warnings
 from skmnist._compat import build_training_state, masked_metrics_update
-from skmnist._random import draw_seeds, isolated_random_state
+from skmnist._keras_fit import fit_with_keras_loop
 
 # Training data smaller than this is padded to it on the device (see padded_rows).
 _MIN_PADDED_ROWS = 1024
@@ -180,39 +179,6 @@ def is_validation_epoch(epoch: int, validation_freq: int | Collection[int]) -> b
         f"Received: validation_freq={validation_freq} of the "
         f"type {type(validation_freq)}."
     )
-
-
-def fit_with_keras_loop(
-    model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    sample_weight: np.ndarray | None,
-    *,
-    random_state: np.random.RandomState,
-    seeded: bool,
-    fit_args: dict,
-) -> None:
-    """Train with ``Model.fit``, for what the compiled epochs do not cover.
-
-    Keras reshuffles every epoch, but on TensorFlow with a constant seed (see
-    ``isolated_random_state``); shuffling once more here with ``random_state``
-    makes each epoch's order depend on it.
-    """
-    # Built now rather than by Model.fit, which on JAX draws a shuffle to
-    # build a new model's metrics: the first fit would differ from later ones.
-    build_training_state(model, x, y)
-    if fit_args["shuffle"]:
-        order = random_state.permutation(len(x))
-        x, y = x[order], y[order]
-        if sample_weight is not None:
-            sample_weight = sample_weight[order]
-    randomness = (
-        isolated_random_state(draw_seeds(random_state, 1)[0])
-        if seeded
-        else contextlib.nullcontext()
-    )
-    with randomness:
-        model.fit(x=x, y=y, sample_weight=sample_weight, **fit_args)
 
 
 def runs_compiled_epochs(fit_arguments: dict) -> bool:

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).parent.parent / "skmnist"
 LAYERS = {
     "foundations": {
         "skmnist._version",
+        "skmnist._architecture",
         "skmnist._files",
         "skmnist._interrupts",
         "skmnist._zip_directory",
@@ -33,6 +34,7 @@ LAYERS = {
     "training and inference": {
         "skmnist._workspace",
         "skmnist._inference",
+        "skmnist._keras_fit",
         "skmnist._training",
     },
     "estimators": {
