@@ -16,6 +16,7 @@ from scikeras.utils import loss_name
 from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
 from sklearn.base import BaseEstimator
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -26,7 +27,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from skmnist._architecture import count_weights, hidden_layer_widths
 from skmnist._compat import (
+    Hidden,
     Interval,
     StrOptions,
     get_loss_class_function_or_string,
@@ -40,8 +43,10 @@ from skmnist._compat import (
     validate_estimator_params,
 )
 from skmnist._compilation_cache import configure as configure_compilation_cache
+from skmnist._convergence import ConvergenceMonitor, ConvergenceRecord
 from skmnist._inference import forward_pass
 from skmnist._interrupts import recorded_interrupts
+from skmnist._network import build_network, describe_network
 from skmnist._random import draw_seeds
 from skmnist._scikeras_layout import MixinsFirst, mark_legacy_tags_as_migrated
 from skmnist._training import epoch_runner, train
@@ -64,6 +69,30 @@ configure_compilation_cache(keras.backend.backend())
 # with it repr, clone and searches, lists them only where a user set them.
 _SCIKERAS_EXTRAS = ("model", "build_fn", "run_eagerly", "validation_batch_size")
 
+# MLPClassifier's names for what MNISTClassifier calls otherwise, for the error
+# a user who passes them gets.
+_MLP_NAMES = {
+    "hidden_layer_sizes": "hidden_units",
+    "solver": "optimizer",
+    "learning_rate": "learning_rate_schedule (the starting rate is "
+    "optimizer__learning_rate)",
+    "learning_rate_init": "optimizer__learning_rate",
+    "max_iter": "epochs",
+    "momentum": "optimizer__momentum",
+    "nesterovs_momentum": "optimizer__nesterov",
+    "beta_1": "optimizer__beta_1",
+    "beta_2": "optimizer__beta_2",
+    "epsilon": "optimizer__epsilon",
+}
+
+# The FutureWarning of validation_split: deprecated in 0.2, removed in 0.4.
+_VALIDATION_SPLIT_DEPRECATION = (
+    "validation_split was deprecated in skmnist 0.2 and will be removed in 0.4: "
+    "use validation_fraction={value!r}, which it is now mapped onto. "
+    "validation_fraction holds out a stratified random split, seeded by "
+    "random_state, where validation_split held out the last rows."
+)
+
 
 def keras_values(value):
     """``value`` with NumPy scalars turned into the Python numbers Keras expects.
@@ -82,6 +111,33 @@ def keras_values(value):
     if type(value) is dict:
         return {key: keras_values(item) for key, item in value.items()}
     return value
+
+
+def _check_keyword_arguments(kwargs: dict) -> None:
+    """Refuse, as a ``TypeError`` like Python's own, the keyword arguments that
+    are neither routed parameters (``optimizer__learning_rate``) nor scikeras's:
+    a misspelled name must not be kept and ignored."""
+    prefixes = MNISTClassifier._routing_prefixes
+    unknown = [
+        name
+        for name in kwargs
+        if name not in _SCIKERAS_EXTRAS
+        and not any(name.startswith(f"{prefix}__") for prefix in prefixes)
+    ]
+    if not unknown:
+        return
+    hints = [
+        f"{name!r} is MLPClassifier's name; MNISTClassifier's is {_MLP_NAMES[name]}"
+        for name in unknown
+        if name in _MLP_NAMES
+    ]
+    raise TypeError(
+        "MNISTClassifier.__init__() got unexpected keyword argument"
+        f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+        + (f" ({'; '.join(hints)})" if hints else "")
+        + ". Routed parameters take a prefix: "
+        f"{', '.join(f'{prefix}__' for prefix in sorted(prefixes))}."
+    )
 
 
 def _is_binary_crossentropy(loss) -> bool:
@@ -112,7 +168,7 @@ class FitInterruptedWarning(UserWarning):
 
 
 class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
-    """Dense(``hidden_units``) -> Dense(n_classes, softmax) network as a classifier.
+    """Dense(``hidden_units``) -> ... -> Dense(n_classes, softmax) as a classifier.
 
     The defaults are the network and training of the classic introductory Keras
     MNIST notebook: 512 ReLU units, RMSprop, sparse categorical cross-entropy,
@@ -128,12 +184,24 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
 
     Parameters
     ----------
-    hidden_units : int, default=512
-        Number of units of the hidden layer.
+    hidden_units : int or array-like of int, default=512
+        Units of the hidden layer, or of each hidden layer in turn:
+        ``(512, 256)`` is two hidden layers (scikit-learn's
+        ``hidden_layer_sizes``). A grid may list both kinds,
+        ``[256, 512, (512, 256)]``.
     activation : str or callable, default="relu"
-        Activation of the hidden layer, any Keras activation.
+        Activation of the hidden layers, any Keras activation.
     dropout : float, default=0.0
-        Fraction of the hidden units dropped during training, in [0, 1).
+        Fraction of the units dropped after every hidden layer during training,
+        in [0, 1).
+    alpha : float, default=0.0
+        Strength of the L2 penalty, defined as in ``MLPClassifier``: each
+        batch's mean loss gets ``0.5 * alpha * sum(||W||^2) / rows`` over the
+        kernels of all layers (not the biases), ``rows`` being the batch's.
+        For full batches that is Keras's
+        ``kernel_regularizer=keras.regularizers.L2(0.5 * alpha / batch_size)``
+        on every ``Dense`` layer. ``MLPClassifier``'s default is 1e-4; 0 keeps the
+        seed notebook's network.
     optimizer : str, keras.optimizers.Optimizer or its class, default="rmsprop"
         Optimizer; its arguments are routed with the ``optimizer__`` prefix, e.g.
         ``optimizer__learning_rate=1e-3``. An optimizer instance is
@@ -147,12 +215,45 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     metrics : list or None, default=None
         Keras metrics recorded in ``history_``; None records ``["accuracy"]``.
     epochs : int, default=5
-        Number of passes over the training data.
+        Number of passes over the training data; with ``early_stopping``, the
+        most it makes.
     batch_size : int, default=128
         Samples per gradient update.
-    validation_split : float, default=0.0
-        Fraction of the training data (its last rows, as in Keras) held out to
-        compute ``val_loss`` and ``val_accuracy`` after each epoch.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (or use
+        ``validation_data``), stop when its accuracy has not improved by ``tol``
+        for ``n_iter_no_change`` epochs, and end with the weights of the best
+        epoch (the earliest of equals), as ``MLPClassifier`` does. Without it,
+        training never stops early. ``partial_fit`` ignores it.
+    validation_fraction : float or None, default=None
+        Fraction of the training data held out, stratified by class and seeded
+        by ``random_state``, to compute ``val_loss`` and the other ``val_*``
+        metrics after each epoch (for Keras callbacks, ``history_`` and
+        ``validation_loss_curve_``) and the accuracy early stopping monitors.
+        None holds out 0.1 with ``early_stopping`` (``MLPClassifier``'s default)
+        and nothing without; 0 holds out nothing. ``fit(X, y,
+        validation_data=...)`` replaces it with a fixed set.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before early stopping stops or
+        the ``"adaptive"`` schedule divides the learning rate.
+    tol : float, default=1e-4
+        The least improvement that counts: of the validation accuracy with
+        ``early_stopping``, of the training loss without.
+    learning_rate_schedule : {"constant", "adaptive"} or \
+            keras.optimizers.schedules.LearningRateSchedule, default="constant"
+        ``"constant"`` keeps the optimizer's learning rate
+        (``optimizer__learning_rate``, the optimizer's default unless set).
+        ``"adaptive"`` divides it by 5 each time ``n_iter_no_change`` epochs
+        bring no ``tol`` improvement (of the validation accuracy with
+        ``early_stopping``, of the training loss without), until it is below
+        1e-6, as ``MLPClassifier`` does for SGD, here for any optimizer; each
+        ``fit`` or ``partial_fit`` call starts again from
+        ``optimizer__learning_rate``. A Keras schedule (``ExponentialDecay``,
+        ``CosineDecay``, ...) gives the rate of every update and starts from its
+        own initial rate: it cannot be combined with ``optimizer__learning_rate``.
+    validation_split : float
+        Deprecated since 0.2, removed in 0.4: use ``validation_fraction``, onto
+        which it is mapped with a ``FutureWarning``.
     callbacks : list of keras.callbacks.Callback or None, default=None
         Keras callbacks called during fit, e.g. ``EarlyStopping``.
     class_weight : dict, "balanced" or None, default=None
@@ -194,8 +295,28 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ``fit``, whatever ``set_params`` changed in the meantime.
     history_ : dict of str to list of float
         Per-epoch ``loss`` and metrics (``accuracy``), plus ``val_loss`` and
-        ``val_accuracy`` with a ``validation_split``. Each ``fit`` starts it
-        anew, with ``warm_start`` too (as in scikeras); ``partial_fit`` appends.
+        ``val_accuracy`` with validation. Each ``fit`` starts it anew, with
+        ``warm_start`` too (as in scikeras); ``partial_fit`` appends.
+    n_iter_ : int
+        Epochs the last ``fit`` (or ``partial_fit``) call trained.
+    loss_ : float
+        Training loss of the last epoch, penalty included.
+    loss_curve_ : list of float
+        Training loss of every epoch, penalty included. Continued training
+        (``warm_start``, ``partial_fit``) appends to it, as in ``MLPClassifier``.
+    validation_loss_curve_ : list of float or None
+        Validation loss of every validated epoch (``MLPClassifier`` has none);
+        None without validation.
+    validation_scores_ : list of float or None
+        Validation accuracy of every epoch, with ``early_stopping``; else None.
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``, whose epoch's weights the model ends
+        with; None without ``early_stopping``.
+    best_loss_ : float or None
+        Lowest of ``loss_curve_``; None with ``early_stopping`` (see
+        ``best_validation_score_``), as in ``MLPClassifier``.
+    t_ : int
+        Training samples seen, over all epochs and continued training.
     classes_ : ndarray of shape (n_classes,)
         Class labels seen in ``fit``, or given to ``partial_fit``; sorted.
     n_classes_ : int
@@ -221,15 +342,27 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     """
 
     _parameter_constraints: dict = {
-        "hidden_units": [Interval(Integral, 1, None, closed="left")],
+        "hidden_units": [Interval(Integral, 1, None, closed="left"), "array-like"],
         "activation": [str, callable],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
         "optimizer": [str, keras.optimizers.Optimizer, type],
         "loss": [str, callable],
         "metrics": [list, None],
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "validation_split": [Interval(Real, 0, 1, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "learning_rate_schedule": [
+            StrOptions({"constant", "adaptive"}),
+            keras.optimizers.schedules.LearningRateSchedule,
+        ],
+        "validation_split": [
+            Interval(Real, 0, 1, closed="left"),
+            Hidden(StrOptions({"deprecated"})),
+        ],
         "callbacks": [list, keras.callbacks.Callback, None],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "random_state": ["random_state"],
@@ -244,12 +377,18 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         activation="relu",
         dropout=0.0,
         *,
+        alpha=0.0,
         optimizer="rmsprop",
         loss="sparse_categorical_crossentropy",
         metrics=None,
         epochs=5,
         batch_size=128,
-        validation_split=0.0,
+        early_stopping=False,
+        validation_fraction=None,
+        n_iter_no_change=10,
+        tol=1e-4,
+        learning_rate_schedule="constant",
+        validation_split="deprecated",
         callbacks=None,
         class_weight=None,
         random_state=None,
@@ -263,11 +402,17 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self.hidden_units = hidden_units
         self.activation = activation
         self.dropout = dropout
+        self.alpha = alpha
         self.optimizer = optimizer
         self.loss = loss
         self.metrics = metrics
         self.epochs = epochs
         self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.learning_rate_schedule = learning_rate_schedule
         self.validation_split = validation_split
         self.callbacks = callbacks
         self.class_weight = class_weight
@@ -275,6 +420,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self.verbose = verbose
         self.warm_start = warm_start
         self.shuffle = shuffle
+        _check_keyword_arguments(kwargs)
         # Routed parameters (optimizer__learning_rate=...), as scikeras keeps them.
         vars(self).update(kwargs)
         if kwargs:
@@ -308,9 +454,19 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self : MNISTClassifier
             This estimator.
         """
-        for name in set(_SCIKERAS_EXTRAS) & params.keys():
-            setattr(self, name, params.pop(name))
-        return super().set_params(**params)
+        for name in list(params):
+            if name in _SCIKERAS_EXTRAS or any(
+                name.startswith(f"{prefix}__") for prefix in self._routing_prefixes
+            ):
+                setattr(self, name, params.pop(name))
+        # scikit-learn's, whose error for an unknown name lists the valid ones
+        # (scikeras's recommends passing the name to the constructor).
+        return BaseEstimator.set_params(self, **params)
+
+    def _get_param_names(self) -> list[str]:
+        # A list, which scikit-learn's set_params error prints (scikeras's is a
+        # generator).
+        return sorted(super()._get_param_names())
 
     # scikit-learn's repr (only what differs from the defaults), not scikeras's.
     __repr__ = BaseEstimator.__repr__
@@ -384,6 +540,11 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         if classes is not None:
             classes = np.unique(self._validate_labels(classes))
         if not self.initialized_:
+            if classes is None:
+                # scikit-learn's words (utils.multiclass._check_partial_fit_first_call).
+                raise ValueError(
+                    "classes must be passed on the first call to partial_fit."
+                )
             self.classes_ = classes
         elif classes is not None and classes.tolist() != self.classes_.tolist():
             raise ValueError(
@@ -394,9 +555,13 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             self._check_known_labels(self._validate_labels(y), "y")
         if self.initialized_:
             self._encode_labels_for_the_current_loss()
-        return super(KerasClassifier, self).partial_fit(
-            X, y, sample_weight=sample_weight, **kwargs
-        )
+        self._partial_fit_call = True
+        try:
+            return super(KerasClassifier, self).partial_fit(
+                X, y, sample_weight=sample_weight, **kwargs
+            )
+        finally:
+            del self._partial_fit_call
 
     def _check_known_labels(self, y: np.ndarray, what: str) -> None:
         unknown = {*y.tolist()} - {*self.classes_.tolist()}
@@ -471,7 +636,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ``classes_``."""
         return keras_values(
             {
-                "hidden_units": self.hidden_units,
+                "hidden_units": hidden_layer_widths(self.hidden_units),
                 "activation": keras.activations.get(self.activation),
                 "dropout": self.dropout,
                 "output": self._output_layer(),
@@ -481,15 +646,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     def _fitted_network(self) -> dict:
         """The network of ``model_``: what ``predict`` and continued training
         use, whatever ``set_params`` changed since ``fit``."""
-        hidden = self.model_.get_layer("hidden")
-        output = self.model_.get_layer("output")
-        dropout = [layer for layer in self.model_.layers if layer.name == "dropout"]
-        return {
-            "hidden_units": hidden.units,
-            "activation": hidden.activation,
-            "dropout": dropout[0].rate if dropout else 0.0,
-            "output": (output.units, output.activation),
-        }
+        return describe_network(self.model_)
 
     def _network_changes(self) -> list[str]:
         """The hyper-parameters changed since ``fit`` that change the network."""
@@ -506,37 +663,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     def _build_network(
         self, random_state: np.random.RandomState, network: dict
     ) -> keras.Model:
-        hidden_seed, dropout_seed, output_seed = draw_seeds(random_state, 3)
-        units, activation = network["output"]
-        hidden = keras.layers.Dense(
+        return build_network(
+            random_state,
+            self.n_features_in_,
             network["hidden_units"],
-            activation=network["activation"],
-            kernel_initializer=_glorot_uniform(hidden_seed),
-            bias_initializer=_zeros,
-            name="hidden",
+            network["activation"],
+            network["dropout"],
+            network["output"],
+            alpha=keras_values(self.alpha),
         )
-        output = keras.layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=_glorot_uniform(output_seed),
-            bias_initializer=_zeros,
-            name="output",
-        )
-        layers = [keras.Input((self.n_features_in_,)), hidden]
-        if network["dropout"] > 0:
-            layers.append(
-                keras.layers.Dropout(
-                    network["dropout"], seed=dropout_seed, name="dropout"
-                )
-            )
-        layers.append(output)
-        model = keras.Sequential(layers, name="mnist_mlp")  # builds the weights
-        # The layers' configs name the distribution the weights were drawn
-        # from, as Keras's own initializers would (Model.save, get_config).
-        for layer, seed in ((hidden, hidden_seed), (output, output_seed)):
-            layer.kernel_initializer = keras.initializers.GlorotUniform(seed)
-            layer.bias_initializer = keras.initializers.Zeros()
-        return model
 
     # -- saved state (skmnist.save and skmnist.load) ---------------------------
 
@@ -551,6 +686,17 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         "history_",
         "_random_state",
         "_seed",
+        # What fit reports as MLPClassifier does; derived from history_ for
+        # files of 0.1, which lack them (see _restore).
+        "n_iter_",
+        "loss_",
+        "loss_curve_",
+        "validation_loss_curve_",
+        "validation_scores_",
+        "best_validation_score_",
+        "best_loss_",
+        "t_",
+        "_no_improvement_count",
     )
 
     def _saved_state(self) -> tuple[dict, list[np.ndarray]]:
@@ -594,6 +740,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         hyper-parameters, before building a network larger than the weights.
         """
         vars(self).update(attributes)
+        if "loss_curve_" not in attributes:
+            self._convergence_from_history()
         # The label encoder keeps only the categories it found: fit lets it find
         # them (sorted, in the labels' dtype); partial_fit(classes=...) gives
         # them, in the order given.
@@ -610,8 +758,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ):
             raise ValueError("classes_ is not what its label encoder gives back")
         if weights is not None:
-            units, outputs = self.hidden_units, self._output_layer()[0]
-            needed = 4 * ((self.n_features_in_ + 1) * units + (units + 1) * outputs)
+            widths = hidden_layer_widths(self.hidden_units)
+            outputs = self._output_layer()[0]
+            needed = 4 * count_weights(self.n_features_in_, widths, outputs)
             stored = sum(weight.nbytes for weight in weights)
             if needed > stored:  # float32 weights
                 raise ValueError(
@@ -649,6 +798,22 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             variable.assign(value.astype(variable.dtype))
         self.model_ = model
 
+    def _convergence_from_history(self) -> None:
+        """The attributes of :class:`ConvergenceRecord` for a model saved by
+        skmnist 0.1, from its ``history_``: it trained without early stopping;
+        how many samples it saw is unknown (``t_`` is None)."""
+        history = getattr(self, "history_", {})
+        self.loss_curve_ = list(history.get("loss", []))
+        self.validation_loss_curve_ = (
+            list(history["val_loss"]) if "val_loss" in history else None
+        )
+        self.validation_scores_ = self.best_validation_score_ = None
+        self.best_loss_ = min(self.loss_curve_, default=None)
+        self.n_iter_ = len(self.loss_curve_)
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
+        self.t_ = None
+        self._no_improvement_count = 0
+
     def _output_layer(self) -> tuple:
         if self._binary_output():
             return 1, keras.activations.get("sigmoid")
@@ -669,6 +834,19 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         optimizer_params = route_params(
             params, destination="optimizer", pass_filter=set(), strict=True
         )
+        schedule = self.learning_rate_schedule
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            if "learning_rate" in optimizer_params:
+                raise ValueError(
+                    f"learning_rate_schedule={schedule!r} gives the learning rate "
+                    "from its own initial rate, and optimizer__learning_rate="
+                    f"{optimizer_params['learning_rate']!r} is set too: set the "
+                    "starting rate in the schedule, and only there."
+                )
+            # A copy per model: a schedule is configuration, as an optimizer is.
+            optimizer_params["learning_rate"] = type(schedule).from_config(
+                schedule.get_config()
+            )
         optimizer = self.optimizer
         if isinstance(optimizer, keras.optimizers.Optimizer):
             # Configuration, not state: an instance built for one model's
@@ -730,7 +908,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             del optimizer_config["learning_rate"]
         compile_config = json.dumps(compile_config, sort_keys=True, default=repr)
         dropout = self._fitted_network()["dropout"]
-        return (*self._architecture_key(), dropout, compile_config)
+        # The penalty is part of the traced loss (see skmnist._network).
+        return (*self._architecture_key(), dropout, self.model_.alpha, compile_config)
 
     def _build_workspace(self):
         workspace = self._build_template()
@@ -751,6 +930,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 "one."
             )
         previous = self.model_.optimizer
+        self.model_.alpha = float(self.alpha)
         self.model_.compile(**self._keras_compile_kwargs())
         build_optimizer(self.model_)
         if type(previous) is type(self.model_.optimizer):
@@ -762,14 +942,35 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         updates_so_far = int(self.model_.optimizer.iterations)
         if updates_so_far:
             self._continue_with_current_settings()
+        partial = getattr(self, "_partial_fit_call", False)
+        # Continued training (warm_start, partial_fit) carries the curves on.
+        continued = updates_so_far > 0 and hasattr(self, "loss_curve_")
         # Callbacks set since the last fit apply to continued training too.
         self._initialize_callbacks()
         fit_args = self._keras_fit_arguments(epochs, initial_epoch, kwargs)
+        fraction = self._validation_fraction(fit_args.pop("validation_split", None))
+        class_weights = self._class_sample_weight(y)
         if fit_args.get("validation_data") is not None:
             fit_args["validation_data"] = self._encode_validation_data(
                 fit_args["validation_data"]
             )
-        class_weights = self._class_sample_weight(y)
+        elif fraction and not partial:
+            X, y, sample_weight, class_weights, fit_args["validation_data"] = (
+                self._hold_out(X, y, sample_weight, class_weights, fraction)
+            )
+        early_stopping = self.early_stopping and not partial
+        validation_data = fit_args.get("validation_data")
+        if early_stopping and validation_data is None:
+            raise ValueError(
+                "early_stopping=True needs validation rows: set validation_fraction "
+                "above 0 (None holds out 0.1), or pass fit(X, y, "
+                "validation_data=(X_val, y_val))."
+            )
+        record = (
+            self._convergence_record()
+            if continued
+            else ConvergenceRecord(early_stopping=early_stopping)
+        )
         # A fresh seed per training call, so that continued training (warm_start,
         # partial_fit) does not replay earlier shuffles.
         random_state = np.random.RandomState(
@@ -777,13 +978,24 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             if self._random_state is None
             else [self._seed, initial_epoch, updates_so_far]
         )
+        monitor = ConvergenceMonitor(
+            record,
+            self._accuracy_on(validation_data) if early_stopping else None,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            adaptive=self.learning_rate_schedule == "adaptive",
+            samples_per_epoch=len(X),
+        )
         completed = CompletedEpochs(self.model_)
-        fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), completed]
+        fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), monitor, completed]
         trained = False
         with (
             recorded_interrupts(),
             borrowed_workspace(self._training_key(), self._build_workspace) as runner,
         ):
+            runner.forward = forward_pass(
+                self._architecture_key(), self._build_template
+            )
             copy_training_state(self.model_, runner.model)
             try:
                 train(
@@ -815,6 +1027,133 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             finally:
                 # Also after an error: model_ holds the epochs completed so far.
                 self._record_history(completed.history, warm_start, initial_epoch)
+                self._keep_convergence_record(record, monitor.epochs)
+
+    def _validation_fraction(self, routed_split) -> float:
+        """The fraction of the training rows to hold out: ``validation_fraction``,
+        or the deprecated ``validation_split`` (as a parameter, routed as
+        ``fit__validation_split`` or given to ``fit``) mapped onto it."""
+        split = routed_split if routed_split is not None else self.validation_split
+        if isinstance(split, str) and split == "deprecated":
+            if self.validation_fraction is None:
+                return 0.1 if self.early_stopping else 0.0
+            return float(self.validation_fraction)
+        if self.validation_fraction is not None:
+            raise ValueError(
+                f"validation_split={split!r} and validation_fraction="
+                f"{self.validation_fraction!r} are both set: validation_split is "
+                "deprecated, set validation_fraction only."
+            )
+        split = float(split)
+        if not 0 <= split < 1:
+            raise ValueError(f"validation_split must be in [0, 1), got {split!r}.")
+        message = _VALIDATION_SPLIT_DEPRECATION.format(value=split)
+        warnings.warn(message, FutureWarning, stacklevel=5)
+        return split
+
+    def _hold_out(self, X, y, sample_weight, class_weights, fraction) -> tuple:
+        """Split off ``fraction`` of the rows, stratified by class and seeded by
+        the estimator's seed, as ``MLPClassifier`` does for early stopping.
+
+        Returns the training rows of ``X, y, sample_weight, class_weights`` and
+        the validation data ``(X_val, y_val, sample_weight_val)``: validation
+        keeps the caller's sample weights but, as in Keras, no class weights.
+        """
+        labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.ravel()
+        rows = np.arange(len(X))
+        try:
+            train_rows, validation_rows = train_test_split(
+                rows, test_size=fraction, random_state=self._seed, stratify=labels
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"validation_fraction={fraction} cannot hold out a validation set "
+                f"with every class from these {len(X)} samples ({error}). Use "
+                "more samples, another validation_fraction, or fit(X, y, "
+                "validation_data=(X_val, y_val))."
+            ) from None
+        if len(validation_rows) < 2:
+            raise ValueError(
+                f"validation_fraction={fraction} holds out {len(validation_rows)} "
+                f"of {len(X)} samples: the validation set is too small. Increase "
+                "validation_fraction or the size of your dataset."
+            )
+        # In their original order, so that shuffle=False keeps it.
+        train_rows.sort()
+        validation_rows.sort()
+
+        def rows_of(array, rows):
+            return None if array is None else array[rows]
+
+        validation = (X[validation_rows], y[validation_rows])
+        if sample_weight is not None:
+            validation += (np.asarray(sample_weight)[validation_rows],)
+        return (
+            X[train_rows],
+            y[train_rows],
+            rows_of(
+                None if sample_weight is None else np.asarray(sample_weight), train_rows
+            ),
+            rows_of(class_weights, train_rows),
+            validation,
+        )
+
+    def _accuracy_on(self, validation_data):
+        """``score(model)``: the (weighted) accuracy of a model of this estimator's
+        architecture on encoded validation data, what early stopping monitors."""
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] > 1:
+            truth = y.argmax(axis=1)
+        else:
+            truth = y.reshape(-1).astype(np.intp)
+        forward = forward_pass(self._architecture_key(), self._build_template)
+        sigmoid = self._fitted_network()["output"][0] == 1
+
+        def score(model) -> float:
+            outputs = forward(model, x)
+            predicted = (
+                (outputs[:, 0] > 0.5).astype(np.intp)
+                if sigmoid
+                else outputs.argmax(axis=1)
+            )
+            return float(np.average(predicted == truth, weights=weights))
+
+        return score
+
+    # What fit reports as MLPClassifier does (see ConvergenceRecord).
+    _CONVERGENCE_ATTRIBUTES = {
+        "loss_curve_": "loss_curve",
+        "validation_loss_curve_": "validation_loss_curve",
+        "validation_scores_": "validation_scores",
+        "best_validation_score_": "best_validation_score",
+        "best_loss_": "best_loss",
+        "t_": "samples_seen",
+        "_no_improvement_count": "no_improvement_count",
+        "_best_weights": "best_weights",
+    }
+
+    def _convergence_record(self) -> ConvergenceRecord:
+        """The record continued training carries on."""
+        values = {
+            field: getattr(self, attribute, None)
+            for attribute, field in self._CONVERGENCE_ATTRIBUTES.items()
+        }
+        values = {name: value for name, value in values.items() if value is not None}
+        early_stopping = self.validation_scores_ is not None
+        for name in ("loss_curve", "validation_loss_curve", "validation_scores"):
+            if name in values:
+                values[name] = list(values[name])
+        return ConvergenceRecord(early_stopping=early_stopping, **values)
+
+    def _keep_convergence_record(self, record: ConvergenceRecord, epochs: int) -> None:
+        if not record.loss_curve:
+            return
+        for attribute, field in self._CONVERGENCE_ATTRIBUTES.items():
+            setattr(self, attribute, getattr(record, field))
+        self.n_iter_ = epochs
+        self.loss_ = record.loss_curve[-1]
 
     def _class_sample_weight(self, y_encoded: np.ndarray) -> np.ndarray | None:
         """Per-row weights of ``class_weight`` for labels as the encoder gives them
@@ -934,6 +1273,25 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         if proba.shape[1] == 1:  # one sigmoid unit: probability of classes_[1]
             proba = np.hstack([1 - proba, proba])
         return proba
+
+    def predict_log_proba(self, X, **kwargs):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Samples, with as many features as seen in ``fit``.
+        **kwargs
+            Ignored; accepted for compatibility with scikeras.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), dtype float32
+            ``-inf`` where a probability is 0 in float32.
+        """
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
 
     def _predict_raw(self, X, **kwargs):
         check_is_fitted(self, "model_")

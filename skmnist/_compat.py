@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from sklearn.utils._param_validation import (
+    Hidden,
     Interval,
     StrOptions,
     validate_parameter_constraints,
@@ -49,6 +50,7 @@ _SCIKERAS_NAMES = {
 }
 
 __all__ = [
+    "Hidden",
     "Interval",
     "StrOptions",
     "build_training_state",

@@ -1,8 +1,8 @@
 """Training a compiled Keras model on arrays, behind one entry point: :func:`train`.
 
-:func:`train` holds out the validation rows (the last ones, as Keras does), then
-trains in whole compiled epochs, one compiled call per epoch rather than per
-mini-batch, or, for what those do not cover, with ``Model.fit``.
+:func:`train` trains in whole compiled epochs, one compiled call per epoch rather
+than per mini-batch, or, for what those do not cover, with ``Model.fit``
+(:mod:`skmnist._keras_fit`).
 
 For a network as small as the MNIST perceptron, ``keras.Model.fit`` spends more
 time dispatching one compiled step per mini-batch and feeding it through its input
@@ -18,6 +18,7 @@ compiled call, here once per epoch; callbacks that need every batch are trained
 with ``Model.fit`` instead (see :func:`runs_compiled_epochs`).
 """
 
+import contextlib
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import numpy as np
 
 from skmnist._caches import quiet_expected_retracing_warnings
 from skmnist._compat import build_training_state, masked_metrics_update
+from skmnist._inference import CompiledForwardPass
 from skmnist._keras_fit import fit_with_keras_loop
 
 # Training data smaller than this is padded to it on the device (see padded_rows).
@@ -90,8 +92,8 @@ def train(
     sample_weight : ndarray of shape (n_samples,), default=None
         The caller's weight of each row.
     class_weight : ndarray of shape (n_samples,), default=None
-        Each row's weight for its class; it weighs the training rows only, as
-        ``Model.fit(class_weight=...)`` does, never the held-out validation rows.
+        Each row's weight for its class; as ``Model.fit(class_weight=...)``
+        does, the caller gives it for the training rows, never for validation.
     random_state : numpy.random.RandomState
         Draws the order of the samples in every epoch (and, with ``seeded``, the
         seed of ``Model.fit``'s own randomness).
@@ -100,12 +102,9 @@ def train(
         the process's random generators seeded from ``random_state`` (see
         :func:`skmnist._random.isolated_random_state`).
     fit_args : dict
-        ``Model.fit``'s keyword arguments; ``validation_split`` is taken out of it
-        (see :func:`hold_out_validation_rows`).
+        ``Model.fit``'s keyword arguments, without ``validation_split``: the
+        estimator holds out its validation rows itself.
     """
-    x, y, sample_weight, class_weight = hold_out_validation_rows(
-        x, y, sample_weight, class_weight, fit_args
-    )
     if class_weight is not None:
         if sample_weight is not None:
             class_weight = class_weight * sample_weight
@@ -124,43 +123,6 @@ def train(
             seeded=seeded,
             fit_args=fit_args,
         )
-
-
-def hold_out_validation_rows(x, y, sample_weight, class_weight, fit_args) -> tuple:
-    """Split off ``validation_split`` of the rows as Keras does: the last ones.
-
-    ``fit_args["validation_split"]`` is removed; unless ``validation_data`` is
-    given, the held-out rows, with the caller's ``sample_weight`` but not
-    ``class_weight`` (as in ``Model.fit(class_weight=...)``, validation is not
-    class-weighted), become ``fit_args["validation_data"]``. Returns the training
-    rows of ``(x, y, sample_weight, class_weight)``.
-    """
-    validation_split = fit_args.pop("validation_split", 0.0)
-    arrays = (x, y, sample_weight, class_weight)
-    if not validation_split or fit_args.get("validation_data") is not None:
-        return arrays
-    n_samples = len(x)
-    split_at = math.floor(n_samples * (1.0 - validation_split))
-    if split_at in (0, n_samples):
-        raise ValueError(
-            f"Training data contains {n_samples} samples, which is not "
-            "sufficient to split it into a validation and training set as "
-            f"specified by `validation_split={validation_split}`. Either "
-            "provide more data, or a different value for the "
-            "`validation_split` argument."
-        )
-    # As Keras's split does, floating-point arrays become floatx.
-    floatx = keras.config.floatx()
-    arrays = tuple(
-        a.astype(floatx)
-        if a is not None and np.issubdtype(a.dtype, np.floating) and a.dtype != floatx
-        else a
-        for a in arrays
-    )
-    train = tuple(None if a is None else a[:split_at] for a in arrays)
-    x_val, y_val, weights_val, _ = (None if a is None else a[split_at:] for a in arrays)
-    fit_args["validation_data"] = (x_val, y_val, weights_val)
-    return train
 
 
 def is_validation_epoch(epoch: int, validation_freq: int | Collection[int]) -> bool:
@@ -270,7 +232,7 @@ def fit_compiled_epochs(
         if validation_data is not None and is_validation_epoch(epoch, validation_freq):
             logs.update(
                 _validation_logs(
-                    model,
+                    runner,
                     validation_data,
                     validation_batch_size or batch_size,
                     callbacks,
@@ -284,19 +246,43 @@ def fit_compiled_epochs(
     return model.history
 
 
-def _validation_logs(model, validation_data, batch_size, callbacks) -> dict:
+def _validation_logs(runner, validation_data, batch_size, callbacks) -> dict:
+    """``val_*`` logs as ``Model.evaluate`` gives them, from one compiled forward
+    pass over the validation rows: ``evaluate`` would compile its step again for
+    every new number of validation rows (their last batch) on JAX, and for the
+    XLA tier on TensorFlow. The loss and metrics are Keras's own, computed once
+    on all the rows, which equals ``evaluate``'s mean over its batches; the L2
+    penalty counts as it does for a batch of ``batch_size`` rows, so that
+    ``val_loss`` compares with ``loss``."""
+    model = runner.model
     val_x, val_y, val_sample_weight = keras.utils.unpack_x_y_sample_weight(
         tuple(validation_data)
     )
-    val_logs = model.evaluate(
-        val_x,
-        val_y,
-        sample_weight=val_sample_weight,
-        batch_size=batch_size,
-        callbacks=callbacks,
-        return_dict=True,
-    )
-    return {f"val_{name}": float(value) for name, value in val_logs.items()}
+    callbacks.on_test_begin()
+    callbacks.on_test_batch_begin(0)
+    val_pred = runner.predict(np.asarray(val_x, dtype=np.float32))
+    model.reset_metrics()
+    with model_penalty_rows(model, batch_size):
+        loss = model.compute_loss(
+            y=val_y, y_pred=val_pred, sample_weight=val_sample_weight, training=False
+        )
+    logs = {
+        name: float(value)
+        for name, value in model.compute_metrics(
+            val_x, val_y, val_pred, sample_weight=val_sample_weight
+        ).items()
+    }
+    logs["loss"] = float(loss)
+    callbacks.on_test_batch_end(0, logs)
+    callbacks.on_test_end(logs)
+    return {f"val_{name}": value for name, value in logs.items()}
+
+
+def model_penalty_rows(model, rows):
+    """Where the model has an L2 penalty (:class:`skmnist._network.MLPNetwork`),
+    divide it by ``rows`` inside."""
+    penalty_rows = getattr(model, "penalty_rows", None)
+    return contextlib.nullcontext() if penalty_rows is None else penalty_rows(rows)
 
 
 @dataclass(frozen=True)
@@ -316,6 +302,15 @@ class _EpochRunner:
         self.model = model
         # Traces of the compiled functions so far: each is one compiled program.
         self.traces = 0
+        # The forward pass of validation: the estimator sets the one its
+        # architecture shares with predict; otherwise one of this model's own.
+        self.forward = None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs for ``x``, in inference mode."""
+        if self.forward is None:
+            self.forward = CompiledForwardPass(self.model)
+        return self.forward(self.model, x)
 
     def to_device(self, *arrays, batches: int) -> OnDevice:
         """The training arrays (those not None) on the device, for a fit of
@@ -566,18 +561,20 @@ def _masked_train_step(model, update_metrics, state, data, rows):
     loss_weight = weight
     if _averages_over_batch(model):
         loss_weight = weight * (batch_size / rows)
-    (_, (loss, y_pred, non_trainable, metrics_variables)), gradients = (
-        jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)(
-            trainable,
-            non_trainable,
-            metrics_variables,
-            x,
-            y,
-            loss_weight,
-            training=True,
-            optimizer_variables=optimizer_variables,
+    # The L2 penalty too is divided by the rows that count.
+    with model_penalty_rows(model, rows):
+        (_, (loss, y_pred, non_trainable, metrics_variables)), gradients = (
+            jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)(
+                trainable,
+                non_trainable,
+                metrics_variables,
+                x,
+                y,
+                loss_weight,
+                training=True,
+                optimizer_variables=optimizer_variables,
+            )
         )
-    )
     trainable, optimizer_variables = model.optimizer.stateless_apply(
         optimizer_variables, gradients, trainable
     )

@@ -1,0 +1,137 @@
+"""When training stops improving: ``MLPClassifier``'s rule, as a Keras callback.
+
+scikit-learn's ``MLPClassifier`` counts the epochs that bring no improvement of
+more than ``tol`` (of the validation accuracy with ``early_stopping``, of the
+training loss without) and, past ``n_iter_no_change`` of them, divides the
+learning rate by 5 (``learning_rate="adaptive"``) or stops, restoring the best
+epoch's weights with ``early_stopping``. :class:`ConvergenceMonitor` applies
+that rule to a Keras model at the end of each epoch, for any optimizer, and
+records what ``MLPClassifier`` reports (``loss_curve_``, ``validation_scores_``,
+``best_loss_``, ...), with the validation loss beside them.
+
+Unlike ``MLPClassifier``, training without ``early_stopping`` never stops early:
+``epochs`` epochs are ``epochs`` epochs, as in Keras.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+# MLPClassifier's: below it, "adaptive" stops dividing the learning rate.
+_MIN_ADAPTIVE_LEARNING_RATE = 1e-6
+
+
+@dataclass
+class ConvergenceRecord:
+    """What a fit reports, as ``MLPClassifier`` defines it; continued training
+    (``warm_start``, ``partial_fit``) carries it on, a new fit starts a new one."""
+
+    early_stopping: bool
+    loss_curve: list[float] = field(default_factory=list)
+    validation_loss_curve: list[float] | None = None
+    validation_scores: list[float] | None = None
+    best_validation_score: float | None = None
+    best_loss: float | None = None
+    no_improvement_count: int = 0
+    samples_seen: int = 0
+    # The weights of the best epoch so far (early stopping only); not saved.
+    best_weights: list | None = None
+
+    def __post_init__(self):
+        if self.early_stopping:
+            if self.validation_scores is None:
+                self.validation_scores = []
+            if self.best_validation_score is None:
+                self.best_validation_score = -math.inf
+        elif self.best_loss is None:
+            self.best_loss = math.inf
+
+
+class ConvergenceMonitor(keras.callbacks.Callback):
+    """Apply ``MLPClassifier``'s no-improvement rule at each epoch's end.
+
+    Parameters
+    ----------
+    record : ConvergenceRecord
+        Updated in place.
+    validation_score : callable or None
+        ``validation_score(model) -> float``, the accuracy on the validation
+        rows, for early stopping (``record.early_stopping``); None monitors the
+        training loss, or nothing where the record is of early stopping
+        (``partial_fit``, which does not stop early).
+    n_iter_no_change, tol : int, float
+        As in ``MLPClassifier``.
+    adaptive : bool
+        Divide the learning rate by 5 rather than stop (or, without early
+        stopping, rather than go on counting).
+    samples_per_epoch : int
+        Training rows, counted into ``record.samples_seen`` (``t_``).
+    """
+
+    def __init__(
+        self,
+        record: ConvergenceRecord,
+        validation_score: Callable[[keras.Model], float] | None,
+        *,
+        n_iter_no_change: int,
+        tol: float,
+        adaptive: bool,
+        samples_per_epoch: int,
+    ):
+        super().__init__()
+        self.record = record
+        self.validation_score = validation_score
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.adaptive = adaptive
+        self.samples_per_epoch = samples_per_epoch
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        record = self.record
+        self.epochs += 1
+        record.samples_seen += self.samples_per_epoch
+        record.loss_curve.append(float(logs["loss"]))
+        if "val_loss" in logs:
+            if record.validation_loss_curve is None:
+                record.validation_loss_curve = []
+            record.validation_loss_curve.append(float(logs["val_loss"]))
+        if self.validation_score is not None:
+            score = float(self.validation_score(self.model))
+            record.validation_scores.append(score)
+            improved = score >= record.best_validation_score + self.tol
+            if score > record.best_validation_score:  # earliest best on ties
+                record.best_validation_score = score
+                record.best_weights = self.model.get_weights()
+        elif record.best_loss is not None:
+            loss = record.loss_curve[-1]
+            improved = loss <= record.best_loss - self.tol
+            record.best_loss = min(record.best_loss, loss)
+        else:  # partial_fit after early stopping: nothing is monitored
+            return
+        record.no_improvement_count = 0 if improved else record.no_improvement_count + 1
+        if record.no_improvement_count > self.n_iter_no_change:
+            if self.adaptive and self._divide_learning_rate():
+                record.no_improvement_count = 0
+            elif self.validation_score is not None:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.validation_score is not None and self.record.best_weights is not None:
+            self.model.set_weights(self.record.best_weights)
+
+    def _divide_learning_rate(self) -> bool:
+        """Divide the learning rate by 5, unless it is down to 1e-6 already."""
+        optimizer = self.model.optimizer
+        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if rate <= _MIN_ADAPTIVE_LEARNING_RATE:
+            return False
+        try:
+            optimizer.learning_rate = np.float32(rate / 5)
+        except TypeError:  # a schedule the user gave the optimizer sets it
+            return False
+        return True
