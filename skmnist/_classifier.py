@@ -909,7 +909,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         compile_config = json.dumps(compile_config, sort_keys=True, default=repr)
         dropout = self._fitted_network()["dropout"]
         # The penalty is part of the traced loss (see skmnist._network).
-        return (*self._architecture_key(), dropout, self.model_.alpha, compile_config)
+        # Models pickled by skmnist 0.1 are plain Sequentials, without a penalty.
+        alpha = getattr(self.model_, "alpha", 0.0)
+        return (*self._architecture_key(), dropout, alpha, compile_config)
 
     def _build_workspace(self):
         workspace = self._build_template()

@@ -21,6 +21,7 @@ import numpy as np
 from skmnist._random import draw_seeds
 
 
+@keras.saving.register_keras_serializable(package="skmnist")
 class MLPNetwork(keras.Sequential):
     """A ``Sequential`` network whose training loss carries scikit-learn's
     penalty ``0.5 * alpha * sum(||W||^2) / rows`` over its kernels (not biases).
@@ -52,6 +53,19 @@ class MLPNetwork(keras.Sequential):
         rows = keras.ops.cast(rows, loss.dtype)
         return loss + keras.ops.cast(0.5 * self.alpha, loss.dtype) * squares / rows
 
+    # Keras's own serialisation (pickle and joblib of the estimator, Model.save)
+    # keeps alpha.
+    def get_config(self) -> dict:
+        return {**super().get_config(), "alpha": self.alpha}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        alpha = config.pop("alpha", 0.0)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.alpha = float(alpha)
+        return model
+
     @contextlib.contextmanager
     def penalty_rows(self, rows):
         """Divide the penalty by ``rows`` (a number or a traced scalar) inside."""
@@ -60,6 +74,13 @@ class MLPNetwork(keras.Sequential):
             yield
         finally:
             self._penalty_rows = previous
+
+
+# scikeras 0.13 pickles a model after registering its class under ">" + its
+# name (it looks the class up among the custom objects' names, never finds it,
+# and registers it again without a package); a fresh process must know that
+# name too to unpickle the estimator.
+keras.saving.register_keras_serializable(package="", name="MLPNetwork")(MLPNetwork)
 
 
 def build_network(

@@ -176,24 +176,23 @@ def test_history_records_each_epoch(digits_flat):
     assert clf.history_["loss"][-1] < clf.history_["loss"][0]
 
 
-def test_early_stopping_with_validation_split(digits_flat):
+def test_keras_early_stopping_callback_on_validation_data(digits_flat):
     X, y = digits_flat
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=2, restore_best_weights=True
     )
+    X_val, y_val = X[-500:], y[-500:]
     clf = MNISTClassifier(
         hidden_units=32,
         epochs=300,
-        validation_split=0.3,
         callbacks=[stop],
         optimizer__learning_rate=0.05,
         random_state=0,
-    ).fit(X, y)
+    ).fit(X[:-500], y[:-500], validation_data=(X_val, y_val))
     val_loss = clf.history_["val_loss"]
     assert len(val_loss) < 300
+    assert clf.validation_loss_curve_ == pytest.approx(val_loss)
     # restore_best_weights acts after the last epoch; the estimator has its result.
-    split_at = int(np.floor(len(X) * (1 - 0.3)))  # Keras keeps the last rows
-    X_val, y_val = X[split_at:], y[split_at:]
     best = keras.losses.sparse_categorical_crossentropy(y_val, clf.predict_proba(X_val))
     assert float(np.mean(best)) == pytest.approx(min(val_loss), rel=1e-4)
 
@@ -459,11 +458,10 @@ def test_partial_fit_refuses_balanced_class_weight(digits_flat):
 def test_class_weight_does_not_weight_the_validation_loss(digits_flat):
     X, y = digits_flat
     heavy = {label: 1.0 for label in range(10)} | {3: 20.0}
-    clf = MNISTClassifier(
-        **FAST, validation_split=0.2, class_weight=heavy, random_state=0
-    ).fit(X, y)
-    split_at = int(np.floor(len(X) * 0.8))
-    X_val, y_val = X[split_at:], y[split_at:]
+    X_val, y_val = X[-300:], y[-300:]
+    clf = MNISTClassifier(**FAST, class_weight=heavy, random_state=0).fit(
+        X[:-300], y[:-300], validation_data=(X_val, y_val)
+    )
     unweighted = keras.losses.sparse_categorical_crossentropy(
         y_val, clf.predict_proba(X_val)
     )

@@ -24,7 +24,6 @@ from skmnist._compat import (
 from skmnist._training import (
     epoch_runner,
     fit_compiled_epochs,
-    hold_out_validation_rows,
     is_validation_epoch,
 )
 
@@ -299,53 +298,6 @@ def test_validation_epochs_follow_keras(validation_freq):
         )
     with pytest.raises(ValueError, match="validation_freq"):
         is_validation_epoch(0, 0.5)
-
-
-@pytest.mark.parametrize("n_samples", [2, 7, 10, 301])
-@pytest.mark.parametrize("validation_split", [0.1, 0.25, 0.5, 0.9])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_validation_rows_are_held_out_as_keras_does(
-    n_samples, validation_split, weighted
-):
-    array_slicing = pytest.importorskip(
-        "keras.src.trainers.data_adapters.array_slicing"
-    )
-    rng = np.random.RandomState(n_samples)
-    x = rng.rand(n_samples, 3).astype(np.float32)
-    y = rng.randint(0, 3, n_samples)
-    weights = rng.rand(n_samples) if weighted else None
-    class_weights = rng.rand(n_samples)
-    arrays = (x, y, weights, class_weights)
-    try:
-        expected = array_slicing.train_validation_split(arrays, validation_split)
-    except ValueError as error:
-        with pytest.raises(ValueError) as ours:
-            hold_out_validation_rows(*arrays, {"validation_split": validation_split})
-        assert str(ours.value) == str(error)
-        return
-    fit_args = {"validation_split": validation_split}
-    train = hold_out_validation_rows(*arrays, fit_args)
-    assert "validation_split" not in fit_args
-    expected_train, (x_val, y_val, weights_val, _) = expected
-    for ours, theirs in zip(
-        [*train, *fit_args["validation_data"]],
-        [*expected_train, x_val, y_val, weights_val],
-        strict=True,
-    ):
-        if theirs is None:
-            assert ours is None
-        else:
-            assert ours.dtype == theirs.dtype
-            np.testing.assert_array_equal(ours, theirs)
-
-
-def test_validation_data_given_wins_over_validation_split():
-    x, y = _data()
-    given = (x[:3], y[:3])
-    fit_args = {"validation_split": 0.5, "validation_data": given}
-    train = hold_out_validation_rows(x, y, None, None, fit_args)
-    assert train[0] is x and train[1] is y
-    assert fit_args == {"validation_data": given}
 
 
 # -- the rule ------------------------------------------------------------------

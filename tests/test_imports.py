@@ -35,6 +35,8 @@ LAYERS = {
         "skmnist._workspace",
         "skmnist._inference",
         "skmnist._keras_fit",
+        "skmnist._network",
+        "skmnist._convergence",
         "skmnist._training",
     },
     "estimators": {
