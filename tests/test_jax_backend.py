@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-MODULES_TO_RERUN = ["test_training.py", "test_inference.py", "test_classifier.py"]
+MODULES_TO_RERUN = [
+    "test_training.py",
+    "test_inference.py",
+    "test_classifier.py",
+    "test_network.py",
+    "test_convergence.py",
+]
 # test_classifier.py's tests of scikit-learn's side only.
 SCIKIT_LEARN_LAYER = [
     "test_defaults_are_the_seed_notebook",
