@@ -671,3 +671,259 @@ def test_the_saved_state_restores_a_classifier_without_a_file(
         )
     with pytest.raises(ValueError, match="shape"):
         MNISTClassifier(**params)._restore(attributes, weights[::-1])
+
+
+# -- what MLPClassifier users tune -------------------------------------------
+
+
+def test_hidden_units_takes_a_sequence_of_widths(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=np.array([24, 12]),
+        dropout=0.1,
+        epochs=8,
+        optimizer__learning_rate=0.01,
+        random_state=0,
+    ).fit(X, y)
+    assert [layer.name for layer in clf.model_.layers] == [
+        "hidden",
+        "dropout",
+        "hidden_2",
+        "dropout_2",
+        "output",
+    ]
+    assert [clf.model_.get_layer(name).units for name in ("hidden", "hidden_2")] == [
+        24,
+        12,
+    ]
+    assert clf.score(X, y) > 0.8
+    # The network is checked against the parameters, whatever their type.
+    clf.set_params(hidden_units=(24, 12), warm_start=True).fit(X, y)
+    clf.set_params(hidden_units=[24])
+    with pytest.raises(ValueError, match="hidden_units changed"):
+        clf.fit(X, y)
+
+
+def test_a_grid_lists_widths_and_depths(digits_flat):
+    X, y = digits_flat
+    grid = {"hidden_units": [8, (8, 4), np.array([6, 3])]}
+    search = GridSearchCV(
+        MNISTClassifier(epochs=1, random_state=0), grid, cv=2, refit=True
+    ).fit(X, y)
+    assert len(search.cv_results_["params"]) == 3
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_hidden_layer_sizes_names_hidden_units():
+    with pytest.raises(TypeError, match=r"hidden_layer_sizes.*hidden_units"):
+        MNISTClassifier(hidden_layer_sizes=(512,))
+
+
+def test_misspelled_parameters_are_refused():
+    with pytest.raises(TypeError, match="'hiden_units'"):
+        MNISTClassifier(hiden_units=5)
+    with pytest.raises(TypeError, match="'hiden_units'"):
+        skmnist.make_mnist_pipeline(hiden_units=5)
+    # Routed and scikeras parameters are still accepted.
+    MNISTClassifier(optimizer__learning_rate=1e-3, fit__validation_freq=2, model=None)
+    with pytest.raises(ValueError, match="Invalid parameter 'hiden_units'") as error:
+        MNISTClassifier().set_params(hiden_units=4)
+    assert "constructor" not in str(error.value)
+    assert "hidden_units" in str(error.value)  # the valid names are listed
+
+
+def test_partial_fit_needs_classes_on_the_first_call(digits_flat):
+    X, y = digits_flat
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        MNISTClassifier(**FAST).partial_fit(X[:50], y[:50])
+
+
+def test_predict_log_proba_is_the_log_of_predict_proba(digits, digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    np.testing.assert_allclose(
+        clf.predict_log_proba(X[:20]), np.log(clf.predict_proba(X[:20])), rtol=1e-6
+    )
+    images, labels = digits
+    pipe = skmnist.make_mnist_pipeline(**FAST, random_state=0)
+    pipe.set_params(scale__max_value=16).fit(images, labels)
+    assert pipe.predict_log_proba(images[:3]).shape == (3, 10)
+
+
+def test_early_stopping_ends_with_the_best_epoch(digits_flat):
+    X, y = digits_flat
+    X_val, y_val = X[-400:], y[-400:]
+    clf = MNISTClassifier(
+        hidden_units=16,
+        epochs=200,
+        early_stopping=True,
+        n_iter_no_change=3,
+        optimizer__learning_rate=0.01,
+        random_state=0,
+    ).fit(X[:-400], y[:-400], validation_data=(X_val, y_val))
+    assert clf.n_iter_ < 200
+    assert len(clf.validation_scores_) == len(clf.loss_curve_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None
+    # The model is that of the best epoch: the earliest of the best scores,
+    # then n_iter_no_change + 1 epochs without an improvement of tol.
+    best_epoch = clf.validation_scores_.index(clf.best_validation_score_)
+    assert clf.n_iter_ == best_epoch + 1 + 3 + 1 or clf.n_iter_ > best_epoch + 4
+    assert clf.score(X_val, y_val) == pytest.approx(clf.best_validation_score_)
+    assert len(clf.validation_loss_curve_) == clf.n_iter_
+    assert clf.history_["val_loss"] == pytest.approx(clf.validation_loss_curve_)
+    assert clf.t_ == clf.n_iter_ * (len(X) - 400)
+
+
+def test_without_early_stopping_every_epoch_is_trained(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 5
+    assert clf.loss_curve_ == pytest.approx(clf.history_["loss"])
+    assert clf.loss_ == clf.loss_curve_[-1]
+    assert clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.validation_scores_ is None
+    assert clf.best_validation_score_ is None
+    assert clf.validation_loss_curve_ is None
+    assert "val_loss" not in clf.history_
+
+
+def test_continued_training_carries_the_curves_on(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, warm_start=True, random_state=0).fit(X, y)
+    clf.fit(X, y)
+    assert clf.n_iter_ == 5  # this call's, as in MLPClassifier
+    assert len(clf.loss_curve_) == 10
+    clf.partial_fit(X, y)
+    assert (clf.n_iter_, len(clf.loss_curve_)) == (1, 11)
+    assert clf.t_ == 11 * len(X)
+    clf.set_params(warm_start=False).fit(X, y)
+    assert len(clf.loss_curve_) == 5
+
+
+def test_validation_fraction_holds_out_a_stratified_seeded_split(digits_flat):
+    X, y = digits_flat
+    params = {**FAST, "validation_fraction": 0.2, "random_state": 0}
+    first = MNISTClassifier(**params).fit(X, y)
+    second = MNISTClassifier(**params).fit(X, y)
+    assert first.history_["val_accuracy"] == second.history_["val_accuracy"]
+    n_validation = int(np.ceil(0.2 * len(X)))
+    assert first.t_ == 5 * (len(X) - n_validation)
+    other = MNISTClassifier(**{**params, "random_state": 1}).fit(X, y)
+    assert other.history_["val_loss"] != first.history_["val_loss"]
+    # A class too rare to be stratified is named as the data's problem.
+    y_rare = y.copy()
+    y_rare[0] = 10
+    with pytest.raises(ValueError, match=r"validation_fraction=0\.2 cannot hold out"):
+        MNISTClassifier(**params).fit(X, y_rare)
+
+
+def test_early_stopping_needs_validation_rows(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, early_stopping=True, validation_fraction=0.0)
+    with pytest.raises(ValueError, match="early_stopping=True needs validation rows"):
+        clf.fit(X, y)
+
+
+def test_validation_split_is_deprecated_onto_validation_fraction(digits_flat):
+    X, y = digits_flat
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default warns about nothing
+        plain = MNISTClassifier(**FAST, validation_fraction=0.25, random_state=0)
+        plain.fit(X, y)
+    with pytest.warns(FutureWarning, match="validation_split was deprecated"):
+        old = MNISTClassifier(**FAST, validation_split=0.25, random_state=0).fit(X, y)
+    assert old.history_["val_loss"] == plain.history_["val_loss"]
+    with pytest.warns(FutureWarning, match="validation_fraction=0.25"):
+        MNISTClassifier(**FAST, random_state=0).fit(X, y, validation_split=0.25)
+    both = MNISTClassifier(**FAST, validation_split=0.2, validation_fraction=0.2)
+    with pytest.raises(ValueError, match="both set"):
+        both.fit(X, y)
+
+
+def test_the_adaptive_schedule_divides_the_learning_rate_by_five(digits_flat):
+    X, y = digits_flat
+    # tol=10: no epoch improves on the first one; the count passes
+    # n_iter_no_change=1 at the third and fifth epochs.
+    clf = MNISTClassifier(
+        **{**FAST, "optimizer__learning_rate": 0.01},
+        learning_rate_schedule="adaptive",
+        n_iter_no_change=1,
+        tol=10.0,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.n_iter_ == 5  # without early stopping, nothing stops
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(0.01 / 25)
+
+
+def test_a_keras_schedule_gives_the_learning_rate(digits_flat):
+    X, y = digits_flat
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5)
+    clf = MNISTClassifier(**{**FAST, "optimizer__learning_rate": None})
+    del clf.optimizer__learning_rate
+    clf.set_params(learning_rate_schedule=schedule, random_state=0).fit(X, y)
+    steps = int(clf.model_.optimizer.iterations)
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(
+        0.01 * 0.5 ** (steps / 10), rel=1e-4
+    )
+    # Configuration: the estimator's own schedule is not the one trained with.
+    assert clf.learning_rate_schedule is schedule
+    assert clone(clf).learning_rate_schedule is not schedule
+    conflicting = MNISTClassifier(
+        **FAST, learning_rate_schedule=schedule, random_state=0
+    )
+    with pytest.raises(ValueError, match="optimizer__learning_rate"):
+        conflicting.fit(X, y)
+
+
+def test_alpha_is_scikit_learns_penalty(digits_flat):
+    X, y = digits_flat
+    X, y = X[:100], y[:100]
+    alpha = 0.5
+    # One full batch and a learning rate of 0: the loss of the only epoch is
+    # that of the initial weights, which stay.
+    clf = MNISTClassifier(
+        hidden_units=(16, 8),
+        epochs=1,
+        batch_size=100,
+        alpha=alpha,
+        optimizer="sgd",
+        optimizer__learning_rate=0.0,
+        random_state=0,
+    ).fit(X, y)
+    data_loss = float(
+        np.mean(keras.losses.sparse_categorical_crossentropy(y, clf.predict_proba(X)))
+    )
+    squares = sum(
+        float(np.sum(layer.kernel.numpy() ** 2))
+        for layer in clf.model_.layers
+        if isinstance(layer, keras.layers.Dense)
+    )
+    assert clf.loss_curve_[0] == pytest.approx(
+        data_loss + 0.5 * alpha * squares / 100, rel=1e-5
+    )
+    # And it shrinks the weights.
+    params = {**FAST, "random_state": 0}
+    plain = MNISTClassifier(**params).fit(X, y)
+    shrunk = MNISTClassifier(**params, alpha=1.0).fit(X, y)
+
+    def norm(clf):
+        return np.linalg.norm(clf.model_.get_layer("hidden").kernel.numpy())
+
+    assert norm(shrunk) < 0.8 * norm(plain)
+
+
+def test_early_stopping_in_cross_validation_with_weights(digits_flat):
+    X, y = digits_flat
+    weights = np.random.RandomState(0).uniform(0.5, 2, len(y))
+    clf = MNISTClassifier(
+        **{**FAST, "epochs": 30},
+        early_stopping=True,
+        n_iter_no_change=2,
+        class_weight="balanced",
+        random_state=0,
+    )
+    scores = cross_val_score(
+        clf, X, y, cv=3, n_jobs=2, params={"sample_weight": weights}
+    )
+    assert np.all(scores > 0.8)

@@ -45,6 +45,10 @@ SCIKIT_LEARN_LAYER = [
     "test_partial_fit_refuses_balanced_class_weight",
     "test_binary_crossentropy_on_more_classes_says_what_to_use",
     "test_repr_shows_what_the_user_set",
+    "test_hidden_layer_sizes_names_hidden_units",
+    "test_misspelled_parameters_are_refused",
+    "test_partial_fit_needs_classes_on_the_first_call",
+    "test_early_stopping_needs_validation_rows",
 ]
 
 
