@@ -597,3 +597,26 @@ def test_the_size_of_a_fit_alone_chooses_graph_or_xla(monkeypatch):
     tiers.clear()
     again.partial_fit(X, y)
     assert tiers == [small_fits_use_xla]
+
+
+def test_validation_compiles_nothing_for_a_new_number_of_rows(workspaces, tier):
+    # Validation is one forward pass over rows padded to a power of two, not
+    # Model.evaluate, which compiles its step for every new last batch.
+    params = {
+        "hidden_units": 19,
+        "epochs": 2,
+        "batch_size": 64,
+        "early_stopping": True,
+        "validation_fraction": 0.2,
+        "random_state": 0,
+    }
+    X, y, _ = _weighted_data(1024)
+    first = MNISTClassifier(**params).fit(X[:700], y[:700])
+    (runner,) = workspaces
+    traces, shapes = runner.traces, set(runner.forward.batch_shapes)
+    for n_samples in (650, 760, 800):  # 130, 152 and 160 validation rows
+        MNISTClassifier(**params).fit(X[:n_samples], y[:n_samples])
+    assert len(workspaces) == 1
+    assert runner.traces == traces
+    assert runner.forward.batch_shapes == shapes
+    assert len(first.validation_scores_) == 2
