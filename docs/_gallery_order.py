@@ -4,6 +4,7 @@ _ORDER = [
     "plot_seed_notebook.py",
     "plot_diagnostics.py",
     "plot_grid_search.py",
+    "plot_early_stopping.py",
     "plot_own_digits.py",
     "plot_persistence.py",
     "plot_onnx_export.py",

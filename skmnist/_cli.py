@@ -119,7 +119,78 @@ def _parser() -> argparse.ArgumentParser:
         help="rows per training step (default: 128); one larger than the "
         "training set trains on all of it at once",
     )
-    train.add_argument("--hidden-units", type=_count, default=512)
+    train.add_argument(
+        "--hidden-units",
+        type=_hidden_units,
+        default=512,
+        metavar="WIDTHS",
+        help="units of the hidden layer, or comma-separated widths of several "
+        "hidden layers in turn, e.g. 512,256 (default: 512)",
+    )
+    train.add_argument(
+        "--dropout",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="fraction of the units dropped after every hidden layer while "
+        "training, from 0 to below 1 (default: 0)",
+    )
+    train.add_argument(
+        "--alpha",
+        type=_non_negative_number,
+        default=None,
+        help="strength of the L2 penalty on the weights, as MLPClassifier's "
+        "alpha (default: 0, none)",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=_positive_number,
+        default=None,
+        metavar="RATE",
+        help="the optimizer's (starting) learning rate, above 0 (default: "
+        "RMSprop's, 0.001)",
+    )
+    train.add_argument(
+        "--learning-rate-schedule",
+        choices=["constant", "adaptive"],
+        default=None,
+        help="'adaptive' divides the learning rate by 5 whenever "
+        "--n-iter-no-change epochs bring no --tol improvement (of the validation "
+        "accuracy with --early-stopping, else of the training loss) "
+        "(default: constant)",
+    )
+    stopping = train.add_argument_group("early stopping")
+    stopping.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="hold out --validation-fraction of the training images, stop when "
+        "their accuracy has not improved by --tol for --n-iter-no-change epochs "
+        "(--epochs is then the most trained) and keep the weights of the best "
+        "epoch",
+    )
+    stopping.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="fraction of the training images held out, stratified by digit, to "
+        "report validation loss and accuracy after every epoch, from 0 to below 1 "
+        "(default: 0.1 with --early-stopping, else none)",
+    )
+    stopping.add_argument(
+        "--n-iter-no-change",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="epochs without improvement before stopping, or before the "
+        "adaptive schedule lowers the learning rate (default: 10)",
+    )
+    stopping.add_argument(
+        "--tol",
+        type=_non_negative_number,
+        default=None,
+        help="the least improvement that counts (default: 0.0001)",
+    )
     train.add_argument("--random-state", type=_seed, default=None)
     _add_data_argument(train)
     train.add_argument(
@@ -233,13 +304,86 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _number(
+    kind: str,
+    low: float,
+    high: float = math.inf,
+    *,
+    above: bool = False,
+    below: bool = False,
+):
+    """An argparse ``type`` accepting the finite numbers from ``low`` (or, with
+    ``above``, above it) to ``high`` (or, with ``below``, below it); anything
+    else is refused as "must be <kind>, got <text>"."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (
+            math.isfinite(value)
+            and (low < value if above else low <= value)
+            and (value < high if below else value <= high)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_number = _number("a number above 0", 0, above=True)
+_non_negative_number = _number("a number, 0 or more", 0)
+_fraction = _number("a number from 0 to below 1", 0, 1, below=True)
 _count = _integer(f"an integer from 1 to {_MAX_COUNT}", 1, _MAX_COUNT)
 _non_negative_int = _integer("an integer, 0 or more", 0)
 _seed = _integer(f"an integer from 0 to {_MAX_SEED}", 0, _MAX_SEED)
 _port = _integer("a port number from 0 to 65535", 0, 65535)
 
 
+def _hidden_units(text: str) -> int | tuple[int, ...]:
+    """An argparse ``type`` for ``--hidden-units``: one width (``512``, an int)
+    or comma-separated widths of several hidden layers (``512,256``, a tuple),
+    optionally in parentheses as ``search --param`` writes them."""
+    widths = text.strip()
+    if widths.startswith("(") and widths.endswith(")"):
+        widths = widths[1:-1]
+    try:
+        parsed = tuple(_count(width.strip()) for width in widths.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            "must be a width or comma-separated widths of hidden layers such as "
+            f"512,256, each an integer from 1 to {_MAX_COUNT}, got {text!r}"
+        ) from None
+    return parsed[0] if len(parsed) == 1 else parsed
+
+
+# The classifier's parameters that train sets from options given (an option
+# left out leaves the classifier's default).
+_TRAIN_PARAMETERS = {
+    "dropout": "dropout",
+    "alpha": "alpha",
+    "learning_rate": "optimizer__learning_rate",
+    "learning_rate_schedule": "learning_rate_schedule",
+    "validation_fraction": "validation_fraction",
+    "n_iter_no_change": "n_iter_no_change",
+    "tol": "tol",
+}
+
+
 def _check_train(args) -> None:
+    if args.early_stopping and args.validation_fraction == 0:
+        args.parser.error(
+            "argument --validation-fraction: --early-stopping needs validation "
+            "images: give a fraction above 0 (default: 0.1)"
+        )
+    if not (args.early_stopping or args.learning_rate_schedule == "adaptive"):
+        for option in ("n_iter_no_change", "tol"):
+            if getattr(args, option) is not None:
+                args.parser.error(
+                    f"argument --{option.replace('_', '-')}: has an effect only "
+                    "with --early-stopping or --learning-rate-schedule adaptive"
+                )
     args.output_path = _check_model_output(args)
     _check_network_fits_in_memory(args.hidden_units, args.parser)
 
@@ -248,20 +392,46 @@ def _train(args) -> int:
     from skmnist._pipeline import make_mnist_pipeline
 
     (x_train, y_train), (x_test, y_test) = _load_mnist(args.data)
+    given = {
+        parameter: getattr(args, option)
+        for option, parameter in _TRAIN_PARAMETERS.items()
+        if getattr(args, option) is not None
+    }
     pipeline = make_mnist_pipeline(
         hidden_units=args.hidden_units,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        early_stopping=args.early_stopping,
         random_state=args.random_state,
         verbose=2,
+        **given,
     )
-    pipeline.fit(x_train, y_train)  # main says an interruption in one line
+    try:
+        pipeline.fit(x_train, y_train)  # main says an interruption in one line
+    except ValueError as error:
+        # What only the data can refuse: a --validation-fraction that holds
+        # out too few images, or not every digit, of a small --data.
+        raise CommandError(_one_line(error)) from None
+    if args.early_stopping:
+        print(_early_stopping_report(pipeline[-1], args.epochs))
     test_acc = pipeline.score(x_test, y_test)
     _save_model(pipeline, args.output_path, args.format)
     args.saved = True
     print(f"saved the fitted pipeline to {args.output}")
     print(f"test_acc: {test_acc:.4f}")
     return 0
+
+
+def _early_stopping_report(classifier, epochs: int) -> str:
+    """One line: the epochs early stopping let train, and the best validation
+    accuracy, whose epoch's weights the classifier keeps."""
+    scores = classifier.validation_scores_
+    best_epoch = scores.index(max(scores)) + 1  # the earliest of equals
+    return (
+        f"early stopping: trained {classifier.n_iter_} of {epochs} epochs, best "
+        f"validation accuracy {classifier.best_validation_score_:.4f} at epoch "
+        f"{best_epoch} (the weights kept)"
+    )
 
 
 def _evaluate(args) -> int:
@@ -340,7 +510,7 @@ def _add_search_parser(commands) -> None:
         "training data, report its test accuracy and save it. Needs "
         "'pip install skmnist[dask]'. The last line printed is "
         "'test_acc: <accuracy>'.",
-        epilog="example: skmnist search --param clf__hidden_units=128,512 "
+        epilog="example: skmnist search --param 'clf__hidden_units=128,512,(512,256)' "
         "--param clf__optimizer__learning_rate=1e-3,3e-4 --limit 10000 --cv 3",
     )
     search.add_argument(
@@ -351,8 +521,10 @@ def _add_search_parser(commands) -> None:
         metavar="NAME=V1[,V2...]",
         help="a pipeline parameter and the values to try, e.g. "
         "clf__hidden_units=128,512 or clf__optimizer__learning_rate=1e-3,3e-4; "
-        "values read as int, float, true/false, none, else text; repeat for "
-        "several parameters",
+        "values read as int, float, true/false, none, else text, and a value "
+        "in parentheses as a tuple: 'clf__hidden_units=256,(512,256)' tries one "
+        "hidden layer of 256 units and two of 512 and 256 (quote it for the "
+        "shell); repeat for several parameters",
     )
     search.add_argument(
         "--cv",
@@ -420,7 +592,9 @@ def _add_search_parser(commands) -> None:
 
 
 def _search_param(text: str) -> tuple[str, list]:
-    """``name=v1,v2`` -> ``(name, [v1, v2])`` with each value parsed."""
+    """``name=v1,v2`` -> ``(name, [v1, v2])`` with each value parsed; a value in
+    parentheses is a tuple: ``name=256,(512,256)`` -> ``(name, [256, (512,
+    256)])``."""
     name, equals, values = text.partition("=")
     name = name.strip()
     if not equals or not name.replace("__", "_").isidentifier():
@@ -428,10 +602,52 @@ def _search_param(text: str) -> tuple[str, list]:
             f"expected NAME=VALUE[,VALUE...] such as clf__hidden_units=128,512, "
             f"got {text!r}"
         )
-    parsed = [_parse_value(value.strip()) for value in values.split(",")]
-    if any(value == "" for value in parsed):
-        raise argparse.ArgumentTypeError(f"empty value in {text!r}")
-    return name, parsed
+    return name, [_parse_item(value, text) for value in _split_values(values, text)]
+
+
+def _split_values(values: str, text: str) -> list[str]:
+    """``values`` split at the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for index, character in enumerate(values):
+        if character == "(":
+            depth += 1
+            if depth > 1:
+                raise argparse.ArgumentTypeError(
+                    f"parentheses within parentheses in {text!r}: a value is a "
+                    "tuple of plain values, such as (512,256)"
+                )
+        elif character == ")":
+            depth -= 1
+            if depth < 0:
+                raise argparse.ArgumentTypeError(f"unbalanced ')' in {text!r}")
+        elif character == "," and depth == 0:
+            parts.append(values[start:index])
+            start = index + 1
+    if depth:
+        raise argparse.ArgumentTypeError(f"unbalanced '(' in {text!r}")
+    parts.append(values[start:])
+    return parts
+
+
+def _parse_item(item: str, text: str):
+    """One value of ``--param``: a plain value, or a tuple of them written in
+    parentheses (``(512,256)``; ``(512)`` and ``(512,)`` are 1-tuples)."""
+    item = item.strip()
+    if "(" not in item and ")" not in item:
+        if item == "":
+            raise argparse.ArgumentTypeError(f"empty value in {text!r}")
+        return _parse_value(item)
+    if not (item.startswith("(") and item.endswith(")")):
+        raise argparse.ArgumentTypeError(
+            f"{item!r} in {text!r}: a tuple is a whole value in parentheses, "
+            "such as (512,256)"
+        )
+    elements = [element.strip() for element in item[1:-1].split(",")]
+    if len(elements) > 1 and elements[-1] == "":
+        elements.pop()  # (512,): Python's 1-tuple
+    if "" in elements:
+        raise argparse.ArgumentTypeError(f"empty value in {item!r} in {text!r}")
+    return tuple(_parse_value(element) for element in elements)
 
 
 def _parse_value(text: str):
@@ -454,9 +670,13 @@ def _check_search(args) -> None:
         args.parser.error(_one_line(error))
     _check_model_output(args)  # before the cluster starts and the data loads
     for name, values in args.param:
-        if name.endswith("hidden_units"):
+        if name.rpartition("__")[2] == "hidden_units":
             for value in values:
-                if isinstance(value, int) and not isinstance(value, bool):
+                # Widths; other values (text, a truth value) are refused by
+                # run_search's check of every value against the estimator.
+                if isinstance(value, tuple) or (
+                    isinstance(value, int) and not isinstance(value, bool)
+                ):
                     _check_network_fits_in_memory(value, args.parser, f"--param {name}")
 
 
@@ -673,21 +893,33 @@ def _check_plot_file(path: str, inputs=()) -> None:
 
 
 def _check_network_fits_in_memory(
-    hidden_units: int, parser, option: str = "argument --hidden-units"
+    hidden_units, parser, option: str = "argument --hidden-units"
 ) -> None:
-    """Refuse a network whose training would need more memory than the
-    machine has, before the data loads: its weights for 28x28 images and ten
-    classes, in float32, about six times over (the estimator's, the training
-    copy's, their gradients and RMSprop's slots)."""
-    weights = (28 * 28 + 1) * hidden_units + (hidden_units + 1) * 10
+    """Refuse hidden layer widths that are no widths, and a network whose
+    training would need more memory than the machine has, before the data
+    loads: its weights for 28x28 images and ten classes, in float32, about six
+    times over (the estimator's, the training copy's, their gradients and
+    RMSprop's slots)."""
+    from skmnist._architecture import count_weights, hidden_layer_widths
+
+    try:
+        widths = hidden_layer_widths(hidden_units, option)
+    except ValueError as error:
+        parser.error(_one_line(error))
+    weights = count_weights(28 * 28, widths, 10)
     needed = 6 * 4 * weights
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
         return
     if needed > memory:
+        network = (
+            f"{widths[0]} hidden units"
+            if len(widths) == 1
+            else f"hidden layers of {', '.join(map(str, widths))} units"
+        )
         parser.error(
-            f"{option}: a network of {hidden_units} hidden units "
+            f"{option}: a network of {network} "
             f"has {weights:,} weights, which need about {needed / 2**30:.0f} GiB "
             f"to train, more than this machine's {memory / 2**30:.0f} GiB of memory"
         )

@@ -39,6 +39,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
     ) from error
 
 _FLOAT = onnx.TensorProto.FLOAT
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # The input element types skmnist.to_onnx offers, by the name users pass.
 _INPUT_TYPES = {
@@ -371,7 +372,18 @@ def _onnx_classes(classifier, options) -> np.ndarray:
         return np.arange(len(classes), dtype=np.int64)
     if classes.dtype.kind in "iubf":
         # Number labels that scikit-learn accepts for classification are
-        # integers, even when stored as floats.
+        # integers, even when stored as floats; ONNX's are int64, which
+        # astype would wrap (uint64) or make up (floats) beyond its range.
+        for label in classes.tolist():
+            if not _INT64_MIN <= label <= _INT64_MAX:
+                raise ValueError(
+                    f"cannot export the class label {label!r} "
+                    f"({classes.dtype}) to ONNX: ONNX labels are int64 numbers or "
+                    "strings, and it is outside int64's range, -2**63 to "
+                    "2**63 - 1 (skl2onnx refuses such labels for scikit-learn's "
+                    "classifiers too). Train on labels within that range, or on "
+                    "strings."
+                )
         return classes.astype(np.int64)
     return classes.astype(str)
 
@@ -507,8 +519,9 @@ def to_onnx(
     Raises
     ------
     ValueError
-        For what ONNX cannot hold: a :class:`DigitImagePreprocessor` step or an
-        unsupported Keras activation or layer.
+        For what ONNX cannot hold: a :class:`DigitImagePreprocessor` step, an
+        unsupported Keras activation or layer, or a number class label outside
+        int64's range (such as a uint64 label of 2**63 or more).
 
     Examples
     --------

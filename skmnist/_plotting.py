@@ -33,8 +33,11 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
     """Plot the per-epoch loss and metrics recorded while training.
 
     One panel per quantity (``loss``, then ``accuracy`` and any other metric),
-    each with the training curve and, where the fit used a validation split, the
-    validation curve.
+    each with the training curve and, where the fit held out validation data,
+    the validation curve. For an estimator fitted with ``early_stopping=True``,
+    every panel also marks the best epoch, the one whose validation accuracy is
+    ``best_validation_score_`` and whose weights the estimator ended with, by a
+    vertical line labelled ``best epoch (N)`` in the legend.
 
     Parameters
     ----------
@@ -42,6 +45,10 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
         A fitted :class:`~skmnist.MNISTClassifier` (or any estimator with a
         ``history_``), a pipeline ending in one, a Keras ``History`` or a dict
         mapping names such as ``"loss"`` and ``"val_loss"`` to per-epoch values.
+        An estimator's ``validation_scores_`` (early stopping's validation
+        accuracy) is drawn as the validation curve of the ``accuracy`` panel
+        where its ``history_`` has no ``val_accuracy`` (with ``metrics`` that
+        leave accuracy out).
     axes : array-like of matplotlib Axes, default=None
         One Axes per panel, e.g. from ``plt.subplots(1, 2)`` for the usual loss
         and accuracy. None creates a figure with one row of panels.
@@ -58,6 +65,15 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
     ValueError
         The history is empty or its curves differ in length, or ``axes`` does
         not have one Axes per panel.
+
+    Notes
+    -----
+    ``history_`` holds the epochs of the last ``fit`` (and of the
+    ``partial_fit`` calls after it), while ``validation_scores_`` runs on over
+    ``warm_start`` fits: the scores drawn, and the best epoch marked, are those
+    of the epochs in ``history_``. Where the best epoch came before them (a
+    ``warm_start`` fit that never beat the earlier best, whose weights the
+    estimator kept), no epoch is marked.
 
     Examples
     --------
@@ -76,6 +92,12 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
     from matplotlib.ticker import MaxNLocator
 
     history = _history_of(estimator_or_history)
+    n_epochs = len(next(iter(history.values())))
+    scores, best_epoch = _early_stopping_of(
+        _estimator_of(estimator_or_history), n_epochs
+    )
+    if scores is not None and "val_accuracy" not in history:
+        history["val_accuracy"] = scores
     panels = _panels(history)
     if axes is None:
         _, axes = plt.subplots(
@@ -96,12 +118,53 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
             if key in history:
                 values = history[key]
                 ax.plot(np.arange(1, len(values) + 1), values, "o-", label=label)
+        if best_epoch is not None:
+            ax.axvline(
+                best_epoch,
+                color="0.4",
+                linestyle="--",
+                linewidth=1,
+                label=f"best epoch ({best_epoch})",
+            )
         ax.set_title(name)
         ax.set_xlabel("epoch")
         # Epochs are whole numbers; matplotlib would otherwise tick 0.5, 1.5, ...
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     return axes
+
+
+def _estimator_of(source):
+    """The estimator that recorded the history, or None for a dict or History."""
+    if isinstance(source, Mapping):
+        return None
+    if hasattr(source, "steps"):  # a Pipeline: its final estimator was trained
+        return _estimator_of(source.steps[-1][1])
+    if hasattr(source, "fit") and hasattr(source, "get_params"):
+        return source
+    return None
+
+
+def _early_stopping_of(estimator, n_epochs: int) -> tuple:
+    """The validation accuracy early stopping recorded for the ``n_epochs``
+    epochs of the estimator's ``history_`` (or the first of them), and the
+    epoch of ``best_validation_score_`` among them (1-based); None for either
+    where there is none."""
+    scores = getattr(estimator, "validation_scores_", None)
+    best = getattr(estimator, "best_validation_score_", None)
+    if scores is None or len(scores) == 0:
+        return None, None
+    scores = np.asarray(scores, dtype=float)
+    # warm_start fits carry validation_scores_ on while each fit starts history_
+    # anew: its epochs are the last ones scored. partial_fit appends epochs to
+    # history_ without scoring them: the scored ones come first.
+    offset = max(len(scores) - n_epochs, 0)
+    shown = scores[offset:]
+    # The earliest of equal scores, whose weights early stopping keeps.
+    at = np.flatnonzero(scores == best) if best is not None else ()
+    if len(at) == 0 or at[0] < offset:
+        return shown, None
+    return shown, int(at[0] - offset) + 1
 
 
 def _history_of(source) -> dict:

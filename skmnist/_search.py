@@ -37,10 +37,17 @@ def check_param_grid(params, pipeline) -> dict:
         grid[name] = list(values)
         for index, value in enumerate(grid[name]):
             # The same candidate twice is the same fits run twice.
-            if any(_same_value(value, other) for other in grid[name][:index]):
-                raise SearchUsageError(
-                    f"--param {name}: the value {_format_value(value)} is given twice"
-                )
+            for other in grid[name][:index]:
+                if _same_value(value, other):
+                    raise SearchUsageError(
+                        f"--param {name}: the value {_format_value(value)} is "
+                        "given twice"
+                    )
+                if _same_hidden_layers(name, value, other):
+                    raise SearchUsageError(
+                        f"--param {name}: {_format_value(other)} and "
+                        f"{_format_value(value)} are the same hidden layers"
+                    )
     defaults = pipeline.get_params()
     steps = [name for name, _ in pipeline.steps]
     for name, values in grid.items():
@@ -54,7 +61,35 @@ def check_param_grid(params, pipeline) -> dict:
             )
         for value in values:
             _check_value(pipeline, name, value, defaults)
+    _check_early_stopping(pipeline, grid)
     return grid
+
+
+def _check_early_stopping(pipeline, grid: dict) -> None:
+    """Refuse a candidate with early stopping and no validation rows (a
+    ``validation_fraction`` of 0), which every fit of it would refuse."""
+    from sklearn.model_selection import ParameterGrid
+
+    step = pipeline.steps[-1][0]
+    names = [f"{step}__early_stopping", f"{step}__validation_fraction"]
+    defaults = pipeline.get_params()
+    if not all(name in defaults for name in names):
+        return
+    relevant = {
+        name: list(grid[name]) if name in grid else [defaults[name]] for name in names
+    }
+    for candidate in ParameterGrid(relevant):
+        early_stopping, fraction = (candidate[name] for name in names)
+        if (
+            isinstance(early_stopping, bool | np.bool_)
+            and early_stopping
+            and fraction == 0
+        ):
+            raise SearchUsageError(
+                f"--param {names[0]}=True with {names[1]}={_format_value(fraction)}: "
+                "early stopping needs validation rows; give a fraction above 0 "
+                "(None holds out 0.1)"
+            )
 
 
 def _check_value(pipeline, name, value, defaults) -> None:
@@ -82,6 +117,7 @@ def _check_value(pipeline, name, value, defaults) -> None:
         candidate.set_params(**{name: value})
         for _, step in candidate.steps:
             validate_estimator_params(step)
+        _check_hidden_layers(candidate.steps[-1][1])
         _check_optimizer(candidate.steps[-1][1])
         _check_loss(candidate.steps[-1][1])
     except (ValueError, TypeError) as error:
@@ -92,6 +128,29 @@ def _check_value(pipeline, name, value, defaults) -> None:
             known = sorted(key for key in defaults if "__" in key)
             message += f" Known parameters: {', '.join(known)}."
         raise SearchUsageError(f"{shown}: {message}") from None
+
+
+def _check_hidden_layers(classifier) -> None:
+    """The widths of ``hidden_units`` as the network's build reads them: the
+    parameter constraints accept any sequence, ``(512, 0)`` or ``("a",)`` too."""
+    params = classifier.get_params()
+    if "hidden_units" in params:
+        from skmnist._architecture import hidden_layer_widths
+
+        hidden_layer_widths(params["hidden_units"])
+
+
+def _same_hidden_layers(name: str, a, b) -> bool:
+    """Whether ``a`` and ``b`` are two spellings of the same hidden layers, such
+    as ``512`` and ``(512,)``."""
+    if name.rpartition("__")[2] != "hidden_units":
+        return False
+    from skmnist._architecture import hidden_layer_widths
+
+    try:
+        return hidden_layer_widths(a) == hidden_layer_widths(b)
+    except ValueError:  # not widths: refused by _check_value
+        return False
 
 
 def _check_optimizer(classifier) -> None:

@@ -900,13 +900,269 @@ def test_a_normal_run_prints_no_tensorflow_logs_and_saves_the_safe_format(
 
 def test_a_search_grid_too_large_for_memory_is_refused_at_once(capsys, tmp_path):
     status, out, err = _main(
-        capsys, "search", "--param", "clf__hidden_units=64,99999999999",
+        capsys, "search", "--param", "clf__hidden_units=64,2000000000",
         "--n-workers", "0", "--output", tmp_path / "m.skmnist",
     )  # fmt: skip
     assert (status, out) == (2, "")
     line = _one_error_line(err)
-    assert "--param clf__hidden_units: a network of 99999999999 hidden units" in line
+    assert "--param clf__hidden_units: a network of 2000000000 hidden units" in line
     assert "more than this machine's" in line
+
+
+# 28x28 -> 4096 -> 2,000,000,000 -> 10: about 8.2e12 weights, terabytes.
+_HUGE_DEEP_WEIGHTS = (28 * 28 + 1) * 4096 + 4097 * 2_000_000_000 + 2_000_000_001 * 10
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["train", "--hidden-units", "4096,2000000000"], "argument --hidden-units"),
+        (
+            ["search", "--param", "clf__hidden_units=64,(4096,2000000000)"],
+            "--param clf__hidden_units",
+        ),
+    ],
+    ids=["train", "search-tuple"],
+)
+def test_a_deep_network_too_large_for_memory_is_refused_naming_its_widths(
+    argv, option, capsys, tmp_path, no_data_loading
+):
+    status, out, err = _main(
+        capsys, *argv, "--n-workers" if argv[0] == "search" else "--epochs", "1",
+        "--output", tmp_path / "m.skmnist",
+    )  # fmt: skip
+    assert (status, out) == (2, "")
+    line = _one_error_line(err)
+    # Every layer's weights counted, not those of one layer of the first width.
+    assert (
+        f"{option}: a network of hidden layers of 4096, 2000000000 units has "
+        f"{_HUGE_DEEP_WEIGHTS:,} weights"
+    ) in line
+    assert "more than this machine's" in line
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["search", "--param", "clf__hidden_units=64,99999999999"],
+            "--param clf__hidden_units must be a positive integer or a sequence",
+        ),
+        (
+            ["search", "--param", "clf__hidden_units=(64,0)"],
+            "0 in (64, 0) is not a width",
+        ),
+        (
+            ["search", "--param", "clf__hidden_units=(64,true)"],
+            "True in (64, True) is not a width",
+        ),
+    ],
+    ids=["too-wide", "zero-in-tuple", "truth-value-in-tuple"],
+)
+def test_search_widths_that_are_no_widths_are_usage_errors(
+    argv, message, capsys, tmp_path, no_data_loading
+):
+    status, out, err = _main(
+        capsys, *argv, "--n-workers", "0", "--output", tmp_path / "m.skmnist"
+    )
+    assert (status, out) == (2, "")
+    assert message in _one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("512", 512),
+        ("512,256", (512, 256)),
+        (" 512 , 256 ,128", (512, 256, 128)),
+        ("(512, 256)", (512, 256)),  # as search --param writes a tuple
+        ("(64)", 64),
+    ],
+)
+def test_hidden_units_option_reads_one_width_or_several(text, expected):
+    from skmnist._cli import _parser
+
+    args = _parser().parse_args(["train", "--hidden-units", text])
+    assert args.hidden_units == expected
+    assert type(args.hidden_units) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--hidden-units", "512,x"],
+            "argument --hidden-units: must be a width or comma-separated widths "
+            "of hidden layers such as 512,256, each an integer from 1 to "
+            "2147483647, got '512,x'",
+        ),
+        (["--hidden-units", "512,"], "got '512,'"),
+        (["--hidden-units", "512,0"], "got '512,0'"),
+        (["--hidden-units", "99999999999"], "got '99999999999'"),
+        (["--alpha", "-0.1"], "argument --alpha: must be a number, 0 or more, got"),
+        (["--alpha", "nan"], "argument --alpha: must be a number, 0 or more, got"),
+        (["--tol", "-1", "--early-stopping"], "argument --tol: must be a number, 0"),
+        (
+            ["--dropout", "1"],
+            "argument --dropout: must be a number from 0 to below 1, got '1'",
+        ),
+        (
+            ["--validation-fraction", "1.5"],
+            "argument --validation-fraction: must be a number from 0 to below 1",
+        ),
+        (
+            ["--n-iter-no-change", "0", "--early-stopping"],
+            "argument --n-iter-no-change: must be an integer from 1 to",
+        ),
+        (
+            ["--learning-rate", "0"],
+            "argument --learning-rate: must be a number above 0, got '0'",
+        ),
+        (["--learning-rate", "inf"], "argument --learning-rate: must be a number"),
+        (
+            ["--learning-rate-schedule", "invscaling"],
+            "argument --learning-rate-schedule: invalid choice: 'invscaling'",
+        ),
+        (
+            ["--early-stopping", "--validation-fraction", "0"],
+            "argument --validation-fraction: --early-stopping needs validation images",
+        ),
+        # Options that would be ignored: nothing monitors the training.
+        (
+            ["--tol", "0.01"],
+            "argument --tol: has an effect only with --early-stopping or "
+            "--learning-rate-schedule adaptive",
+        ),
+        (["--n-iter-no-change", "3"], "argument --n-iter-no-change: has an effect"),
+    ],
+)
+def test_train_options_are_usage_errors_before_the_data_is_loaded(
+    argv, message, capsys, tmp_path, monkeypatch, no_data_loading
+):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _main(capsys, "train", *argv)
+    assert (status, out) == (2, "")
+    line = _one_error_line(err)
+    assert message in line and line.endswith("(see 'skmnist train --help')")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--tol", "0.01", "--learning-rate-schedule", "adaptive"],
+        ["--n-iter-no-change", "2", "--early-stopping"],
+        ["--validation-fraction", "0.2"],  # validation losses, no early stopping
+    ],
+)
+def test_monitoring_options_are_accepted_where_they_apply(argv):
+    from skmnist._cli import _check_train, _parser
+
+    args = _parser().parse_args(["train", *argv, "--output", "m.skmnist"])
+    args.parser.error = lambda message: pytest.fail(message)
+    _check_train(args)
+
+
+def test_train_with_early_stopping_and_deep_layers_reports_the_epochs_trained(
+    tmp_path, capsys, monkeypatch
+):
+    import skmnist._cli
+
+    # Random images and labels: nothing to learn, so the validation accuracy
+    # stops improving and training stops long before --epochs.
+    rng = np.random.RandomState(0)
+    data = tmp_path / "noise.npz"
+    np.savez(
+        data,
+        x_train=rng.randint(0, 256, (600, 28, 28), dtype=np.uint8),
+        y_train=(np.arange(600) % 10).astype(np.uint8),
+        x_test=_random_images(50, seed=1),
+        y_test=(np.arange(50) % 10).astype(np.uint8),
+    )
+    saved = []
+    save = skmnist._cli._save_model
+    monkeypatch.setattr(
+        skmnist._cli,
+        "_save_model",
+        lambda model, *args: (saved.append(model), save(model, *args)),
+    )
+    output = tmp_path / "m.joblib"
+    status, out, err = _main(
+        capsys, "train", "--data", data, "--output", output, "--epochs", "40",
+        "--batch-size", "64", "--hidden-units", "16,8", "--dropout", "0.1",
+        "--alpha", "0.001", "--learning-rate", "0.003", "--early-stopping",
+        "--validation-fraction", "0.2", "--n-iter-no-change", "1", "--tol", "0",
+        "--learning-rate-schedule", "constant", "--random-state", "0",
+    )  # fmt: skip
+    assert status == 0, err
+    clf = saved[0][-1]
+    # Every option reached the classifier, under its own name.
+    assert (
+        clf.get_params()
+        | {
+            "hidden_units": (16, 8),
+            "dropout": 0.1,
+            "alpha": 0.001,
+            "optimizer__learning_rate": 0.003,
+            "early_stopping": True,
+            "validation_fraction": 0.2,
+            "n_iter_no_change": 1,
+            "tol": 0.0,
+            "learning_rate_schedule": "constant",
+            "epochs": 40,
+            "batch_size": 64,
+            "random_state": 0,
+        }
+        == clf.get_params()
+    )
+    assert [layer.units for layer in clf.model_.layers if hasattr(layer, "units")] == [
+        16,
+        8,
+        10,
+    ]
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("test_acc: ")  # still the last line
+    report = next(line for line in lines if line.startswith("early stopping: "))
+    assert lines.index(report) < len(lines) - 1
+    match = re.fullmatch(
+        r"early stopping: trained (\d+) of 40 epochs, best validation accuracy "
+        r"(\d\.\d{4}) at epoch (\d+) \(the weights kept\)",
+        report,
+    )
+    assert match, report
+    trained, best, best_epoch = int(match[1]), float(match[2]), int(match[3])
+    assert trained == clf.n_iter_ < 40
+    assert trained == sum(line.startswith("Epoch ") for line in lines)
+    scores = clf.validation_scores_
+    assert best == round(clf.best_validation_score_, 4) == round(max(scores), 4)
+    assert best_epoch == scores.index(max(scores)) + 1
+    assert output.is_file()
+
+
+def test_train_without_early_stopping_reports_no_early_stopping(
+    tiny_npz, tmp_path, capsys
+):
+    status, out, err = _main(
+        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.joblib",
+        "--epochs", "1", "--hidden-units", "8", "--validation-fraction", "0.2",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "early stopping" not in out
+    assert "val_accuracy" in out  # the validation rows are reported, though
+    assert out.strip().splitlines()[-1].startswith("test_acc: ")
+
+
+def test_a_validation_set_the_data_cannot_fill_is_one_line(tiny_npz, tmp_path, capsys):
+    # 300 images: 0.01 of them holds out 3, fewer than the 10 digits.
+    status, _, err = _main(
+        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.joblib",
+        "--epochs", "1", "--hidden-units", "8", "--early-stopping",
+        "--validation-fraction", "0.01",
+    )  # fmt: skip
+    assert status == 1
+    assert "validation_fraction=0.01 cannot hold out" in _one_error_line(err)
+    assert not (tmp_path / "m.joblib").exists()
 
 
 def test_a_loop_of_symbolic_links_is_one_line_naming_it(tmp_path, capsys):
@@ -938,8 +1194,29 @@ def test_an_unreadable_model_path_is_named(capsys):
         ["train", "--batch-size", "99999999999999999999"],
         ["train", "--hidden-units", "1000000000"],
         ["serve", "m.skmnist", "--max-concurrent", "0"],
+        ["train", "--hidden-units", "512,x"],
+        ["train", "--hidden-units", "4096,2000000000"],
+        ["train", "--alpha", "-1"],
+        ["train", "--early-stopping", "--validation-fraction", "0"],
+        ["train", "--tol", "0.1"],
+        ["search", "--param", "clf__hidden_units=(512,256"],
+        ["search", "--param", "clf__hidden_units=8,(4096,2000000000)"],
+        ["search", "--param", "clf__hidden_units=(8,0)"],
     ],
-    ids=["cv-1", "batch", "network", "concurrency"],
+    ids=[
+        "cv-1",
+        "batch",
+        "network",
+        "concurrency",
+        "widths",
+        "deep-network",
+        "alpha",
+        "early-stopping-without-validation",
+        "tol-alone",
+        "unbalanced-tuple",
+        "deep-network-in-grid",
+        "zero-width-in-grid",
+    ],
 )
 def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(argv):
     # Counted in imports, not seconds: TensorFlow's import is what took 5 s.

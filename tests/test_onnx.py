@@ -195,7 +195,55 @@ def test_float_labels_that_are_integers(digits_flat):
     _assert_same_predictions(clf, X[:300])
 
 
+def test_uint64_labels_beyond_int64_are_refused(digits_flat):
+    # ONNX labels are int64: casting wrapped 2**63 to -2**63, silently. (Float
+    # labels that large are refused by scikit-learn as continuous.)
+    X, y = digits_flat
+    labels = np.array([7, 2**63, 2**64 - 1], dtype=np.uint64)
+    clf = MNISTClassifier(**{**TINY, "epochs": 1}).fit(X[:90], labels[y[:90] % 3])
+    message = (
+        r"cannot export the class label 9223372036854775808 \(uint64\) to ONNX: "
+        r"ONNX labels are int64 numbers or strings, and it is outside int64's range"
+    )
+    with pytest.raises(ValueError, match=message):
+        to_onnx(clf)
+    register_onnx_converters()
+    with pytest.raises(ValueError, match=message):
+        skl2onnx.to_onnx(clf, X[:1])
+
+
+def test_uint64_labels_within_int64_are_exact(digits_flat):
+    X, y = digits_flat
+    labels = np.array([0, 2**40 + 1, 2**63 - 1], dtype=np.uint64)[y[:300] % 3]
+    clf = MNISTClassifier(**TINY).fit(X[:300], labels)
+    onnx_labels, _ = _run(to_onnx(clf, zipmap=False), X[:300])
+    assert onnx_labels.tolist() == clf.predict(X[:300]).tolist()
+    assert set(onnx_labels.tolist()) <= {0, 2**40 + 1, 2**63 - 1}
+
+
 # -- architectures -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hidden_units, dropout, loss, n_classes",
+    [
+        ((32, 16, 8), 0.3, "sparse_categorical_crossentropy", 10),
+        ([16, 16], 0.0, "binary_crossentropy", 2),
+        (np.array([24, 12]), 0.1, "categorical_crossentropy", 3),
+    ],
+    ids=["three-layers-dropout", "two-layers-sigmoid", "array-one-hot"],
+)
+def test_deep_networks(digit_images, hidden_units, dropout, loss, n_classes):
+    images, labels = digit_images
+    params = {**TINY, "hidden_units": hidden_units}
+    pipe = make_mnist_pipeline(dropout=dropout, loss=loss, alpha=1e-3, **params)
+    pipe.set_params(scale__max_value=16).fit(images, labels % n_classes)
+    layers = pipe[-1].model_.layers
+    dense = [layer for layer in layers if isinstance(layer, keras.layers.Dense)]
+    assert len(dense) == len(hidden_units) + 1
+    _, proba = _assert_same_predictions(pipe, images)
+    assert proba.shape == (len(images), n_classes)
+
 
 _ACTIVATIONS = [
     "relu",

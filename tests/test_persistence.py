@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+import warnings
 import zipfile
 import zlib
 
@@ -73,12 +74,42 @@ def _assert_same_fitted_classifier(loaded, original):
         "history_",
         "_seed",
         "_random_state",
+        *_CONVERGENCE_ATTRIBUTES,
     ):
-        np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
+        np.testing.assert_array_equal(
+            getattr(loaded, name), getattr(original, name), err_msg=name
+        )
     assert loaded.classes_.dtype == original.classes_.dtype
-    assert loaded.get_params() == original.get_params()
+    assert _comparable(loaded.get_params()) == _comparable(original.get_params())
     for ours, theirs in zip(_variables(loaded), _variables(original), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+# What fit reports as MLPClassifier does, saved since skmnist 0.2.
+_CONVERGENCE_ATTRIBUTES = (
+    "n_iter_",
+    "loss_",
+    "loss_curve_",
+    "validation_loss_curve_",
+    "validation_scores_",
+    "best_validation_score_",
+    "best_loss_",
+    "t_",
+    "_no_improvement_count",
+)
+
+
+def _comparable(params: dict) -> dict:
+    """``params`` with arrays and Keras schedules as values that compare equal."""
+
+    def value(item):
+        if isinstance(item, np.ndarray):
+            return ("ndarray", item.dtype.str, item.tolist())
+        if isinstance(item, keras.optimizers.schedules.LearningRateSchedule):
+            return (type(item), item.get_config())
+        return item
+
+    return {name: value(item) for name, item in params.items()}
 
 
 def test_pipeline_round_trip_is_exact(fitted_pipeline, saved_pipeline, data):
@@ -413,7 +444,10 @@ def test_flipped_bytes_anywhere_are_refused(saved_pipeline, tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (os.urandom(500), "not a zip archive"),
+        # Random, but for a first byte that no pickle (b"\x80") or compressed
+        # joblib file (b"x", ...) starts with: 1 in 128 random files did, and
+        # was called a pickle.
+        (b"\x00" + os.urandom(499), "not a zip archive"),
         (b"", "not a zip archive"),
         (b"PK\x03\x04" + os.urandom(200), "damaged or truncated"),
     ],
@@ -579,6 +613,37 @@ def _forge_fitted(**changes):
 _KERAS_FUNCTION = {"class_name": "function", "module": "builtins", "config": "relu"}
 
 
+# A schedule as Keras serialises it, which only Keras's deserialiser would read.
+_KERAS_SCHEDULE = {
+    "module": "keras.optimizers.schedules",
+    "class_name": "ExponentialDecay",
+    "config": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.9},
+    "registered_name": None,
+}
+_FLOAT_WIDTHS = {"__ndarray__": {"dtype": "<f8", "shape": [2], "values": [16.0, 8.0]}}
+
+
+def _forge_schedule(name="ExponentialDecay", **arguments):
+    """A learning_rate_schedule as skmnist stores Keras's, with ``arguments``
+    changed (None removes one)."""
+    config = {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.9}
+    config.update(arguments)
+    config = {key: value for key, value in config.items() if value is not None}
+    return _forge_params(
+        learning_rate_schedule={"keras_schedule": name, "config": config}
+    )
+
+
+def _without_fitted(name):
+    def edit(members):
+        _edit_json(
+            members, "estimator.json", lambda d: d["steps"][1][1]["fitted"].pop(name)
+        )
+        _resign(members)
+
+    return edit
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -601,6 +666,44 @@ _KERAS_FUNCTION = {"class_name": "function", "module": "builtins", "config": "re
         (_forge_params(class_weight={"0": [1]}), "'class_weight' must map"),
         (_forge_params(validation_batch_size=0), "'validation_batch_size' must"),
         (_forge_fitted(_random_state="0"), "_random_state: expected int"),
+        # The parameters of skmnist 0.2.
+        (_forge_params(hidden_units=[16, 0]), "16, 0].*is not a width"),
+        (_forge_params(hidden_units=[]), "at least one hidden layer"),
+        (_forge_params(hidden_units={"__tuple__": [16, True]}), "True.*not a width"),
+        (_forge_params(hidden_units=_FLOAT_WIDTHS), "16.0 in.*is not a width"),
+        (_forge_params(hidden_units=[[16]]), r"\[16\] in.*is not a width"),
+        (_forge_params(alpha="0.1"), "'alpha' must be a number"),
+        (_forge_params(alpha=-1.0), "'alpha' parameter of MNISTClassifier"),
+        (_forge_params(tol=[0.1]), "'tol' must be a number"),
+        (_forge_params(early_stopping=1), "'early_stopping' must be a boolean"),
+        (_forge_params(validation_fraction="0.1"), "'validation_fraction' must"),
+        (_forge_params(validation_fraction=1.0), "'validation_fraction' parameter"),
+        (_forge_params(n_iter_no_change=0), "'n_iter_no_change' must be a posit"),
+        (_forge_params(validation_split=[0.1]), "'validation_split' must be a"),
+        (_forge_params(learning_rate_schedule="cyclic"), "'learning_rate_schedule' p"),
+        (
+            _forge_params(learning_rate_schedule=_KERAS_SCHEDULE),
+            "'learning_rate_schedule' must be 'constant', 'adaptive' or a Keras",
+        ),
+        (
+            _forge_schedule("LearningRateSchedule"),
+            "'LearningRateSchedule' is not one of Keras's learning rate schedules",
+        ),
+        (_forge_schedule("Lambda"), "'Lambda' is not one of Keras's"),
+        (_forge_schedule(module="os"), "ExponentialDecay takes no argument 'module'"),
+        (
+            _forge_schedule(initial_learning_rate=_KERAS_FUNCTION),
+            "argument 'initial_learning_rate' of ExponentialDecay must be a number",
+        ),
+        (
+            _forge_schedule(decay_rate="0.9"),
+            "argument 'decay_rate' of ExponentialDecay must be a number",
+        ),
+        (
+            _forge_schedule(decay_steps=0),
+            "invalid arguments of ExponentialDecay: Argument `decay_steps` must be",
+        ),
+        (_forge_schedule(decay_steps=None), "invalid arguments of ExponentialDecay"),
     ],
     ids=[
         "activation-dict",
@@ -622,6 +725,28 @@ _KERAS_FUNCTION = {"class_name": "function", "module": "builtins", "config": "re
         "class-weight",
         "validation-batch-size",
         "random-state",
+        "hidden-units-zero",
+        "hidden-units-empty",
+        "hidden-units-bool",
+        "hidden-units-floats",
+        "hidden-units-nested",
+        "alpha-str",
+        "alpha-negative",
+        "tol-list",
+        "early-stopping-int",
+        "validation-fraction-str",
+        "validation-fraction-range",
+        "n-iter-no-change",
+        "validation-split-list",
+        "schedule-name",
+        "schedule-keras-config",
+        "schedule-base-class",
+        "schedule-unknown-class",
+        "schedule-argument-name",
+        "schedule-argument-dict",
+        "schedule-argument-str",
+        "schedule-keras-refuses",
+        "schedule-missing-argument",
     ],
 )
 def test_forged_hyper_parameters_are_refused_before_keras_sees_them(
@@ -701,6 +826,19 @@ def _array(dtype, values):
         (_forge_fitted(target_type_=[1]), "invalid target_type_"),
         (_forge_fitted(history_="x"), "history_ must map"),
         (_forge_fitted(history_={"loss": ["x"]}), "history_ must map"),
+        # What fit reports since skmnist 0.2.
+        (_forge_fitted(n_iter_="3"), "n_iter_ must be a non-negative integer"),
+        (_forge_fitted(n_iter_=-1), "n_iter_ must be a non-negative integer"),
+        (_forge_fitted(t_=1.5), "t_ must be None or a non-negative integer"),
+        (_forge_fitted(_no_improvement_count=None), "_no_improvement_count must"),
+        (_forge_fitted(loss_="nan"), "loss_ must be None or a number"),
+        (_forge_fitted(loss_curve_=None), "loss_curve_ must be a list of numbers"),
+        (_forge_fitted(loss_curve_=[1.0, True]), "loss_curve_ must be a list of"),
+        (_forge_fitted(validation_scores_=0.5), "validation_scores_ must be None or"),
+        (_forge_fitted(validation_loss_curve_=[[1.0]]), "validation_loss_curve_ mus"),
+        (_forge_fitted(best_loss_=[1.0]), "best_loss_ must be None or a number"),
+        (_forge_fitted(best_validation_score_=0.5), "must both be None"),
+        (_without_fitted("n_iter_"), "attributes n_iter_ are missing beside "),
     ],
     ids=[
         "scaler-n-features-str",
@@ -712,6 +850,18 @@ def _array(dtype, values):
         "target-type-list",
         "history-str",
         "history-values",
+        "n-iter-str",
+        "n-iter-negative",
+        "t-float",
+        "no-improvement-none",
+        "loss-str",
+        "loss-curve-none",
+        "loss-curve-bool",
+        "validation-scores-number",
+        "validation-loss-curve-nested",
+        "best-loss-list",
+        "best-validation-score-alone",
+        "n-iter-missing",
     ],
 )
 def test_forged_fitted_attributes_are_refused(saved_pipeline, tmp_path, edit, message):
@@ -740,8 +890,10 @@ def test_forged_unfitted_parameters_are_refused_too(tmp_path):
     [
         _forge_params(hidden_units=10**8),
         _forge_fitted(n_features_in_=10**10),
+        _forge_params(hidden_units={"__tuple__": [16, 10**8]}),
+        _forge_params(hidden_units=[16, 2**31 - 1, 10]),
     ],
-    ids=["hidden-units", "n-features"],
+    ids=["hidden-units", "n-features", "deep", "deep-widest"],
 )
 def test_huge_networks_are_refused_before_they_are_allocated(
     saved_pipeline, tmp_path, monkeypatch, edit
@@ -1765,3 +1917,300 @@ def test_dict_keys_chosen_to_share_a_hash_are_refused(saved_pipeline, tmp_path):
     )
     # Refused by its keys, before a dict of them is built.
     _assert_refused_in_little_memory(path, "a dict key is an integer beyond 64 bits")
+
+
+# -- skmnist 0.2: deep networks, early stopping, schedules, older files ---------
+
+
+def _deep_early_stopped(X, y, **params):
+    return MNISTClassifier(
+        hidden_units=(16, 8),
+        dropout=0.1,
+        alpha=1e-3,
+        early_stopping=True,
+        n_iter_no_change=2,
+        epochs=30,
+        batch_size=32,
+        random_state=0,
+        learning_rate_schedule=keras.optimizers.schedules.ExponentialDecay(
+            0.01, 20, 0.9
+        ),
+        **params,
+    ).fit(X, y)
+
+
+def test_deep_early_stopped_models_round_trip_and_continue_training_exactly(
+    digits_flat, tmp_path
+):
+    X, y = digits_flat
+    X, y = X[:300], y[:300]
+    original = _deep_early_stopped(X, y)
+    assert original.n_iter_ < 30  # it stopped early
+    skmnist.save(original, tmp_path / "deep.skmnist")
+    loaded = skmnist.load(tmp_path / "deep.skmnist")
+    assert loaded.hidden_units == (16, 8)
+    assert type(loaded.learning_rate_schedule) is type(original.learning_rate_schedule)
+    assert [layer.name for layer in loaded.model_.layers] == [
+        "hidden", "dropout", "hidden_2", "dropout_2", "output",
+    ]  # fmt: skip
+    _assert_same_fitted_classifier(loaded, original)
+    assert loaded.validation_scores_ and loaded.best_loss_ is None
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+    # Continued training: early stopping carries on from the saved record, and
+    # goes back to the best epoch's weights if it finds none better.
+    for clf in (original, loaded):
+        clf.set_params(warm_start=True, n_iter_no_change=4).fit(X, y)
+    _assert_same_fitted_classifier(loaded, original)
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+    for clf in (original, loaded):
+        clf.partial_fit(X, y)
+    _assert_same_fitted_classifier(loaded, original)
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+
+
+@pytest.mark.parametrize(
+    "hidden_units",
+    [(16, 8), [16, 8], np.array([16, 8]), np.array([16, 8], dtype=np.uint16), 12],
+    ids=["tuple", "list", "int64-array", "uint16-array", "int"],
+)
+def test_hidden_units_load_back_as_saved(hidden_units, digits_flat, tmp_path):
+    X, y = digits_flat
+    original = MNISTClassifier(hidden_units=hidden_units, **_ONE_EPOCH)
+    for fitted in (False, True):
+        if fitted:
+            original.fit(X[:100], y[:100])
+        skmnist.save(original, tmp_path / "clf.skmnist")
+        loaded = skmnist.load(tmp_path / "clf.skmnist")
+        assert type(loaded.hidden_units) is type(hidden_units)
+        if isinstance(hidden_units, np.ndarray):
+            assert loaded.hidden_units.dtype == hidden_units.dtype
+        np.testing.assert_array_equal(loaded.hidden_units, hidden_units)
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+
+
+_ONE_EPOCH = {"epochs": 1, "batch_size": 32, "random_state": 0}
+
+_SCHEDULES = [
+    keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9, staircase=True),
+    keras.optimizers.schedules.InverseTimeDecay(0.01, 10, 0.5),
+    keras.optimizers.schedules.PiecewiseConstantDecay([10, 20], [0.1, 0.01, 0.001]),
+    keras.optimizers.schedules.PolynomialDecay(0.01, 100, power=2.0, cycle=True),
+    keras.optimizers.schedules.CosineDecay(
+        0.01, 100, warmup_target=0.02, warmup_steps=5
+    ),
+    keras.optimizers.schedules.CosineDecayRestarts(0.01, 50, name="restarts"),
+]
+
+
+@pytest.mark.parametrize("schedule", _SCHEDULES, ids=lambda s: type(s).__name__)
+def test_keras_schedules_are_saved_by_name_and_arguments(
+    schedule, tmp_path, monkeypatch
+):
+    skmnist.save(MNISTClassifier(learning_rate_schedule=schedule), tmp_path / "c")
+    document = json.loads(_members(tmp_path / "c")["estimator.json"])
+    stored = document["params"]["learning_rate_schedule"]
+    assert stored["keras_schedule"] == type(schedule).__name__
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a schedule from a file reached Keras's deserialiser")
+
+    monkeypatch.setattr(keras.saving, "deserialize_keras_object", refuse)
+    monkeypatch.setattr(
+        "keras.src.saving.serialization_lib.deserialize_keras_object", refuse
+    )
+    loaded = skmnist.load(tmp_path / "c").learning_rate_schedule
+    assert type(loaded) is type(schedule)
+    assert loaded.get_config() == schedule.get_config()
+    assert float(loaded(7)) == float(schedule(7))
+
+
+def test_schedules_of_ones_own_are_refused_when_saving(tmp_path):
+    class Halving(keras.optimizers.schedules.ExponentialDecay):
+        pass
+
+    clf = MNISTClassifier(learning_rate_schedule=Halving(0.01, 10, 0.5))
+    with pytest.raises(TypeError) as refused:
+        skmnist.save(clf, tmp_path / "c")
+    message = str(refused.value)
+    assert "'learning_rate_schedule'" in message and "\n" not in message
+    assert "Halving is not one of Keras's own learning rate schedules" in message
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_validation_split_set_in_skmnist_0_2_is_kept(tmp_path):
+    skmnist.save(MNISTClassifier(validation_split=0.0), tmp_path / "zero")
+    skmnist.save(MNISTClassifier(validation_split=0.25), tmp_path / "quarter")
+    assert skmnist.load(tmp_path / "zero").validation_split == 0.0
+    assert skmnist.load(tmp_path / "quarter").validation_split == 0.25
+    skmnist.save(MNISTClassifier(), tmp_path / "default")
+    assert skmnist.load(tmp_path / "default").validation_split == "deprecated"
+
+
+# Written by skmnist 0.1.0 (git show 2f4200e) in format version 2: a pipeline of
+# PixelScaler(max_value=16) and MNISTClassifier(hidden_units=8, dropout=0.2,
+# epochs=2, batch_size=32, random_state=0) fitted on load_digits' first 300
+# images; its parameters include validation_split=0.0, and its fitted
+# attributes none of n_iter_, loss_curve_ and the rest.
+_RELEASE_0_1 = os.path.join(
+    os.path.dirname(__file__), "data", "format_version_2_skmnist_0.1.0.skmnist"
+)
+
+
+def test_files_of_skmnist_0_1_load_predict_and_train_on(digits, tmp_path):
+    images, labels = digits
+    images, labels = images[:300], labels[:300]
+    members = _members(_RELEASE_0_1)
+    node = json.loads(members["estimator.json"])["steps"][1][1]
+    assert node["params"]["validation_split"] == 0.0
+    assert "validation_fraction" not in node["params"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no FutureWarning of validation_split
+        loaded = skmnist.load(_RELEASE_0_1)
+    clf = loaded[-1]
+    assert clf.validation_split == "deprecated"
+    assert clf.hidden_units == 8 and clf.early_stopping is False
+    # What fit reports, derived from history_.
+    assert clf.n_iter_ == 2 and clf.loss_curve_ == clf.history_["loss"]
+    assert clf.loss_ == clf.loss_curve_[-1] == clf.best_loss_
+    assert clf.validation_scores_ is None and clf.t_ is None
+    # The network computes what the stored weights compute.
+    kernel, bias, _, output_kernel, output_bias = (
+        np.load(io.BytesIO(members[name])) for name in node["weights"][:5]
+    )
+    X = images.reshape(300, -1).astype(np.float32) / 16
+    logits = np.maximum(X @ kernel + bias, 0) @ output_kernel + output_bias
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(loaded.predict_proba(images), expected, atol=1e-6)
+    np.testing.assert_array_equal(loaded.predict(images), expected.argmax(axis=1))
+    # Saved again as skmnist 0.2 saves, it loads the same.
+    skmnist.save(loaded, tmp_path / "again.skmnist")
+    again = skmnist.load(tmp_path / "again.skmnist")
+    _assert_same_fitted_classifier(again[-1], clf)
+    # It trains on, without the deprecation warning a validation_split gives.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for pipeline in (loaded, again):
+            pipeline.set_params(clf__warm_start=True).fit(images, labels)
+    assert clf.loss_curve_[:2] == node["fitted"]["history_"]["loss"]
+    assert len(clf.loss_curve_) == 4 and clf.n_iter_ == 2
+    _assert_same_fitted_classifier(again[-1], clf)
+
+
+def _rename_param(old, new):
+    def edit(members):
+        def rename(document):
+            params = document["steps"][1][1]["params"]
+            params[new] = params.pop(old)
+
+        _edit_json(members, "estimator.json", rename)
+        _resign(members)
+
+    return edit
+
+
+def test_unknown_parameters_are_dropped_with_a_warning(
+    fitted_pipeline, saved_pipeline, data, tmp_path
+):
+    images, _ = data
+    # A parameter of a newer skmnist, and another with a routed parameter's look
+    # but no routing prefix.
+    edit = _forge_params(momentum=0.9, learning_rate_init=0.01)
+    path = _tampered(saved_pipeline, edit, tmp_path / "newer.skmnist")
+    with pytest.warns(UserWarning) as caught:
+        loaded = skmnist.load(path)
+    messages = sorted(str(warning.message) for warning in caught)
+    assert len(messages) == 2
+    assert (
+        "ignoring the parameter 'learning_rate_init' of the MNISTClassifier"
+        in (messages[0])
+    )
+    assert "ignoring the parameter 'momentum'" in messages[1]
+    assert "newer skmnist" in messages[1]
+    assert not hasattr(loaded[-1], "momentum")
+    np.testing.assert_array_equal(
+        loaded.predict_proba(images), fitted_pipeline.predict_proba(images)
+    )
+    # Saved again, the file no longer names them.
+    skmnist.save(loaded, tmp_path / "again.skmnist")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        skmnist.load(tmp_path / "again.skmnist")
+
+
+def test_a_misspelt_unfitted_parameter_loads_as_the_default(tmp_path):
+    skmnist.save(make_mnist_pipeline(hidden_units=5), tmp_path / "unfitted.skmnist")
+    path = _tampered(
+        tmp_path / "unfitted.skmnist",
+        _rename_param("hidden_units", "hiden_units"),
+        tmp_path / "misspelt.skmnist",
+    )
+    with pytest.warns(UserWarning, match="ignoring the parameter 'hiden_units'"):
+        loaded = skmnist.load(path)
+    assert loaded[-1].hidden_units == 512
+
+
+@pytest.mark.parametrize("units", [16, 4200], ids=["smaller", "larger"])
+def test_a_misspelt_network_parameter_is_named_when_the_weights_do_not_fit(
+    units, digits_flat, tmp_path
+):
+    # Without hidden_units, the file describes the default network of 512
+    # units, for which its weights are too few (refused as it is rebuilt,
+    # before the network is) or too many (refused before they are read).
+    X, y = digits_flat
+    pipeline = make_mnist_pipeline(hidden_units=units, **_ONE_EPOCH)
+    pipeline.set_params(scale__max_value=1).fit(X[:64], y[:64])
+    skmnist.save(pipeline, tmp_path / "clf.skmnist")
+    path = _tampered(
+        tmp_path / "clf.skmnist",
+        _rename_param("hidden_units", "hiden_units"),
+        tmp_path / "misspelt.skmnist",
+    )
+    expected = (
+        "weight bytes, more than the" if units < 512 else "weights of .* more than a"
+    )
+    hint = (
+        r"the file names parameters that this skmnist does not know and ignored "
+        r"\('hiden_units'\), which may describe its network"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(_persistence.ModelFileError, match=f"{expected}.*{hint}"):
+            skmnist.load(path)
+    # Warned as the estimator is rebuilt; refused before that, no warning.
+    assert len(caught) == (1 if units < 512 else 0)
+
+
+def test_inflated_weights_of_deep_networks_are_refused_before_they_are_read(
+    digits_flat, tmp_path, monkeypatch
+):
+    from skmnist._architecture import count_weights
+
+    X, y = digits_flat
+    clf = MNISTClassifier(hidden_units=(16, 8), **_ONE_EPOCH).fit(X[:64], y[:64])
+    skmnist.save(clf, tmp_path / "deep.skmnist")
+    members = _members(tmp_path / "deep.skmnist")
+    manifest = json.loads(members["manifest.json"])
+    # The second hidden layer's kernel, 16 x 8, declared 16 x 4000.
+    name = next(
+        member
+        for member, array in manifest["arrays"].items()
+        if array["shape"] == [16, 8]
+    )
+    members[name] = _npy("<f4", (16, 4000), bytes(100))
+    _edit_json(
+        members,
+        "manifest.json",
+        lambda m: m["arrays"].update({name: {"dtype": "<f4", "shape": [16, 4000]}}),
+    )
+    _resign(members)
+    path = tmp_path / "inflated.skmnist"
+    _write_members(path, members)
+    monkeypatch.setattr(
+        _archive, "read_npy", lambda *args: pytest.fail("weights were read")
+    )
+    # What a network of 64 -> 16 -> 8 -> 10 holds, with 8 copies of 8 bytes.
+    most = 64 * count_weights(64, (16, 8), 10) + 64 * len(manifest["arrays"])
+    _assert_refused_in_little_memory(
+        path, rf"weights of \d+ bytes, more than .*\(at most {most}\)", limit=4 * 2**20
+    )

@@ -8,6 +8,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from sklearn.base import BaseEstimator  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
@@ -81,6 +82,119 @@ def test_learning_curves_draw_into_given_axes():
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="axes has 3 Axes but the history has 2"):
         plot_learning_curves(HISTORY, axes=plt.subplots(1, 3)[1])
+
+
+class _Fitted(BaseEstimator):
+    """A fitted estimator's training record, as MNISTClassifier keeps it."""
+
+    def __init__(self, history, validation_scores=None, best=None):
+        self.history = history
+        self.validation_scores = validation_scores
+        self.best = best
+
+    def fit(self, X=None, y=None):
+        self.history_ = self.history
+        self.validation_scores_ = self.validation_scores
+        self.best_validation_score_ = self.best
+        return self
+
+
+def _best_epoch_lines(ax):
+    return [line for line in ax.get_lines() if line.get_label().startswith("best")]
+
+
+def _legend_labels(ax):
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_learning_curves_mark_the_best_epoch_of_early_stopping(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=16,
+        early_stopping=True,
+        n_iter_no_change=2,
+        epochs=30,
+        optimizer__learning_rate=0.01,
+        random_state=0,
+    )
+    pipe = make_pipeline(PixelScaler(max_value=1), clf).fit(X, y)
+    scores = clf.validation_scores_
+    # The epoch whose weights early stopping kept: the earliest best one.
+    best_epoch = scores.index(clf.best_validation_score_) + 1
+    assert best_epoch == int(np.argmax(scores)) + 1
+    assert len(clf.history_["loss"]) == len(scores) > best_epoch  # stopped early
+    for source in (clf, pipe):
+        axes = plot_learning_curves(source)
+        assert [ax.get_title() for ax in axes] == ["loss", "accuracy"]
+        for ax in axes:
+            (marker,) = _best_epoch_lines(ax)
+            np.testing.assert_array_equal(marker.get_xdata(), [best_epoch] * 2)
+            assert _legend_labels(ax) == [
+                "training", "validation", f"best epoch ({best_epoch})"
+            ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("scores", "best", "epoch"),
+    [
+        ([0.5, 0.8, 0.8, 0.7], 0.8, 2),  # the earliest of equal scores
+        ([0.5, 0.6, 0.7, 0.9], 0.9, 4),  # the last epoch
+        ([0.9, 0.5, 0.6, 0.7, 0.8, 0.6], 0.9, None),  # before this fit's epochs
+        ([0.4, 0.5, 0.6, 0.9, 0.8, 0.9], 0.9, 2),  # warm_start: the last 4 shown
+        ([0.5, 0.9], 0.9, 2),  # fewer scores than epochs: the first ones
+    ],
+    ids=["tie", "last", "earlier-fit", "warm-start", "partial-fit"],
+)
+def test_learning_curves_best_epoch_among_the_history_epochs(scores, best, epoch):
+    history = {key: [0.1, 0.2, 0.3, 0.4] for key in HISTORY}
+    axes = plot_learning_curves(_Fitted(history, scores, best).fit())
+    for ax in axes:
+        markers = _best_epoch_lines(ax)
+        if epoch is None:
+            assert markers == []
+        else:
+            (marker,) = markers
+            np.testing.assert_array_equal(marker.get_xdata(), [epoch, epoch])
+
+
+def test_learning_curves_without_early_stopping_mark_no_epoch(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=16, epochs=3, validation_fraction=0.2, random_state=0
+    ).fit(X, y)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    for source in (clf, HISTORY, _Fitted(HISTORY).fit()):
+        axes = plot_learning_curves(source)
+        for ax in axes:
+            assert _best_epoch_lines(ax) == []
+            assert [line.get_label() for line in ax.get_lines()] == [
+                "training",
+                "validation",
+            ]
+            assert _legend_labels(ax) == ["training", "validation"]
+
+
+def test_learning_curves_validation_accuracy_from_validation_scores(digits_flat):
+    # Metrics without accuracy: early stopping's validation_scores_ give the
+    # validation accuracy.
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=16, metrics=[], early_stopping=True, epochs=4, random_state=0
+    ).fit(X, y)
+    assert sorted(clf.history_) == ["loss", "val_loss"]
+    axes = plot_learning_curves(clf)
+    assert [ax.get_title() for ax in axes] == ["loss", "accuracy"]
+    validation, marker = axes[1].get_lines()
+    assert validation.get_label() == "validation"
+    np.testing.assert_array_equal(validation.get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_allclose(validation.get_ydata(), clf.validation_scores_)
+    best_epoch = int(np.argmax(clf.validation_scores_)) + 1
+    np.testing.assert_array_equal(marker.get_xdata(), [best_epoch] * 2)
+    # A history with val_accuracy keeps its own curve.
+    history = {**HISTORY, "val_accuracy": [0.1, 0.2, 0.3]}
+    axes = plot_learning_curves(_Fitted(history, [0.7, 0.9, 0.8], 0.9).fit())
+    np.testing.assert_array_equal(axes[1].get_lines()[1].get_ydata(), [0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(_best_epoch_lines(axes[1])[0].get_xdata(), [2, 2])
 
 
 @pytest.mark.parametrize(

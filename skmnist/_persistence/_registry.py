@@ -18,16 +18,20 @@ file declares: each used by one estimator, and no more bytes than its network
 can hold.
 """
 
+import inspect
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
-from skmnist._classifier import MNISTClassifier
+from skmnist._architecture import count_weights, hidden_layer_widths
+from skmnist._classifier import _SCIKERAS_EXTRAS, MNISTClassifier, keras_values
 from skmnist._compat import (
     output_config,
     restore_output_config,
@@ -42,6 +46,7 @@ from skmnist._persistence._errors import (
     short_repr,
 )
 from skmnist._scaler import PixelScaler
+from skmnist._version import __version__
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,14 @@ class _Entry:
     rebuilt: tuple[str, ...] = ()
     # The parameter holding (name, estimator) pairs, saved as nested nodes.
     nested: str | None = None
+    # The hyper-parameters as the file stores them, before they are encoded as
+    # JSON: (params, where) -> params.
+    encode_params: Callable[[dict, str], dict] = lambda params, where: params
     # Checks of the decoded hyper-parameters and fitted attributes, raising
-    # ModelFileError.
-    check_params: Callable[[dict, str], None] = lambda params, where: None
+    # ModelFileError. check_params may also turn values into what the estimator
+    # takes and drop parameters, editing the dict in place; it returns the names
+    # it dropped as unknown, which the loader warns about.
+    check_params: Callable[[dict, str], list | None] = lambda params, where: None
     check_fitted: Callable[[dict, str], None] = lambda attributes, where: None
     # (attributes, weights) of a fitted estimator; weights None if it has none.
     state: Callable | None = None
@@ -101,7 +111,7 @@ def describe(estimator: BaseEstimator, arrays: dict, where: str) -> dict:
         ]
     node["params"] = {
         name: to_json(value, f"hyper-parameter {name!r} of {where}")
-        for name, value in params.items()
+        for name, value in entry.encode_params(params, where).items()
         if name != entry.nested
     }
     node["output_config"] = to_json(output_config(estimator), f"set_output of {where}")
@@ -163,7 +173,7 @@ def check(document, sizes: dict[str, int]) -> None:
     uses: list = []
     rebuild(document, None, "estimator", uses=uses)
     used: set = set()
-    for where, names, most in uses:
+    for where, names, most, ignored in uses:
         missing = [name for name in names if name not in sizes]
         if missing:
             raise ModelFileError(f"{where}: missing weights {short_repr(missing)}.")
@@ -175,7 +185,7 @@ def check(document, sizes: dict[str, int]) -> None:
             raise ModelFileError(
                 f"{where}: weights of {total} bytes, more than a network of its "
                 f"hyper-parameters holds with its optimizer's state (at most "
-                f"{most}); the file was modified or is damaged."
+                f"{most}); {_damaged(ignored)}"
             )
     unused = set(sizes) - used
     if unused:
@@ -190,7 +200,12 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None, uses=None):
     (or, for format version 1, ``legacy``'s .keras files by member name); with
     ``arrays=None``, only the checks that need no weights (save runs them on
     what it writes), adding to the list ``uses`` where each fitted estimator
-    with weights is, the members it names and the most bytes they can hold."""
+    with weights is, the members it names, the most bytes they can hold and
+    the unknown parameters dropped from its description.
+
+    Unknown parameter names (of a newer skmnist, or misspelt by hand) are
+    dropped, with a ``UserWarning`` each when the estimator is rebuilt with its
+    weights (``arrays`` given) rather than only checked."""
     node = expect(node, dict, where)
     name = node.get("class")
     entry = REGISTRY.get(name) if isinstance(name, str) else None
@@ -208,7 +223,18 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None, uses=None):
                 for pair in expect(node[entry.nested], list, where)
             )
         ]
-    estimator = _checked(entry.cls(**nested, **_params(node, name, where)), where)
+    params, ignored = _params(node, name, where)
+    if arrays is not None:
+        for parameter in ignored:
+            warnings.warn(
+                f"{where}: ignoring the parameter {parameter!r} of the "
+                f"{entry.cls.__name__} in the model file: skmnist {__version__} "
+                "has no such parameter (the file may come from a newer skmnist, "
+                "or was edited), so it loads without it.",
+                UserWarning,
+                stacklevel=2,
+            )
+    estimator = _checked(entry.cls(**nested, **params), where)
     if entry.fitted_marker is not None and node.get("fitted") is not None:
         attributes = _fitted(node, entry.stored, where)
         entry.check_fitted(attributes, where)
@@ -216,7 +242,7 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None, uses=None):
             names = _weight_names(node, entry, where)
             if uses is not None and names is not None:
                 most = entry.max_weight_bytes(estimator, attributes, len(names))
-                uses.append((where, names, most))
+                uses.append((where, names, most, ignored))
         else:
             weights = _weights(node, entry, arrays, legacy, where)
             try:
@@ -224,9 +250,7 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None, uses=None):
             except ModelFileError:
                 raise
             except ValueError as error:
-                raise ModelFileError(
-                    f"{where}: {error}; the file was modified or is damaged."
-                ) from None
+                raise ModelFileError(f"{where}: {error}; {_damaged(ignored)}") from None
             except Exception as error:  # Keras refusing what passed our checks
                 raise ModelFileError(
                     f"{where}: cannot rebuild the network: {error}"
@@ -240,6 +264,18 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None, uses=None):
             raise ModelFileError(f"{where}: invalid set_output configuration.")
         restore_output_config(estimator, config)
     return estimator
+
+
+def _damaged(ignored: list) -> str:
+    """Why a file's weights may not fit its network: damage, or the unknown
+    parameters ``ignored`` that the loader dropped."""
+    if not ignored:
+        return "the file was modified or is damaged."
+    return (
+        "the file names parameters that this skmnist does not know and ignored "
+        f"({', '.join(map(repr, ignored))}), which may describe its network: it "
+        "may come from a newer skmnist (upgrade skmnist to load it), or was edited."
+    )
 
 
 def _weights(node: dict, entry: _Entry, arrays: dict, legacy, where: str):
@@ -309,7 +345,8 @@ _KERAS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PIPELINE_PARAMS = ("memory", "transform_input", "verbose")
 
 
-def _params(node: dict, kind: str, where: str) -> dict:
+def _params(node: dict, kind: str, where: str) -> tuple[dict, list]:
+    """The checked hyper-parameters of ``node``, and the unknown names dropped."""
     params = expect(from_json(node.get("params"), where), dict, where)
     for name in params:
         # Hyper-parameter names only: scikeras stores unknown keyword arguments
@@ -321,8 +358,8 @@ def _params(node: dict, kind: str, where: str) -> dict:
             and not name.endswith("_")
         ):
             raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
-    REGISTRY[kind].check_params(params, where)
-    return params
+    ignored = REGISTRY[kind].check_params(params, where) or []
+    return params, ignored
 
 
 def _check_known_params(params: dict, where: str, known: tuple = ()) -> None:
@@ -347,8 +384,12 @@ def _check_pipeline_params(params: dict, where: str) -> None:
         )
 
 
-def _check_classifier_params(params: dict, where: str) -> None:
-    known = MNISTClassifier().get_params(deep=False)
+def _check_classifier_params(params: dict, where: str) -> list[str]:
+    """Check the classifier's hyper-parameters, turning a stored Keras schedule
+    into one; drop the ``validation_split`` of files of skmnist 0.1 and, with
+    their names returned, parameters this skmnist does not know."""
+    known = MNISTClassifier().get_params(deep=False).keys() | set(_SCIKERAS_EXTRAS)
+    dropped, ignored = [], []
     for name, value in params.items():
         what = f"{where}: parameter {name!r}"
         if name in ("optimizer", "loss", "activation"):
@@ -365,37 +406,156 @@ def _check_classifier_params(params: dict, where: str) -> None:
         elif name in ("model", "build_fn", "callbacks"):
             if value is not None:
                 raise ModelFileError(f"{what} must be None.")
-        elif name in ("run_eagerly", "warm_start", "shuffle"):
+        elif name in ("run_eagerly", "warm_start", "shuffle", "early_stopping"):
             if not isinstance(value, bool):
                 raise ModelFileError(f"{what} must be a boolean.")
-        elif name == "validation_batch_size":
-            if value is not None and not (
-                isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        elif name in ("validation_batch_size", "n_iter_no_change"):
+            if (value is not None or name == "n_iter_no_change") and not (
+                _is_int(value) and value >= 1
             ):
-                raise ModelFileError(f"{what} must be None or a positive integer.")
+                optional = "None or " if name == "validation_batch_size" else ""
+                raise ModelFileError(f"{what} must be {optional}a positive integer.")
         elif name == "random_state":
-            if value is not None and not (
-                isinstance(value, int) and not isinstance(value, bool)
-            ):
+            if value is not None and not _is_int(value):
                 raise ModelFileError(f"{what} must be None or an integer.")
         elif name == "class_weight":
             if isinstance(value, dict) and not all(
-                _is_scalar(key)
-                and isinstance(weight, int | float)
-                and not isinstance(weight, bool)
-                for key, weight in value.items()
+                _is_scalar(key) and _is_number(weight) for key, weight in value.items()
             ):
                 raise ModelFileError(f"{what} must map class labels to numbers.")
-        elif name not in known:
-            # Routed (optimizer__learning_rate, fit__..., loss__...) or other
-            # keyword arguments, which scikeras stores as attributes: plain
-            # values only, and never in place of a method or property.
+        elif name == "hidden_units":
+            # Numbers are left to scikit-learn's constraints (an int of at
+            # least 1); sequences (a list, a tuple, a 1-D array) must be of
+            # widths. The codec gives tuples and arrays back as they were saved.
+            if isinstance(value, bool | list | tuple | np.ndarray):
+                try:
+                    hidden_layer_widths(value)
+                except ValueError as error:
+                    raise ModelFileError(
+                        f"{where}: invalid hyper-parameter: {error}"
+                    ) from None
+        elif name in ("alpha", "tol", "dropout"):
+            if not _is_number(value):
+                raise ModelFileError(f"{what} must be a number.")
+        elif name == "validation_fraction":
+            if value is not None and not _is_number(value):
+                raise ModelFileError(f"{what} must be None or a number.")
+        elif name == "validation_split":
+            if value != "deprecated" and not _is_number(value):
+                raise ModelFileError(f"{what} must be a number.")
+            # skmnist 0.1 stored its default, 0.0, which is now the deprecated
+            # parameter's (warning) way of asking for no validation rows. Its
+            # files have no validation_fraction; those of later versions keep
+            # a validation_split a user set.
+            if value == 0 and "validation_fraction" not in params:
+                dropped.append(name)
+        elif name == "learning_rate_schedule":
+            if not isinstance(value, str):  # constant, adaptive: scikit-learn's
+                params[name] = _schedule_from_json(value, what)
+        elif any(name.startswith(f"{prefix}__") for prefix in _ROUTING_PREFIXES):
+            # Routed (optimizer__learning_rate, fit__..., loss__...), which
+            # scikeras stores as attributes: plain values only, and never in
+            # place of a method or property.
             if not _is_scalar(value):
                 raise ModelFileError(
                     f"{what} must be a number, string, boolean or None."
                 )
             if hasattr(MNISTClassifier, name):
                 raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
+        elif name not in known:
+            if hasattr(MNISTClassifier, name):  # no release names one so
+                raise ModelFileError(f"{where}: invalid parameter name {name!r}.")
+            # Of a newer skmnist, or misspelt: dropped, with a warning.
+            ignored.append(name)
+    for name in (*dropped, *ignored):
+        del params[name]
+    return ignored
+
+
+_ROUTING_PREFIXES = tuple(sorted(MNISTClassifier._routing_prefixes))
+
+
+def _encode_classifier_params(params: dict, where: str) -> dict:
+    schedule = params.get("learning_rate_schedule")
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        where = f"hyper-parameter 'learning_rate_schedule' of {where}"
+        params = {
+            **params,
+            "learning_rate_schedule": _schedule_to_json(schedule, where),
+        }
+    return params
+
+
+# Keras's own learning rate schedules, the only ones a file may name: by class
+# name and constructor arguments, given to the class found here, never to
+# Keras's deserialiser.
+_SCHEDULES = {
+    cls.__name__: cls
+    for cls in vars(keras.optimizers.schedules).values()
+    if isinstance(cls, type)
+    and issubclass(cls, keras.optimizers.schedules.LearningRateSchedule)
+    and cls is not keras.optimizers.schedules.LearningRateSchedule
+}
+
+
+def _schedule_to_json(schedule, where: str) -> dict:
+    cls = type(schedule)
+    if _SCHEDULES.get(cls.__name__) is not cls:
+        raise TypeError(
+            f"Cannot save {where}: {cls.__name__} is not one of Keras's own "
+            f"learning rate schedules ({', '.join(sorted(_SCHEDULES))}), the only "
+            "ones a model file names. " + JOBLIB_HINT
+        )
+    return {
+        "keras_schedule": cls.__name__,
+        "config": keras_values(schedule.get_config()),
+    }
+
+
+def _schedule_from_json(value, what: str):
+    """The Keras schedule that ``_schedule_to_json`` stored as ``value``: a
+    class of ``_SCHEDULES`` called with plain arguments."""
+    if not (isinstance(value, dict) and set(value) == {"keras_schedule", "config"}):
+        raise ModelFileError(
+            f"{what} must be 'constant', 'adaptive' or a Keras schedule by class "
+            "name and arguments."
+        )
+    name, config = value["keras_schedule"], value["config"]
+    cls = _SCHEDULES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ModelFileError(
+            f"{what}: {short_repr(name)} is not one of Keras's learning rate "
+            f"schedules ({', '.join(sorted(_SCHEDULES))})."
+        )
+    config = expect(config, dict, what)
+    arguments = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for key, item in config.items():
+        if key not in arguments:
+            raise ModelFileError(f"{what}: {name} takes no argument {key!r}.")
+        if not (
+            item is None
+            or isinstance(item, bool)
+            or _is_number(item)
+            or (key == "name" and isinstance(item, str))
+            or (isinstance(item, list) and all(_is_number(x) for x in item))
+        ):
+            raise ModelFileError(
+                f"{what}: argument {key!r} of {name} must be a number, a boolean, "
+                "None or a list of numbers."
+            )
+    try:
+        return cls(**config)
+    except Exception as error:  # Keras refusing an argument
+        reason = " ".join(str(error).split())
+        raise ModelFileError(f"{what}: invalid arguments of {name}: {reason}") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_scalar(value) -> bool:
@@ -453,6 +613,55 @@ def _check_classifier_attributes(attributes: dict, where: str) -> None:
     ):
         raise ModelFileError(
             f"{where}: history_ must map metric names to lists of numbers."
+        )
+    _check_convergence_attributes(attributes, where)
+
+
+# What fit reports as MLPClassifier does (skmnist._convergence), and what each
+# may be. Files of skmnist 0.1 have none of them (_restore derives them).
+_CONVERGENCE_ATTRIBUTES = {
+    "n_iter_": ("a non-negative integer", False, "count"),
+    "_no_improvement_count": ("a non-negative integer", False, "count"),
+    "t_": ("None or a non-negative integer", True, "count"),
+    "loss_": ("None or a number", True, "number"),
+    "best_validation_score_": ("None or a number", True, "number"),
+    "best_loss_": ("None or a number", True, "number"),
+    "loss_curve_": ("a list of numbers", False, "numbers"),
+    "validation_loss_curve_": ("None or a list of numbers", True, "numbers"),
+    "validation_scores_": ("None or a list of numbers", True, "numbers"),
+}
+_CONVERGENCE_CHECKS = {
+    "count": lambda value: _is_int(value) and value >= 0,
+    "number": _is_number,
+    "numbers": lambda value: isinstance(value, list) and all(map(_is_number, value)),
+}
+
+
+def _check_convergence_attributes(attributes: dict, where: str) -> None:
+    """``n_iter_``, ``loss_curve_`` and the rest: all or none, each of its type
+    (numbers may be infinite or NaN, as a diverging fit's losses are), and a
+    best validation score where there are validation scores (early stopping)."""
+    present = [name for name in _CONVERGENCE_ATTRIBUTES if name in attributes]
+    if not present:
+        return
+    missing = [name for name in _CONVERGENCE_ATTRIBUTES if name not in attributes]
+    if missing:
+        raise ModelFileError(
+            f"{where}: the fitted attributes {', '.join(missing)} are missing "
+            f"beside {', '.join(present)}; the file was modified or is damaged."
+        )
+    for name, (kind, optional, check) in _CONVERGENCE_ATTRIBUTES.items():
+        value = attributes[name]
+        if not ((optional and value is None) or _CONVERGENCE_CHECKS[check](value)):
+            raise ModelFileError(
+                f"{where}: {name} must be {kind}, got {short_repr(value)}."
+            )
+    if (attributes["validation_scores_"] is None) != (
+        attributes["best_validation_score_"] is None
+    ):
+        raise ModelFileError(
+            f"{where}: validation_scores_ and best_validation_score_ must both be "
+            "None (no early stopping) or both be set."
         )
 
 
@@ -518,10 +727,10 @@ _MEMBER_ALLOWANCE_BYTES = 64
 def _classifier_weight_bytes(
     clf: MNISTClassifier, attributes: dict, members: int
 ) -> int:
-    units = clf.hidden_units
+    widths = hidden_layer_widths(clf.hidden_units)
     # One output per class (binary_crossentropy's single output is fewer).
     outputs = attributes["classes_"].size
-    parameters = (attributes["n_features_in_"] + 1) * units + (units + 1) * outputs
+    parameters = count_weights(attributes["n_features_in_"], widths, outputs)
     return (
         _MAX_VALUE_BYTES * _MAX_COPIES_PER_PARAMETER * parameters
         + _MEMBER_ALLOWANCE_BYTES * members
@@ -536,6 +745,12 @@ def _restore_classifier(clf: MNISTClassifier, attributes: dict, weights) -> None
         weights(clf.model_)
     else:
         clf._restore(attributes, weights)
+    # The weights of the best epoch of early stopping, which continued training
+    # goes back to if it finds none better: those of the network, which a fit
+    # with early stopping ends with (not saved twice).
+    clf._best_weights = (
+        None if clf.validation_scores_ is None else clf.model_.get_weights()
+    )
 
 
 _SCALER_STORED = ("n_features_in_", "image_shape_", "feature_names_in_")
@@ -570,7 +785,10 @@ REGISTRY: dict[str, _Entry] = {
             "n_outputs_expected_",
             "_fit_callbacks",
             "_predict_callbacks",
+            # Early stopping's best weights: the network's (_restore_classifier).
+            "_best_weights",
         ),
+        encode_params=_encode_classifier_params,
         check_params=_check_classifier_params,
         check_fitted=_check_classifier_attributes,
         state=MNISTClassifier._saved_state,
