@@ -47,7 +47,8 @@ def hidden_layer_widths(hidden_units, name: str = "hidden_units") -> tuple[int, 
             raise ValueError(
                 f"{name} must be a positive integer or a sequence of them (one "
                 f"width per hidden layer, such as (512, 256)); {width!r} in "
-                f"{hidden_units!r} is not a width of at most 2**31 - 1 units."
+                f"{hidden_units!r} is not a whole number of units from 1 to "
+                "2**31 - 1."
             )
     return tuple(int(width) for width in widths)
 
