@@ -315,8 +315,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     best_loss_ : float or None
         Lowest of ``loss_curve_``; None with ``early_stopping`` (see
         ``best_validation_score_``), as in ``MLPClassifier``.
-    t_ : int
-        Training samples seen, over all epochs and continued training.
+    t_ : int or None
+        Training samples seen, over all epochs and continued training; None for
+        a model saved by skmnist 0.1, which did not record it.
     classes_ : ndarray of shape (n_classes,)
         Class labels seen in ``fit``, or given to ``partial_fit``; sorted.
     n_classes_ : int
@@ -1142,7 +1143,11 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             field: getattr(self, attribute, None)
             for attribute, field in self._CONVERGENCE_ATTRIBUTES.items()
         }
-        values = {name: value for name, value in values.items() if value is not None}
+        values = {
+            name: value
+            for name, value in values.items()
+            if value is not None or name == "samples_seen"
+        }
         early_stopping = self.validation_scores_ is not None
         for name in ("loss_curve", "validation_loss_curve", "validation_scores"):
             if name in values:

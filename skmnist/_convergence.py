@@ -36,7 +36,8 @@ class ConvergenceRecord:
     best_validation_score: float | None = None
     best_loss: float | None = None
     no_improvement_count: int = 0
-    samples_seen: int = 0
+    # None where unknown: a model saved by skmnist 0.1, and training it on.
+    samples_seen: int | None = 0
     # The weights of the best epoch so far (early stopping only); not saved.
     best_weights: list | None = None
 
@@ -94,7 +95,8 @@ class ConvergenceMonitor(keras.callbacks.Callback):
         logs = logs or {}
         record = self.record
         self.epochs += 1
-        record.samples_seen += self.samples_per_epoch
+        if record.samples_seen is not None:
+            record.samples_seen += self.samples_per_epoch
         record.loss_curve.append(float(logs["loss"]))
         if "val_loss" in logs:
             if record.validation_loss_curve is None:

@@ -196,8 +196,8 @@ def test_float_labels_that_are_integers(digits_flat):
 
 
 def test_uint64_labels_beyond_int64_are_refused(digits_flat):
-    # ONNX labels are int64: casting wrapped 2**63 to -2**63, silently. (Float
-    # labels that large are refused by scikit-learn as continuous.)
+    # ONNX labels are int64: casting wrapped 2**63 to -2**63, silently without
+    # ZipMap. (Float labels that large scikit-learn refuses as continuous.)
     X, y = digits_flat
     labels = np.array([7, 2**63, 2**64 - 1], dtype=np.uint64)
     clf = MNISTClassifier(**{**TINY, "epochs": 1}).fit(X[:90], labels[y[:90] % 3])
@@ -205,8 +205,9 @@ def test_uint64_labels_beyond_int64_are_refused(digits_flat):
         r"cannot export the class label 9223372036854775808 \(uint64\) to ONNX: "
         r"ONNX labels are int64 numbers or strings, and it is outside int64's range"
     )
-    with pytest.raises(ValueError, match=message):
-        to_onnx(clf)
+    for zipmap in (False, True):  # ZipMap refused them, unclearly
+        with pytest.raises(ValueError, match=message):
+            to_onnx(clf, zipmap=zipmap)
     register_onnx_converters()
     with pytest.raises(ValueError, match=message):
         skl2onnx.to_onnx(clf, X[:1])

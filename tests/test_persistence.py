@@ -667,11 +667,11 @@ def _without_fitted(name):
         (_forge_params(validation_batch_size=0), "'validation_batch_size' must"),
         (_forge_fitted(_random_state="0"), "_random_state: expected int"),
         # The parameters of skmnist 0.2.
-        (_forge_params(hidden_units=[16, 0]), "16, 0].*is not a width"),
+        (_forge_params(hidden_units=[16, 0]), r"hidden_units .*0 in \[16, 0\]"),
         (_forge_params(hidden_units=[]), "at least one hidden layer"),
-        (_forge_params(hidden_units={"__tuple__": [16, True]}), "True.*not a width"),
-        (_forge_params(hidden_units=_FLOAT_WIDTHS), "16.0 in.*is not a width"),
-        (_forge_params(hidden_units=[[16]]), r"\[16\] in.*is not a width"),
+        (_forge_params(hidden_units={"__tuple__": [16, True]}), r"True in \(16, Tr"),
+        (_forge_params(hidden_units=_FLOAT_WIDTHS), r"16\.0 in array\(\[16\., 8"),
+        (_forge_params(hidden_units=[[16]]), r"\[16\] in \[\[16\]\]"),
         (_forge_params(alpha="0.1"), "'alpha' must be a number"),
         (_forge_params(alpha=-1.0), "'alpha' parameter of MNISTClassifier"),
         (_forge_params(tol=[0.1]), "'tol' must be a number"),
@@ -1922,7 +1922,10 @@ def test_dict_keys_chosen_to_share_a_hash_are_refused(saved_pipeline, tmp_path):
 # -- skmnist 0.2: deep networks, early stopping, schedules, older files ---------
 
 
-def _deep_early_stopped(X, y, **params):
+_ONE_EPOCH = {"epochs": 1, "batch_size": 32, "random_state": 0}
+
+
+def _deep_early_stopped(X, y):
     return MNISTClassifier(
         hidden_units=(16, 8),
         dropout=0.1,
@@ -1935,7 +1938,6 @@ def _deep_early_stopped(X, y, **params):
         learning_rate_schedule=keras.optimizers.schedules.ExponentialDecay(
             0.01, 20, 0.9
         ),
-        **params,
     ).fit(X, y)
 
 
@@ -1987,8 +1989,6 @@ def test_hidden_units_load_back_as_saved(hidden_units, digits_flat, tmp_path):
         np.testing.assert_array_equal(loaded.hidden_units, hidden_units)
     np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
 
-
-_ONE_EPOCH = {"epochs": 1, "batch_size": 32, "random_state": 0}
 
 _SCHEDULES = [
     keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.9, staircase=True),
@@ -2119,14 +2119,10 @@ def test_unknown_parameters_are_dropped_with_a_warning(
     path = _tampered(saved_pipeline, edit, tmp_path / "newer.skmnist")
     with pytest.warns(UserWarning) as caught:
         loaded = skmnist.load(path)
-    messages = sorted(str(warning.message) for warning in caught)
-    assert len(messages) == 2
-    assert (
-        "ignoring the parameter 'learning_rate_init' of the MNISTClassifier"
-        in (messages[0])
-    )
-    assert "ignoring the parameter 'momentum'" in messages[1]
-    assert "newer skmnist" in messages[1]
+    first, second = sorted(str(warning.message) for warning in caught)
+    assert "ignoring the parameter 'learning_rate_init' of the MNISTClass" in first
+    assert "ignoring the parameter 'momentum'" in second
+    assert "newer skmnist" in second
     assert not hasattr(loaded[-1], "momentum")
     np.testing.assert_array_equal(
         loaded.predict_proba(images), fitted_pipeline.predict_proba(images)
@@ -2177,7 +2173,8 @@ def test_a_misspelt_network_parameter_is_named_when_the_weights_do_not_fit(
         warnings.simplefilter("always")
         with pytest.raises(_persistence.ModelFileError, match=f"{expected}.*{hint}"):
             skmnist.load(path)
-    # Warned as the estimator is rebuilt; refused before that, no warning.
+    # Too few weights: warned as the estimator is rebuilt, then refused; too
+    # many: refused by the checks that run before, which do not warn.
     assert len(caught) == (1 if units < 512 else 0)
 
 

@@ -10,12 +10,18 @@ byte layouts (:mod:`._archive`, :mod:`._codec`).
 
 Everything from a file is checked before anything is built from it: Keras
 objects only as names (which Keras looks up, never structures its deserialiser
-would take), routed parameters as plain values, scikit-learn's parameter
-constraints, fitted attributes as fit sets them, and a network no larger than
-the weights stored (by :meth:`MNISTClassifier._restore`). Before any weights
-are read, :func:`check` runs those checks and checks the weight members the
-file declares: each used by one estimator, and no more bytes than its network
-can hold.
+would take), a learning rate schedule as the name of one of Keras's own
+schedule classes and the plain numbers it is called with, routed parameters as
+plain values, scikit-learn's parameter constraints, fitted attributes as fit
+sets them, and a network no larger than the weights stored (by
+:meth:`MNISTClassifier._restore`). Before any weights are read, :func:`check`
+runs those checks and checks the weight members the file declares: each used
+by one estimator, and no more bytes than its network can hold.
+
+A classifier's parameter that this version does not know (of a newer skmnist,
+or misspelt by hand) is dropped with a ``UserWarning``, never set; if the
+network it described was another, the weights then do not fit, and the error
+names it.
 """
 
 import inspect
@@ -386,8 +392,8 @@ def _check_pipeline_params(params: dict, where: str) -> None:
 
 def _check_classifier_params(params: dict, where: str) -> list[str]:
     """Check the classifier's hyper-parameters, turning a stored Keras schedule
-    into one; drop the ``validation_split`` of files of skmnist 0.1 and, with
-    their names returned, parameters this skmnist does not know."""
+    into one; drop the default ``validation_split=0.0`` of files of skmnist 0.1
+    and, with their names returned, parameters this skmnist does not know."""
     known = MNISTClassifier().get_params(deep=False).keys() | set(_SCIKERAS_EXTRAS)
     dropped, ignored = [], []
     for name, value in params.items():
