@@ -54,17 +54,14 @@ def fit_with_keras_loop(
     fit_args = dict(fit_args)
     # Model.fit's default batch size, clamped as the compiled epochs clamp it.
     batch_size = max(1, min(fit_args.get("batch_size") or 32, len(x)))
-    # Drawn from a copy: random_state's own draws are the epochs' orders, which
-    # must be the compiled epochs' draws.
-    seed_source = np.random.RandomState()
-    seed_source.set_state(random_state.get_state())
     batches = _PermutedBatches(
         (x, y, sample_weight),
         batch_size,
         random_state if fit_args.pop("shuffle", True) else None,
     )
-    # Every epoch has its batches, so that the one iterator Keras keeps over
-    # the whole fit reads the epochs one after the other (see _PermutedBatches).
+    # Each epoch its batches, read in turn by the one iterator Keras keeps over
+    # the fit (see _PermutedBatches); a steps_per_epoch of the user's reads on
+    # through them, as Model.fit reads on through an array's epochs.
     fit_args["steps_per_epoch"] = fit_args.get("steps_per_epoch") or len(batches)
     # Still Model.fit's batch size for the validation data.
     fit_args["batch_size"] = batch_size
@@ -72,11 +69,13 @@ def fit_with_keras_loop(
         epochs = fit_args.get("epochs", 1) - fit_args.get("initial_epoch", 0)
         total = fit_args["steps_per_epoch"] * max(epochs, 0)
         _compile_steps_with_xla(model, total >= xla_min_batches)
-    randomness = (
-        isolated_random_state(draw_seeds(seed_source, 1)[0])
-        if seeded
-        else contextlib.nullcontext()
-    )
+    randomness = contextlib.nullcontext()
+    if seeded:
+        # Drawn from a copy: random_state's own draws are the epochs' orders,
+        # which must be the compiled epochs' draws.
+        seed_source = np.random.RandomState()
+        seed_source.set_state(random_state.get_state())
+        randomness = isolated_random_state(draw_seeds(seed_source, 1)[0])
     with randomness:
         return model.fit(batches, shuffle=False, **fit_args)
 
@@ -97,15 +96,16 @@ class _PermutedBatches(keras.utils.PyDataset):
     the ``i // len(self)``-th ``random_state.permutation`` (the rows in order
     without ``random_state``).
 
-    Endless, so that Keras keeps one iterator over the whole fit (with
-    ``steps_per_epoch``), asks for the batches in turn, and never calls back at an
-    epoch's start or end: a finite ``PyDataset`` starts each epoch at batch 0 with
-    no word of which epoch it is, and Keras makes a new iterator at the end of one
-    epoch, before ``on_epoch_end``. Here each index names its epoch, so Keras's
-    prefetching, or a batch asked for twice, cannot shift one epoch's order to
-    another. The epochs' orders are drawn from ``random_state`` in turn, the first
-    time one of their batches is asked for; the random state before each draw is
-    kept, a few kilobytes an epoch, to draw an earlier epoch's order again.
+    Endless (with ``steps_per_epoch``), so that Keras keeps one iterator over the
+    whole fit and asks for the batches in turn. A finite ``PyDataset`` starts
+    every epoch at batch 0 with no word of which epoch it is, and its epoch hooks
+    are no firm footing: Keras makes the next epoch's iterator before
+    ``on_epoch_end``, and TensorFlow prefetches. Here each index names its epoch,
+    so prefetching, or a batch asked for twice (TensorFlow reads the first two
+    to learn their shapes), cannot give one epoch another's order. The orders
+    are drawn from ``random_state`` in turn, the first time a batch of their
+    epoch is asked for; the random state before each draw is kept, a few
+    kilobytes an epoch, to draw an earlier epoch's order again.
     """
 
     def __init__(self, arrays, batch_size: int, random_state):
@@ -136,7 +136,7 @@ class _PermutedBatches(keras.utils.PyDataset):
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._random_state is None:
-            return np.arange(self._n_samples)
+            epoch = 0  # all in the one order
         with self._lock:
             if epoch != self._epoch:
                 self._order = self._draw_order(epoch)
@@ -145,6 +145,8 @@ class _PermutedBatches(keras.utils.PyDataset):
 
     def _draw_order(self, epoch: int) -> np.ndarray:
         random_state = self._random_state
+        if random_state is None:
+            return np.arange(self._n_samples)
         while len(self._states) <= epoch:
             self._states.append(random_state.get_state())
             order = random_state.permutation(self._n_samples)

@@ -18,6 +18,7 @@ import contextlib
 import keras
 import numpy as np
 
+from skmnist._dropout import Dropout
 from skmnist._random import draw_seeds
 
 
@@ -118,9 +119,7 @@ def build_network(
         layers.append(hidden)
         kernel_seeds.append((hidden, kernel_seed))
         if dropout > 0:
-            layers.append(
-                keras.layers.Dropout(dropout, seed=mask_seed, name=f"dropout{suffix}")
-            )
+            layers.append(Dropout(dropout, seed=mask_seed, name=f"dropout{suffix}"))
     units, output_activation = output
     output_layer = keras.layers.Dense(
         units,

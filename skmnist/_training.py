@@ -10,7 +10,8 @@ pipeline than doing arithmetic. Here the training data is put on the device once
 per fit, each epoch's shuffled order is a small index array, and one compiled loop
 gathers every mini-batch and runs Keras's own ``train_step`` on it, so the loss,
 metrics, sample weights and optimizer behave as in ``Model.fit`` (exactly so but
-for floating-point rounding; dropout draws other masks on TensorFlow under XLA). The
+for floating-point rounding; skmnist's own ``Dropout`` draws the same masks with
+and without XLA, see :mod:`skmnist._dropout`). The
 epoch loop around it follows ``Model.fit`` too: callbacks, ``validation_data``,
 ``validation_freq``, ``stop_training`` and the returned ``History``. As with
 Keras's ``steps_per_execution``, the batch-level callback hooks run once per
@@ -122,6 +123,7 @@ def train(
             random_state=random_state,
             seeded=seeded,
             fit_args=fit_args,
+            xla_min_batches=_XLA_MIN_BATCHES,
         )
 
 

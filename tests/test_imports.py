@@ -35,6 +35,7 @@ LAYERS = {
         "skmnist._workspace",
         "skmnist._inference",
         "skmnist._keras_fit",
+        "skmnist._dropout",
         "skmnist._network",
         "skmnist._convergence",
         "skmnist._training",
