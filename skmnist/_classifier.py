@@ -1313,29 +1313,6 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         return self._build_network(np.random.RandomState(0), self._fitted_network())
 
 
-def _glorot_uniform(seed: int):
-    """Keras's Glorot uniform initialisation, drawn by NumPy from ``seed``.
-
-    Keras's own initializers draw on the backend: on JAX every new weight shape
-    compiles a random-number program (about a second each on a small CPU), which
-    made a new architecture's first fit slow. NumPy draws the same distribution
-    at once, and gives the same weights on every backend for one seed.
-    """
-
-    def initializer(shape, dtype=None):
-        fan_in, fan_out = shape
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        values = np.random.RandomState(seed).uniform(-limit, limit, size=shape)
-        return values.astype(dtype or "float32")
-
-    return initializer
-
-
-def _zeros(shape, dtype=None):
-    # NumPy's, for the reason given in _glorot_uniform.
-    return np.zeros(shape, dtype=dtype or "float32")
-
-
 @functools.cache
 def _loss_class(name: str) -> type:
     """The Keras loss class whose instances are named ``name``, so that routed
