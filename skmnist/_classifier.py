@@ -37,6 +37,7 @@ from skmnist._compat import (
     get_optimizer_class,
     is_categorical_crossentropy,
     keras_serialization_without_tensorflow,
+    quiet_array_deprecation,
     route_params,
     try_to_convert_strings_to_classes,
     unflatten_params,
@@ -138,6 +139,15 @@ def _check_keyword_arguments(kwargs: dict) -> None:
         + ". Routed parameters take a prefix: "
         f"{', '.join(f'{prefix}__' for prefix in sorted(prefixes))}."
     )
+
+
+def _check_validation_weights(weights: np.ndarray, what: str) -> None:
+    # Before training: a weighted mean over no weight is no score.
+    if not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(
+            f"The sample weights of {what} must be finite, non-negative and not "
+            "all zero: the validation loss and accuracy are means weighted by them."
+        )
 
 
 def _is_binary_crossentropy(loss) -> bool:
@@ -970,10 +980,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 "validation_data=(X_val, y_val))."
             )
         record = (
-            self._convergence_record()
+            self._convergence_record().monitoring(early_stopping)
             if continued
             else ConvergenceRecord(early_stopping=early_stopping)
         )
+        adaptive = self.learning_rate_schedule == "adaptive"
+        if adaptive:
+            self._check_adaptive_rate()
+            if partial:
+                self._go_on_from_the_adapted_rate(record)
         # A fresh seed per training call, so that continued training (warm_start,
         # partial_fit) does not replay earlier shuffles.
         random_state = np.random.RandomState(
@@ -986,8 +1001,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             self._accuracy_on(validation_data) if early_stopping else None,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
-            adaptive=self.learning_rate_schedule == "adaptive",
+            adaptive=adaptive,
             samples_per_epoch=len(X),
+            verbose=self.verbose,
         )
         completed = CompletedEpochs(self.model_)
         fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), monitor, completed]
@@ -1032,6 +1048,29 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 self._record_history(completed.history, warm_start, initial_epoch)
                 self._keep_convergence_record(record, monitor.epochs)
 
+    def _check_adaptive_rate(self) -> None:
+        """ "adaptive" sets the rate the optimizer holds: not one a schedule
+        given to the optimizer computes."""
+        config = _optimizer_config(self.model_.optimizer)
+        if not isinstance(config.get("learning_rate"), Real):
+            raise ValueError(
+                "learning_rate_schedule='adaptive' divides the optimizer's "
+                "learning rate, but this optimizer's rate is a schedule of its "
+                "own: give the schedule as learning_rate_schedule instead, or a "
+                "number as optimizer__learning_rate."
+            )
+
+    def _go_on_from_the_adapted_rate(self, record) -> None:
+        """``partial_fit`` goes on from the rate "adaptive" brought the
+        starting rate down to, as ``MLPClassifier``'s does, unless the starting
+        rate was changed since (set_params)."""
+        if record.adapted_learning_rate is None:
+            return
+        started_from, adapted = record.adapted_learning_rate
+        optimizer = self.model_.optimizer
+        if np.isclose(_optimizer_config(optimizer)["learning_rate"], started_from):
+            optimizer.learning_rate = np.float32(adapted)
+
     def _validation_fraction(self, routed_split) -> float:
         """The fraction of the training rows to hold out: ``validation_fraction``,
         or the deprecated ``validation_split`` (as a parameter, routed as
@@ -1063,17 +1102,32 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         keeps the caller's sample weights but, as in Keras, no class weights.
         """
         labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.ravel()
+        labels = labels.astype(np.intp)
+        counts = np.bincount(labels, minlength=len(self.classes_))
+        rare = self.classes_[np.flatnonzero((counts > 0) & (counts < 2))].tolist()
+        if rare:
+            # A class of one sample cannot be on both sides of a stratified
+            # split: MLPClassifier does not stratify multiclass data at all.
+            warnings.warn(
+                f"validation_fraction={fraction}: the classes {rare!r} have one "
+                "sample only, too few to stratify the validation split by class; "
+                "it is a plain random split.",
+                UserWarning,
+                stacklevel=5,
+            )
         rows = np.arange(len(X))
         try:
             train_rows, validation_rows = train_test_split(
-                rows, test_size=fraction, random_state=self._seed, stratify=labels
+                rows,
+                test_size=fraction,
+                random_state=self._seed,
+                stratify=None if rare else labels,
             )
         except ValueError as error:
             raise ValueError(
                 f"validation_fraction={fraction} cannot hold out a validation set "
                 f"with every class from these {len(X)} samples ({error}). Use "
-                "more samples, another validation_fraction, or fit(X, y, "
-                "validation_data=(X_val, y_val))."
+                "more samples, or fit(X, y, validation_data=(X_val, y_val))."
             ) from None
         if len(validation_rows) < 2:
             raise ValueError(
@@ -1091,6 +1145,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         validation = (X[validation_rows], y[validation_rows])
         if sample_weight is not None:
             validation += (np.asarray(sample_weight)[validation_rows],)
+            _check_validation_weights(validation[2], "the held-out rows")
         return (
             X[train_rows],
             y[train_rows],
@@ -1135,6 +1190,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         "t_": "samples_seen",
         "_no_improvement_count": "no_improvement_count",
         "_best_weights": "best_weights",
+        "_adapted_learning_rate": "adapted_learning_rate",
     }
 
     def _convergence_record(self) -> ConvergenceRecord:
@@ -1206,6 +1262,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                     f"validation_data has {len(X_val)} samples but its "
                     f"sample_weight has shape {weights.shape}."
                 )
+            _check_validation_weights(weights, "validation_data")
             encoded += (weights,)
         return encoded
 
@@ -1340,10 +1397,7 @@ def _optimizer_config(source, compile_config: bool = False) -> dict:
     deprecation warning Keras 3.15 on JAX gives reading the learning rate
     (``np.array(variable)``): nothing a user can act on, and without importing
     TensorFlow under JAX."""
-    with warnings.catch_warnings(), keras_serialization_without_tensorflow():
-        warnings.filterwarnings(
-            "ignore", "__array__ implementation", DeprecationWarning
-        )
+    with quiet_array_deprecation(), keras_serialization_without_tensorflow():
         if compile_config:
             return source.get_compile_config()
         return keras_values(source.get_config())

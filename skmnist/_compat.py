@@ -25,6 +25,7 @@ import importlib
 import inspect
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 
 from sklearn.utils._param_validation import (
@@ -59,6 +60,7 @@ __all__ = [
     "keras_serialization_without_tensorflow",
     "masked_metrics_update",
     "output_config",
+    "quiet_array_deprecation",
     "restore_output_config",
     "tensorflow_global_seed",
     "validate_estimator_params",
@@ -308,6 +310,18 @@ def dask_distributed_backend() -> type:
             parallel.EXTERNAL_BACKENDS["dask"]()
         return parallel.BACKENDS["dask"]
     return DaskDistributedBackend
+
+
+@contextlib.contextmanager
+def quiet_array_deprecation() -> Iterator[None]:
+    """Without the NumPy 2 deprecation warning Keras 3.15 on JAX gives reading a
+    variable's value (``np.array(variable)``, ``get_weights``, ``get_config``):
+    nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "__array__ implementation", DeprecationWarning
+        )
+        yield
 
 
 def validate_estimator_params(estimator) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from skmnist._compat import quiet_array_deprecation
+
 # MLPClassifier's: below it, "adaptive" stops dividing the learning rate.
 _MIN_ADAPTIVE_LEARNING_RATE = 1e-6
 
@@ -40,6 +42,9 @@ class ConvergenceRecord:
     samples_seen: int | None = 0
     # The weights of the best epoch so far (early stopping only); not saved.
     best_weights: list | None = None
+    # The learning rate "adaptive" brought the optimizer's starting rate
+    # (``started_from``) down to, which partial_fit goes on from.
+    adapted_learning_rate: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.early_stopping:
@@ -49,6 +54,23 @@ class ConvergenceRecord:
                 self.best_validation_score = -math.inf
         elif self.best_loss is None:
             self.best_loss = math.inf
+
+    def monitoring(self, early_stopping: bool) -> "ConvergenceRecord":
+        """This record carried on by a call with or without early stopping.
+
+        What ``MLPClassifier`` reports depends on it (``validation_scores_`` or
+        ``best_loss_``, the other None): a call that switches starts that part
+        anew, counting from zero, and keeps the curves.
+        """
+        if early_stopping == self.early_stopping:
+            return self
+        return ConvergenceRecord(
+            early_stopping=early_stopping,
+            loss_curve=self.loss_curve,
+            validation_loss_curve=self.validation_loss_curve,
+            samples_seen=self.samples_seen,
+            adapted_learning_rate=self.adapted_learning_rate,
+        )
 
 
 class ConvergenceMonitor(keras.callbacks.Callback):
@@ -81,6 +103,7 @@ class ConvergenceMonitor(keras.callbacks.Callback):
         tol: float,
         adaptive: bool,
         samples_per_epoch: int,
+        verbose: int = 0,
     ):
         super().__init__()
         self.record = record
@@ -89,6 +112,7 @@ class ConvergenceMonitor(keras.callbacks.Callback):
         self.tol = tol
         self.adaptive = adaptive
         self.samples_per_epoch = samples_per_epoch
+        self.verbose = verbose
         self.epochs = 0
 
     def on_epoch_end(self, epoch, logs=None):
@@ -108,7 +132,7 @@ class ConvergenceMonitor(keras.callbacks.Callback):
             improved = score >= record.best_validation_score + self.tol
             if score > record.best_validation_score:  # earliest best on ties
                 record.best_validation_score = score
-                record.best_weights = self.model.get_weights()
+                record.best_weights = _weights(self.model)
         elif record.best_loss is not None:
             loss = record.loss_curve[-1]
             improved = loss <= record.best_loss - self.tol
@@ -117,23 +141,48 @@ class ConvergenceMonitor(keras.callbacks.Callback):
             return
         record.no_improvement_count = 0 if improved else record.no_improvement_count + 1
         if record.no_improvement_count > self.n_iter_no_change:
+            watched = (
+                "Validation score"
+                if self.validation_score is not None
+                else "Training loss"
+            )
+            what = (
+                f"{watched} did not improve more than tol={self.tol} for "
+                f"{self.n_iter_no_change} consecutive epochs."
+            )
             if self.adaptive and self._divide_learning_rate():
                 record.no_improvement_count = 0
+                self._say(f"{what} Learning rate set to {self._rate():g}.")
             elif self.validation_score is not None:
                 self.model.stop_training = True
+                self._say(f"{what} Stopping.")
 
     def on_train_end(self, logs=None):
         if self.validation_score is not None and self.record.best_weights is not None:
             self.model.set_weights(self.record.best_weights)
 
+    def _say(self, message: str) -> None:
+        # As MLPClassifier prints it with verbose.
+        if self.verbose:
+            print(message)
+
+    def _rate(self) -> float:
+        with quiet_array_deprecation():
+            return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
     def _divide_learning_rate(self) -> bool:
         """Divide the learning rate by 5, unless it is down to 1e-6 already."""
-        optimizer = self.model.optimizer
-        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        rate = self._rate()
         if rate <= _MIN_ADAPTIVE_LEARNING_RATE:
             return False
-        try:
-            optimizer.learning_rate = np.float32(rate / 5)
-        except TypeError:  # a schedule the user gave the optimizer sets it
-            return False
+        # A schedule is refused with "adaptive" before training.
+        self.model.optimizer.learning_rate = np.float32(rate / 5)
+        started_from = self.record.adapted_learning_rate
+        started_from = rate if started_from is None else started_from[0]
+        self.record.adapted_learning_rate = (started_from, self._rate())
         return True
+
+
+def _weights(model) -> list:
+    with quiet_array_deprecation():
+        return model.get_weights()

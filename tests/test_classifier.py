@@ -927,3 +927,86 @@ def test_early_stopping_in_cross_validation_with_weights(digits_flat):
         clf, X, y, cv=3, n_jobs=2, params={"sample_weight": weights}
     )
     assert np.all(scores > 0.8)
+
+
+def test_continued_training_may_switch_early_stopping_on_and_off(digits_flat):
+    X, y = digits_flat
+    params = {**FAST, "epochs": 2, "random_state": 0}
+    clf = MNISTClassifier(**params, early_stopping=True, warm_start=True)
+    clf.partial_fit(X, y, classes=np.arange(10))  # partial_fit never stops early
+    assert clf.validation_scores_ is None and clf.best_loss_ is not None
+    clf.fit(X, y)
+    assert len(clf.validation_scores_) == 2 and clf.best_loss_ is None
+    assert len(clf.loss_curve_) == 3
+    clf.set_params(early_stopping=False).fit(X, y)
+    assert clf.validation_scores_ is None
+    assert clf.best_loss_ == min(clf.loss_curve_[-2:])
+    assert len(clf.loss_curve_) == 5
+
+
+def test_partial_fit_goes_on_from_the_adapted_learning_rate(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        **{**FAST, "optimizer__learning_rate": 0.1},
+        optimizer="sgd",
+        learning_rate_schedule="adaptive",
+        tol=100.0,
+        n_iter_no_change=1,
+        random_state=0,
+    )
+    rates = []
+    for _ in range(6):
+        clf.partial_fit(X, y, classes=np.arange(10))
+        rates.append(float(clf.model_.optimizer.learning_rate))
+    # MLPClassifier's sequence: each division lasts into the next calls.
+    assert rates == pytest.approx([0.1, 0.1, 0.02, 0.02, 0.004, 0.004])
+    # A starting rate set since applies: this call starts from it (and,
+    # its count passing n_iter_no_change again, divides it).
+    clf.set_params(optimizer__learning_rate=0.05).partial_fit(X, y)
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(0.01)
+
+
+def test_adaptive_needs_a_rate_it_can_divide(digits_flat):
+    X, y = digits_flat
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5)
+    clf = MNISTClassifier(
+        hidden_units=8,
+        optimizer=keras.optimizers.SGD(schedule),
+        learning_rate_schedule="adaptive",
+    )
+    with pytest.raises(ValueError, match="schedule of its own"):
+        clf.fit(X, y)
+
+
+def test_validation_weights_that_weigh_nothing_are_refused(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, early_stopping=True)
+    with pytest.raises(ValueError, match="not all zero"):
+        clf.fit(X, y, validation_data=(X[:50], y[:50], np.zeros(50)))
+    assert not hasattr(clf, "history_")  # refused before training
+
+
+def test_a_class_of_one_sample_gives_a_plain_random_split(digits_flat):
+    X, y = digits_flat
+    labels = np.array(list("abcdefghij"))[y]
+    keep = np.r_[np.flatnonzero(y != 9), np.flatnonzero(y == 9)[:1]]
+    clf = MNISTClassifier(**FAST, early_stopping=True, random_state=0)
+    with pytest.warns(UserWarning, match=r"\['j'\] have one sample only"):
+        clf.fit(X[keep], labels[keep])
+    assert clf.n_iter_ >= 1
+
+
+def test_verbose_says_when_the_rate_is_divided_and_training_stops(digits_flat, capsys):
+    X, y = digits_flat
+    MNISTClassifier(
+        **{**FAST, "epochs": 8},
+        early_stopping=True,
+        learning_rate_schedule="adaptive",
+        n_iter_no_change=1,
+        tol=1.0,
+        verbose=2,
+        random_state=0,
+    ).fit(X, y)
+    out = capsys.readouterr().out
+    assert "did not improve more than tol=1.0 for 1 consecutive epochs" in out
+    assert "Learning rate set to 0.0006" in out

@@ -49,6 +49,8 @@ SCIKIT_LEARN_LAYER = [
     "test_misspelled_parameters_are_refused",
     "test_partial_fit_needs_classes_on_the_first_call",
     "test_early_stopping_needs_validation_rows",
+    "test_adaptive_needs_a_rate_it_can_divide",
+    "test_validation_weights_that_weigh_nothing_are_refused",
 ]
 
 

@@ -455,6 +455,14 @@ def _check_classifier_params(params: dict, where: str) -> list[str]:
             # a validation_split a user set.
             if value == 0 and "validation_fraction" not in params:
                 dropped.append(name)
+            elif (
+                value != "deprecated" and params.get("validation_fraction") is not None
+            ):
+                # fit refuses the two together: so does load.
+                raise ModelFileError(
+                    f"{where}: parameters 'validation_split' and "
+                    "'validation_fraction' are both set."
+                )
         elif name == "learning_rate_schedule":
             if not isinstance(value, str):  # constant, adaptive: scikit-learn's
                 params[name] = _schedule_from_json(value, what)
@@ -793,6 +801,7 @@ REGISTRY: dict[str, _Entry] = {
             "_predict_callbacks",
             # Early stopping's best weights: the network's (_restore_classifier).
             "_best_weights",
+            "_adapted_learning_rate",
         ),
         encode_params=_encode_classifier_params,
         check_params=_check_classifier_params,
