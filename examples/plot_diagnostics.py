@@ -31,11 +31,12 @@ if fast:
 # %%
 # Train with a validation split
 # -----------------------------
-# ``validation_split=0.1`` holds out the last 10% of the training images (as
-# Keras does) and records ``val_loss`` and ``val_accuracy`` after each epoch, next
-# to the training ``loss`` and ``accuracy``.
+# ``validation_fraction=0.1`` holds out 10% of the training images (a split
+# stratified by digit, seeded by ``random_state``) and records ``val_loss`` and
+# ``val_accuracy`` after each epoch, next to the training ``loss`` and
+# ``accuracy``.
 epochs = 3 if fast else 5
-pipe = make_mnist_pipeline(epochs=epochs, validation_split=0.1, random_state=0)
+pipe = make_mnist_pipeline(epochs=epochs, validation_fraction=0.1, random_state=0)
 pipe.fit(x_train, y_train)
 history = pipe.named_steps["clf"].history_
 print({name: np.round(values, 4).tolist() for name, values in history.items()})

@@ -84,7 +84,13 @@ _MLP_NAMES = {
     "beta_1": "optimizer__beta_1",
     "beta_2": "optimizer__beta_2",
     "epsilon": "optimizer__epsilon",
+    "power_t": "learning_rate_schedule=keras.optimizers.schedules."
+    "InverseTimeDecay(...)",
+    "max_fun": "none: it bounds the lbfgs solver, and Keras has no lbfgs",
 }
+
+# MLPClassifier's activation names that Keras calls otherwise.
+_MLP_ACTIVATIONS = {"logistic": "sigmoid", "identity": "linear"}
 
 # The FutureWarning of validation_split: deprecated in 0.2, removed in 0.4.
 _VALIDATION_SPLIT_DEPRECATION = (
@@ -200,7 +206,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ``hidden_layer_sizes``). A grid may list both kinds,
         ``[256, 512, (512, 256)]``.
     activation : str or callable, default="relu"
-        Activation of the hidden layers, any Keras activation.
+        Activation of the hidden layers, any Keras activation;
+        ``MLPClassifier``'s ``"logistic"`` and ``"identity"`` are Keras's
+        ``"sigmoid"`` and ``"linear"``.
     dropout : float, default=0.0
         Fraction of the units dropped after every hidden layer during training,
         in [0, 1).
@@ -648,7 +656,11 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         return keras_values(
             {
                 "hidden_units": hidden_layer_widths(self.hidden_units),
-                "activation": keras.activations.get(self.activation),
+                "activation": keras.activations.get(
+                    _MLP_ACTIVATIONS.get(self.activation, self.activation)
+                    if isinstance(self.activation, str)
+                    else self.activation
+                ),
                 "dropout": self.dropout,
                 "output": self._output_layer(),
             }

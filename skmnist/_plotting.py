@@ -63,8 +63,8 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
     TypeError
         ``estimator_or_history`` holds no training history.
     ValueError
-        The history is empty or its curves differ in length, or ``axes`` does
-        not have one Axes per panel.
+        The history is empty, its training curves (or its validation curves)
+        differ in length, or ``axes`` does not have one Axes per panel.
 
     Notes
     -----
@@ -73,7 +73,9 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
     ``warm_start`` fits: the scores drawn, and the best epoch marked, are those
     of the epochs in ``history_``. Where the best epoch came before them (a
     ``warm_start`` fit that never beat the earlier best, whose weights the
-    estimator kept), no epoch is marked.
+    estimator kept), no epoch is marked. Where fewer epochs were validated
+    than trained (``fit__validation_freq``, or ``partial_fit`` after a validated
+    fit), the validation curves are drawn over the first epochs.
 
     Examples
     --------
@@ -92,7 +94,7 @@ def plot_learning_curves(estimator_or_history, *, axes=None) -> np.ndarray:
     from matplotlib.ticker import MaxNLocator
 
     history = _history_of(estimator_or_history)
-    n_epochs = len(next(iter(history.values())))
+    n_epochs = max(len(values) for values in history.values())
     scores, best_epoch = _early_stopping_of(
         _estimator_of(estimator_or_history), n_epochs
     )
@@ -190,12 +192,20 @@ def _history_of(source) -> dict:
     history = {key: np.asarray(values, dtype=float) for key, values in history.items()}
     if not history or not any(len(values) for values in history.values()):
         raise ValueError("The training history is empty: nothing to plot.")
-    lengths = {len(values) for values in history.values()}
-    if len(lengths) > 1:
-        raise ValueError(
-            "The curves of the training history differ in length: "
-            + ", ".join(f"{key}: {len(values)}" for key, values in history.items())
-        )
+    # Fewer epochs may be validated than trained (fit__validation_freq, or
+    # partial_fit after a validated fit): the training curves must agree among
+    # themselves, and so must the validation ones.
+    for validation in (False, True):
+        lengths = {
+            len(values)
+            for key, values in history.items()
+            if key.startswith("val_") == validation
+        }
+        if len(lengths) > 1:
+            raise ValueError(
+                "The curves of the training history differ in length: "
+                + ", ".join(f"{key}: {len(values)}" for key, values in history.items())
+            )
     return history
 
 

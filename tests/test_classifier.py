@@ -1010,3 +1010,10 @@ def test_verbose_says_when_the_rate_is_divided_and_training_stops(digits_flat, c
     out = capsys.readouterr().out
     assert "did not improve more than tol=1.0 for 1 consecutive epochs" in out
     assert "Learning rate set to 0.0006" in out
+
+
+def test_mlpclassifier_activation_names_are_keras_s(digits_flat):
+    X, y = digits_flat
+    for name, keras_name in (("logistic", "sigmoid"), ("identity", "linear")):
+        clf = MNISTClassifier(hidden_units=8, epochs=1, activation=name).fit(X, y)
+        assert clf.model_.get_layer("hidden").activation.__name__ == keras_name

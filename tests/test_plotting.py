@@ -143,7 +143,7 @@ def test_learning_curves_mark_the_best_epoch_of_early_stopping(digits_flat):
         ([0.4, 0.5, 0.6, 0.9, 0.8, 0.9], 0.9, 2),  # warm_start: the last 4 shown
         ([0.5, 0.9], 0.9, 2),  # fewer scores than epochs: the first ones
     ],
-    ids=["tie", "last", "earlier-fit", "warm-start", "partial-fit"],
+    ids=["tie", "last", "earlier-fit", "warm-start", "fewer-scores"],
 )
 def test_learning_curves_best_epoch_among_the_history_epochs(scores, best, epoch):
     history = {key: [0.1, 0.2, 0.3, 0.4] for key in HISTORY}
@@ -344,3 +344,17 @@ def test_missing_matplotlib_names_the_extra():
     )
     assert "plot_confusion_matrix needs matplotlib" in result.stdout
     assert "skmnist[plot]" in result.stdout
+
+
+def test_learning_curves_with_fewer_validated_epochs_than_trained(digits_flat):
+    from skmnist import MNISTClassifier
+
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=16, epochs=3, early_stopping=True, random_state=0
+    ).fit(X, y)
+    clf.partial_fit(X, y)  # trains a fourth epoch, validates none
+    axes = plot_learning_curves(clf)
+    lines = {line.get_label(): line for line in axes[0].get_lines()}
+    assert len(lines["training"].get_xdata()) == 4
+    assert len(lines["validation"].get_xdata()) == 3
