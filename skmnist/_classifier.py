@@ -264,11 +264,13 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         ``"adaptive"`` divides it by 5 each time ``n_iter_no_change`` epochs
         bring no ``tol`` improvement (of the validation accuracy with
         ``early_stopping``, of the training loss without), until it is below
-        1e-6, as ``MLPClassifier`` does for SGD, here for any optimizer; each
-        ``fit`` or ``partial_fit`` call starts again from
-        ``optimizer__learning_rate``. A Keras schedule (``ExponentialDecay``,
-        ``CosineDecay``, ...) gives the rate of every update and starts from its
-        own initial rate: it cannot be combined with ``optimizer__learning_rate``.
+        1e-6, as ``MLPClassifier`` does for SGD, here for any optimizer. Each
+        ``fit`` starts again from ``optimizer__learning_rate``; ``partial_fit``
+        goes on from the divided rate, as ``MLPClassifier``'s does, unless
+        ``optimizer__learning_rate`` was changed since. A Keras schedule
+        (``ExponentialDecay``, ``CosineDecay``, ...) gives the rate of every
+        update and starts from its own initial rate: it cannot be combined with
+        ``optimizer__learning_rate``.
     validation_split : float
         Deprecated since 0.2, removed in 0.4: use ``validation_fraction``, onto
         which it is mapped with a ``FutureWarning``.
@@ -513,6 +515,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             The fitted classifier.
         """
         validate_estimator_params(self)
+        self._check_before_training(kwargs, partial=False)
         if self.warm_start and self.initialized_:
             # Continued training keeps classes_ (and the network's outputs).
             self._check_known_labels(self._validate_labels(y), "y")
@@ -548,6 +551,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             The updated classifier.
         """
         validate_estimator_params(self)
+        self._check_before_training(kwargs, partial=True)
         if isinstance(self.class_weight, str):  # "balanced"
             raise ValueError(
                 "class_weight='balanced' is not supported for partial_fit: it "
@@ -720,6 +724,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         "best_loss_",
         "t_",
         "_no_improvement_count",
+        # The rate "adaptive" divided down to, which partial_fit goes on from.
+        "_adapted_learning_rate",
     )
 
     def _saved_state(self) -> tuple[dict, list[np.ndarray]]:
@@ -836,6 +842,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         self.t_ = None
         self._no_improvement_count = 0
+        self._adapted_learning_rate = None
 
     def _output_layer(self) -> tuple:
         if self._binary_output():
@@ -985,22 +992,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             )
         early_stopping = self.early_stopping and not partial
         validation_data = fit_args.get("validation_data")
-        if early_stopping and validation_data is None:
-            raise ValueError(
-                "early_stopping=True needs validation rows: set validation_fraction "
-                "above 0 (None holds out 0.1), or pass fit(X, y, "
-                "validation_data=(X_val, y_val))."
-            )
         record = (
             self._convergence_record().monitoring(early_stopping)
             if continued
             else ConvergenceRecord(early_stopping=early_stopping)
         )
         adaptive = self.learning_rate_schedule == "adaptive"
-        if adaptive:
-            self._check_adaptive_rate()
-            if partial:
-                self._go_on_from_the_adapted_rate(record)
+        if not (adaptive and partial and self._go_on_from_the_adapted_rate(record)):
+            # This call starts from optimizer__learning_rate.
+            record.adapted_learning_rate = None
         # A fresh seed per training call, so that continued training (warm_start,
         # partial_fit) does not replay earlier shuffles.
         random_state = np.random.RandomState(
@@ -1060,10 +1060,40 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 self._record_history(completed.history, warm_start, initial_epoch)
                 self._keep_convergence_record(record, monitor.epochs)
 
-    def _check_adaptive_rate(self) -> None:
-        """ "adaptive" sets the rate the optimizer holds: not one a schedule
-        given to the optimizer computes."""
-        config = _optimizer_config(self.model_.optimizer)
+    def _check_before_training(self, kwargs: dict, partial: bool) -> None:
+        """Refuse what training would refuse, before ``fit`` or ``partial_fit``
+        replaces or changes the fitted model."""
+        validation_data = kwargs.get(
+            "validation_data", getattr(self, "fit__validation_data", None)
+        )
+        if (
+            isinstance(validation_data, tuple | list)
+            and len(validation_data) == 3
+            and validation_data[2] is not None
+        ):
+            weights = np.asarray(validation_data[2], dtype=np.float64)
+            _check_validation_weights(weights, "validation_data")
+        if self.early_stopping and not partial and validation_data is None:
+            split = kwargs.get(
+                "validation_split", getattr(self, "fit__validation_split", None)
+            )
+            if not self._validation_fraction(split, warn=False):
+                raise ValueError(
+                    "early_stopping=True needs validation rows: set "
+                    "validation_fraction above 0 (None holds out 0.1), or pass "
+                    "fit(X, y, validation_data=(X_val, y_val))."
+                )
+        optimizer = self._keras_compile_kwargs()["optimizer"]
+        if self.learning_rate_schedule == "adaptive":
+            self._check_adaptive_rate(optimizer)
+
+    @staticmethod
+    def _check_adaptive_rate(optimizer) -> None:
+        """The rate "adaptive" divides is the one the optimizer holds: not one
+        a schedule given to the optimizer computes."""
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            return  # a name or class: built with a constant rate
+        config = _optimizer_config(optimizer)
         if not isinstance(config.get("learning_rate"), Real):
             raise ValueError(
                 "learning_rate_schedule='adaptive' divides the optimizer's "
@@ -1072,18 +1102,20 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 "number as optimizer__learning_rate."
             )
 
-    def _go_on_from_the_adapted_rate(self, record) -> None:
+    def _go_on_from_the_adapted_rate(self, record) -> bool:
         """``partial_fit`` goes on from the rate "adaptive" brought the
         starting rate down to, as ``MLPClassifier``'s does, unless the starting
-        rate was changed since (set_params)."""
+        rate was changed since (set_params). Whether it does."""
         if record.adapted_learning_rate is None:
-            return
+            return False
         started_from, adapted = record.adapted_learning_rate
         optimizer = self.model_.optimizer
-        if np.isclose(_optimizer_config(optimizer)["learning_rate"], started_from):
-            optimizer.learning_rate = np.float32(adapted)
+        if not np.isclose(_optimizer_config(optimizer)["learning_rate"], started_from):
+            return False
+        optimizer.learning_rate = np.float32(adapted)
+        return True
 
-    def _validation_fraction(self, routed_split) -> float:
+    def _validation_fraction(self, routed_split, warn: bool = True) -> float:
         """The fraction of the training rows to hold out: ``validation_fraction``,
         or the deprecated ``validation_split`` (as a parameter, routed as
         ``fit__validation_split`` or given to ``fit``) mapped onto it."""
@@ -1101,8 +1133,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         split = float(split)
         if not 0 <= split < 1:
             raise ValueError(f"validation_split must be in [0, 1), got {split!r}.")
-        message = _VALIDATION_SPLIT_DEPRECATION.format(value=split)
-        warnings.warn(message, FutureWarning, stacklevel=5)
+        if warn:
+            message = _VALIDATION_SPLIT_DEPRECATION.format(value=split)
+            warnings.warn(message, FutureWarning, stacklevel=5)
         return split
 
     def _hold_out(self, X, y, sample_weight, class_weights, fraction) -> tuple:

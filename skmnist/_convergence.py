@@ -164,7 +164,8 @@ class ConvergenceMonitor(keras.callbacks.Callback):
     def _say(self, message: str) -> None:
         # As MLPClassifier prints it with verbose.
         if self.verbose:
-            print(message)
+            # After Keras's progress bar, which verbose=1 leaves mid-line.
+            print(("\n" if self.verbose == 1 else "") + message)
 
     def _rate(self) -> float:
         with quiet_array_deprecation():

@@ -1017,3 +1017,51 @@ def test_mlpclassifier_activation_names_are_keras_s(digits_flat):
     for name, keras_name in (("logistic", "sigmoid"), ("identity", "linear")):
         clf = MNISTClassifier(hidden_units=8, epochs=1, activation=name).fit(X, y)
         assert clf.model_.get_layer("hidden").activation.__name__ == keras_name
+
+
+def test_a_refused_fit_keeps_the_fitted_model(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**FAST, random_state=0).fit(X, y)
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError, match="not all zero"):
+        clf.fit(X, y, validation_data=(X[:100], y[:100], np.zeros(100)))
+    clf.set_params(early_stopping=True, validation_fraction=0.0)
+    with pytest.raises(ValueError, match="needs validation rows"):
+        clf.fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    fresh = MNISTClassifier(
+        hidden_units=8,
+        optimizer=keras.optimizers.SGD(
+            keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5)
+        ),
+        learning_rate_schedule="adaptive",
+    )
+    with pytest.raises(ValueError, match="schedule of its own"):
+        fresh.partial_fit(X, y, classes=np.arange(10))
+    assert not hasattr(fresh, "model_")
+
+
+def test_the_adapted_rate_lasts_only_while_partial_fit_goes_on(digits_flat, tmp_path):
+    X, y = digits_flat
+    clf = MNISTClassifier(
+        hidden_units=8,
+        optimizer="sgd",
+        optimizer__learning_rate=0.1,
+        learning_rate_schedule="adaptive",
+        tol=100.0,
+        n_iter_no_change=1,
+        random_state=0,
+    )
+    for _ in range(5):
+        clf.partial_fit(X, y, classes=np.arange(10))
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(0.004)
+    # Saved and loaded, it goes on from the same rate.
+    skmnist.save(clf, tmp_path / "adapted.skmnist")
+    loaded = skmnist.load(tmp_path / "adapted.skmnist")
+    loaded.partial_fit(X, y)
+    assert float(loaded.model_.optimizer.learning_rate) == pytest.approx(0.004)
+    # A call that starts from optimizer__learning_rate forgets it: the next
+    # division (the count still passes n_iter_no_change) is of 0.1, not 0.004.
+    clf.set_params(learning_rate_schedule="constant").partial_fit(X, y)
+    clf.set_params(learning_rate_schedule="adaptive").partial_fit(X, y)
+    assert float(clf.model_.optimizer.learning_rate) == pytest.approx(0.02)

@@ -2211,3 +2211,9 @@ def test_inflated_weights_of_deep_networks_are_refused_before_they_are_read(
     _assert_refused_in_little_memory(
         path, rf"weights of \d+ bytes, more than .*\(at most {most}\)", limit=4 * 2**20
     )
+
+
+def test_a_routed_validation_split_beside_validation_fraction_is_refused():
+    params = {"validation_fraction": 0.1, "fit__validation_split": 0.2}
+    with pytest.raises(_persistence.ModelFileError, match="both set"):
+        _registry._check_classifier_params(params, "estimator.json")

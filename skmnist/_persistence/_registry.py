@@ -466,6 +466,14 @@ def _check_classifier_params(params: dict, where: str) -> list[str]:
         elif name == "learning_rate_schedule":
             if not isinstance(value, str):  # constant, adaptive: scikit-learn's
                 params[name] = _schedule_from_json(value, what)
+        elif (
+            name == "fit__validation_split"
+            and params.get("validation_fraction") is not None
+        ):
+            raise ModelFileError(
+                f"{where}: parameters 'fit__validation_split' and "
+                "'validation_fraction' are both set."
+            )
         elif any(name.startswith(f"{prefix}__") for prefix in _ROUTING_PREFIXES):
             # Routed (optimizer__learning_rate, fit__..., loss__...), which
             # scikeras stores as attributes: plain values only, and never in
@@ -670,6 +678,16 @@ def _check_convergence_attributes(attributes: dict, where: str) -> None:
             raise ModelFileError(
                 f"{where}: {name} must be {kind}, got {short_repr(value)}."
             )
+    rates = attributes.get("_adapted_learning_rate")
+    if rates is not None and not (
+        isinstance(rates, list | tuple)
+        and len(rates) == 2
+        and all(map(_is_number, rates))
+    ):
+        raise ModelFileError(
+            f"{where}: _adapted_learning_rate must be None or two numbers, got "
+            f"{short_repr(rates)}."
+        )
     if (attributes["validation_scores_"] is None) != (
         attributes["best_validation_score_"] is None
     ):
@@ -801,7 +819,6 @@ REGISTRY: dict[str, _Entry] = {
             "_predict_callbacks",
             # Early stopping's best weights: the network's (_restore_classifier).
             "_best_weights",
-            "_adapted_learning_rate",
         ),
         encode_params=_encode_classifier_params,
         check_params=_check_classifier_params,
