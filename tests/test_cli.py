@@ -951,11 +951,11 @@ def test_a_deep_network_too_large_for_memory_is_refused_naming_its_widths(
         ),
         (
             ["search", "--param", "clf__hidden_units=(64,0)"],
-            "0 in (64, 0) is not a width",
+            "0 in (64, 0) is not a whole number of units",
         ),
         (
             ["search", "--param", "clf__hidden_units=(64,true)"],
-            "True in (64, True) is not a width",
+            "True in (64, True) is not a whole number of units",
         ),
     ],
     ids=["too-wide", "zero-in-tuple", "truth-value-in-tuple"],

@@ -713,7 +713,7 @@ NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9"]
             ["--param", "clf__hidden_units=(16,relu)"],
             "--param clf__hidden_units must be a positive integer or a sequence of "
             "them (one width per hidden layer, such as (512, 256)); 'relu' in "
-            "(16, 'relu') is not a width",
+            "(16, 'relu') is not a whole number of units",
         ),
         # Every fit of such a candidate would refuse it.
         (
