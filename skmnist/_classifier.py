@@ -1185,18 +1185,16 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         validation_rows.sort()
 
         def rows_of(array, rows):
-            return None if array is None else array[rows]
+            return None if array is None else np.asarray(array)[rows]
 
         validation = (X[validation_rows], y[validation_rows])
         if sample_weight is not None:
-            validation += (np.asarray(sample_weight)[validation_rows],)
+            validation += (rows_of(sample_weight, validation_rows),)
             _check_validation_weights(validation[2], "the held-out rows")
         return (
             X[train_rows],
             y[train_rows],
-            rows_of(
-                None if sample_weight is None else np.asarray(sample_weight), train_rows
-            ),
+            rows_of(sample_weight, train_rows),
             rows_of(class_weights, train_rows),
             validation,
         )
