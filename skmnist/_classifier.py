@@ -48,6 +48,7 @@ from skmnist._convergence import ConvergenceMonitor, ConvergenceRecord
 from skmnist._inference import forward_pass
 from skmnist._interrupts import recorded_interrupts
 from skmnist._network import build_network, describe_network
+from skmnist._packing import joined_session
 from skmnist._random import draw_seeds
 from skmnist._scikeras_layout import MixinsFirst, mark_legacy_tags_as_migrated
 from skmnist._training import epoch_runner, train
@@ -524,9 +525,10 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             self.classes_ = None
         # Skip KerasClassifier.fit: it multiplies the caller's sample_weight in
         # place, and weights the validation rows by class too.
-        return super(KerasClassifier, self).fit(
-            X, y, sample_weight=sample_weight, **kwargs
-        )
+        with joined_session():
+            return super(KerasClassifier, self).fit(
+                X, y, sample_weight=sample_weight, **kwargs
+            )
 
     def partial_fit(self, X, y, classes=None, sample_weight=None, **kwargs):
         """Train for one more epoch, keeping the current weights.
@@ -580,9 +582,10 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             self._encode_labels_for_the_current_loss()
         self._partial_fit_call = True
         try:
-            return super(KerasClassifier, self).partial_fit(
-                X, y, sample_weight=sample_weight, **kwargs
-            )
+            with joined_session():
+                return super(KerasClassifier, self).partial_fit(
+                    X, y, sample_weight=sample_weight, **kwargs
+                )
         finally:
             del self._partial_fit_call
 
@@ -1020,10 +1023,12 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         completed = CompletedEpochs(self.model_)
         fit_args["callbacks"] = [*(fit_args["callbacks"] or ()), monitor, completed]
         trained = False
+        training_key = self._training_key()
         with (
             recorded_interrupts(),
-            borrowed_workspace(self._training_key(), self._build_workspace) as runner,
+            borrowed_workspace(training_key, self._build_workspace) as runner,
         ):
+            runner.pack_group = training_key
             runner.forward = forward_pass(
                 self._architecture_key(), self._build_template
             )

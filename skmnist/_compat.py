@@ -57,6 +57,7 @@ __all__ = [
     "build_training_state",
     "call_concrete_function",
     "dask_distributed_backend",
+    "joblib_backend_chosen",
     "keras_serialization_without_tensorflow",
     "masked_metrics_update",
     "output_config",
@@ -310,6 +311,27 @@ def dask_distributed_backend() -> type:
             parallel.EXTERNAL_BACKENDS["dask"]()
         return parallel.BACKENDS["dask"]
     return DaskDistributedBackend
+
+
+def joblib_backend_chosen() -> bool:
+    """Whether the caller chose a joblib backend other than joblib's own
+    process and thread pools (``parallel_config(backend="dask")``, or one of
+    their own registering): packed searches leave such fits to it.
+
+    ``joblib.parallel.get_active_backend`` is not in joblib's documented API;
+    without it, no backend counts as chosen.
+    """
+    try:
+        from joblib.parallel import get_active_backend
+    except ImportError:
+        return False
+    backend, _ = get_active_backend()
+    return type(backend).__name__ not in {
+        "LokyBackend",
+        "MultiprocessingBackend",
+        "SequentialBackend",
+        "ThreadingBackend",
+    }
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from skmnist._caches import quiet_expected_retracing_warnings
 from skmnist._compat import build_training_state, masked_metrics_update
 from skmnist._inference import CompiledForwardPass
 from skmnist._keras_fit import fit_with_keras_loop
+from skmnist._packing import current_session
 
 # Training data smaller than this is padded to it on the device (see padded_rows).
 _MIN_PADDED_ROWS = 1024
@@ -307,6 +308,10 @@ class _EpochRunner:
         # The forward pass of validation: the estimator sets the one its
         # architecture shares with predict; otherwise one of this model's own.
         self.forward = None
+        # What a fit's epochs share with other fits' in a packing session
+        # (skmnist._packing): the estimator sets its training key; None trains
+        # alone.
+        self.pack_group = None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs for ``x``, in inference mode."""
@@ -456,6 +461,7 @@ class _JaxEpochs(_EpochRunner):
     def __init__(self, model: keras.Model):
         super().__init__(model)
         self._epochs = {}
+        self._epoch_functions = {}
         # Known once the model's metrics are built (by the first epoch); None
         # where Keras's internals moved, or a loss or metric is the user's own:
         # full batches then run Keras's train_step, and the last batch is
@@ -490,7 +496,19 @@ class _JaxEpochs(_EpochRunner):
         # Room for the last batch's slice after any number of full batches;
         # padded with row 0, which only masked-out rows gather.
         order = _pad_rows(order, data[0].shape[0] + batch_size)
-        state = self._epoch(batch_size)(state, data, order, np.int32(n_rows))
+        session = current_session()
+        if session is not None and self.pack_group is not None:
+            state = session.train_epoch(
+                (self.pack_group, batch_size, *(a.shape for a in data)),
+                self._epoch_function(batch_size),
+                self._epoch(batch_size),
+                state,
+                data,
+                order,
+                n_rows,
+            )
+        else:
+            state = self._epoch(batch_size)(state, data, order, np.int32(n_rows))
         if self._update_metrics is None and len(unmasked_rows):
             state = self._train_last_batch(state, data, unmasked_rows)
         for group, values in zip(variables, state, strict=True):
@@ -499,6 +517,14 @@ class _JaxEpochs(_EpochRunner):
 
     def _epoch(self, batch_size: int):
         if batch_size not in self._epochs:
+            import jax
+
+            self._epochs[batch_size] = jax.jit(self._epoch_function(batch_size))
+        return self._epochs[batch_size]
+
+    def _epoch_function(self, batch_size: int):
+        """``(state, data, order, n_rows) -> state``: an epoch, uncompiled."""
+        if batch_size not in self._epoch_functions:
             import jax
             import jax.numpy as jnp
 
@@ -524,8 +550,8 @@ class _JaxEpochs(_EpochRunner):
                 n_batches = (n_rows + batch_size - 1) // batch_size
                 return jax.lax.fori_loop(0, n_batches, step, state)
 
-            self._epochs[batch_size] = jax.jit(train_epoch)
-        return self._epochs[batch_size]
+            self._epoch_functions[batch_size] = train_epoch
+        return self._epoch_functions[batch_size]
 
     def _train_last_batch(self, state, data, rows):
         import jax

@@ -38,6 +38,7 @@ LAYERS = {
         "skmnist._dropout",
         "skmnist._network",
         "skmnist._convergence",
+        "skmnist._packing",
         "skmnist._training",
     },
     "estimators": {
@@ -56,6 +57,7 @@ LAYERS = {
         "skmnist._persistence._registry",
         "skmnist._onnx",
         "skmnist._dask",
+        "skmnist.model_selection",
     },
     "applications": {
         "skmnist._model_files",

@@ -27,6 +27,8 @@ MODULES_TO_RERUN = [
     "test_classifier.py",
     "test_network.py",
     "test_convergence.py",
+    "test_packing.py",
+    "test_model_selection.py",
 ]
 # test_classifier.py's tests of scikit-learn's side only.
 SCIKIT_LEARN_LAYER = [

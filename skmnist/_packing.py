@@ -1,0 +1,314 @@
+"""Fits of one architecture trained together, as one compiled program (JAX).
+
+A search trains many small networks of the same architecture, each on its own
+fold; every epoch of each fit is a compiled loop of small batches whose
+per-step cost on a CPU, and far more so on a GPU, is dispatch and set-up rather
+than arithmetic. Stacked along a leading axis, the weights of k fits train in
+one program: ``jax.vmap`` of the very epoch program that trains one fit
+(:class:`skmnist._training._JaxEpochs`), so that each fit still gets its own
+rows in its own order, its own learning rate, seed, sample weights and dropout
+masks, and its result is its own fit's up to the rounding of the stacked
+matrix products.
+
+Only the compiled epoch is shared. Each fit runs its own Python code in its own
+thread, exactly as when it trains alone: validation, callbacks, early stopping,
+history, the copy of its weights into its estimator. Fits opt in by running
+inside :func:`packed_fits` (the searches of :mod:`skmnist.model_selection` do):
+there, :meth:`PackingSession.train_epoch` collects the epochs the fits ask for
+and runs them when every fit of the session is waiting for one (or none has
+come for a moment), a pack per architecture, batch size and data shape. A fit
+that stops (early stopping, its last epoch, an error) leaves the pack; one that
+cannot be packed (a callback acting on single batches, another backend) trains
+as ever beside the others.
+
+Packing decides only what runs together, never what a fit computes: a fit's
+result does not depend on which other fits shared its programs.
+"""
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from skmnist._caches import lock, remember
+
+# How long the fits that wait for an epoch wait for the others (building their
+# networks, validating, in a callback) before they train without them. Results
+# do not depend on it: only which fits share a program.
+_GRACE_SECONDS = 0.25
+
+# Packs are padded to a power of two fits, so that a search compiles a handful
+# of programs per architecture, not one per pack size. Padding slots train no
+# rows (their loops stop at once) but, vmapped, still take part in every step:
+# at most half a pack is wasted that way.
+_MIN_SLOTS = 2
+
+# The packed epoch programs, by group and number of slots; bounded as the
+# workspaces they were traced from are (see skmnist._caches).
+_programs: "OrderedDict[Hashable, Callable]" = OrderedDict()
+
+_session: "PackingSession | None" = None
+_session_lock = threading.Lock()
+
+
+def current_session() -> "PackingSession | None":
+    """The packing session fits of this process join, if one is open."""
+    return _session
+
+
+def joined_session() -> contextlib.AbstractContextManager:
+    """Count the calling fit in the open packing session while it trains (see
+    :meth:`PackingSession.joined`); nothing where none is open."""
+    session = _session
+    return contextlib.nullcontext() if session is None else session.joined()
+
+
+@contextlib.contextmanager
+def packed_fits(max_pack: int, threads: int) -> Iterator["PackingSession"]:
+    """Within this, the compiled epochs of concurrent fits, run by ``threads``
+    threads, train as packs of at most ``max_pack`` fits."""
+    global _session
+    with _session_lock:
+        if _session is not None:
+            raise RuntimeError(
+                "A packed search is already running in this process; run one "
+                "packed search at a time."
+            )
+        _session = session = PackingSession(max_pack, threads)
+    try:
+        yield session
+    finally:
+        with _session_lock:
+            _session = None
+
+
+def pack_slots(fits: int, max_pack: int) -> int:
+    """The number of slots of the program that trains ``fits`` fits at once."""
+    slots = max(_MIN_SLOTS, 1 << (max(fits, 1) - 1).bit_length())
+    return min(slots, max(_MIN_SLOTS, 1 << (max_pack - 1).bit_length()))
+
+
+@dataclass(eq=False)
+class _Request:
+    """One fit's epoch, waiting to run in a pack."""
+
+    group: Hashable
+    epoch: Callable  # the fit's own epoch function, unjitted, for vmap
+    alone: Callable  # the fit's own compiled epoch, for a pack of one
+    state: tuple
+    data: tuple
+    order: np.ndarray
+    n_rows: int
+    result: tuple | None = None
+    error: BaseException | None = None
+    done: bool = False
+    arrived: float = field(default_factory=time.monotonic)
+
+
+class PackingSession:
+    """Collects fits' epochs and runs them in packs (see the module docstring)."""
+
+    def __init__(self, max_pack: int, threads: int):
+        self.max_pack = max(1, int(max_pack))
+        self.threads = max(1, int(threads))
+        self._condition = threading.Condition()
+        self._active = 0  # fits training now, in this session
+        # Fits announced (see expect) that have not started yet: packs wait
+        # for them while a thread is free to run one.
+        self._pending = 0
+        self._waiting: list[_Request] = []
+        self._in_flight = 0
+        self._last_event = time.monotonic()
+        # The fits' training data stacked for a pack, by the fits' arrays: a
+        # pack of the same fits reuses it, epoch after epoch.
+        self._stacked_data: tuple | None = None
+        # Figures for tests and benchmarks: sizes of the packs run, programs
+        # compiled.
+        self.pack_sizes: list[int] = []
+        self.compiled = 0
+
+    @contextlib.contextmanager
+    def expecting(self, fits: int) -> Iterator[None]:
+        """Announce ``fits`` fits about to start (a search's candidates times
+        folds): until they have, a pack waits for a fit that a free thread will
+        start rather than train without it."""
+        with self._condition:
+            self._pending += fits
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._pending = 0
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def joined(self) -> Iterator[None]:
+        """Count the calling fit as training in this session meanwhile: packs
+        wait for it to ask for its epoch (or for the grace period)."""
+        with self._condition:
+            self._active += 1
+            self._pending = max(0, self._pending - 1)
+            self._last_event = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._active -= 1
+                self._last_event = time.monotonic()
+                self._condition.notify_all()
+
+    def train_epoch(
+        self,
+        group: Hashable,
+        epoch: Callable,
+        alone: Callable,
+        state: tuple,
+        data: tuple,
+        order: np.ndarray,
+        n_rows: int,
+    ) -> tuple:
+        """Run ``epoch(state, data, order, n_rows)`` in a pack of fits of
+        ``group`` (fits whose epochs are the same program), and return the
+        fit's new state; ``alone`` is ``epoch`` compiled, for a pack of one."""
+        request = _Request(group, epoch, alone, state, data, order, n_rows)
+        with self._condition:
+            self._waiting.append(request)
+            self._last_event = time.monotonic()
+            self._condition.notify_all()
+            while not request.done:
+                if self._ready():
+                    self._run_waiting()
+                else:
+                    self._condition.wait(timeout=_GRACE_SECONDS / 5)
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _ready(self) -> bool:
+        if not self._waiting or self._in_flight:
+            return False
+        if time.monotonic() - self._last_event >= _GRACE_SECONDS:
+            return True
+        busy = self._active - len(self._waiting)
+        # A free thread will start an announced fit soon.
+        starting = self._pending > 0 and self._active < self.threads
+        return busy <= 0 and not starting
+
+    def _run_waiting(self) -> None:
+        """Take every waiting epoch and run them, a pack per group; called
+        holding the condition, released while the packs train."""
+        taken, self._waiting = self._waiting, []
+        self._in_flight = len(taken)
+        self._condition.release()
+        try:
+            groups: dict[Hashable, list[_Request]] = {}
+            for request in taken:
+                groups.setdefault(request.group, []).append(request)
+            for requests in groups.values():
+                for start in range(0, len(requests), self.max_pack):
+                    self._run_pack(requests[start : start + self.max_pack])
+        finally:
+            self._condition.acquire()
+            for request in taken:
+                request.done = True
+            self._in_flight = 0
+            self._last_event = time.monotonic()
+            self._condition.notify_all()
+
+    def _run_pack(self, requests: list["_Request"]) -> None:
+        try:
+            results = self._train_pack(requests)
+        except BaseException as error:  # each fit raises it in its own thread
+            for request in requests:
+                request.error = error
+        else:
+            for request, result in zip(requests, results, strict=True):
+                request.result = result
+
+    def _train_pack(self, requests: list["_Request"]) -> list[tuple]:
+        import jax
+        import jax.numpy as jnp
+
+        first = requests[0]
+        if len(requests) == 1:
+            return [self._single(first)]
+        slots = pack_slots(len(requests), self.max_pack)
+        # Padding slots repeat the first fit with no rows to train.
+        padded = requests + [first] * (slots - len(requests))
+        n_rows = np.array(
+            [r.n_rows for r in requests] + [0] * (slots - len(requests)), np.int32
+        )
+        program = self._program(first, slots)
+        states = (r.state for r in padded)
+        state = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
+        orders = np.stack([r.order for r in padded])
+        data = self._stack_data(padded)
+        new_state = program(state, data, orders, n_rows)
+        self.pack_sizes.append(len(requests))
+        return [
+            jax.tree_util.tree_map(lambda a, i=i: a[i], new_state)
+            for i in range(len(requests))
+        ]
+
+    def _single(self, request: "_Request") -> tuple:
+        """A fit that has no one to pack with runs its own program."""
+        self.pack_sizes.append(1)
+        return request.alone(
+            request.state, request.data, request.order, np.int32(request.n_rows)
+        )
+
+    def _program(self, request: "_Request", slots: int) -> Callable:
+        key = (request.group, slots)
+        with lock:
+            program = _programs.get(key)
+        if program is None:
+            import jax
+
+            program = jax.jit(jax.vmap(request.epoch))
+            self.compiled += 1
+            with lock:
+                remember(_programs, key, program)
+        return program
+
+    def _stack_data(self, requests: list["_Request"]) -> tuple:
+        import jax.numpy as jnp
+
+        identity = tuple(id(a) for r in requests for a in r.data)
+        if self._stacked_data is None or self._stacked_data[0] != identity:
+            columns = zip(*(r.data for r in requests), strict=True)
+            stacked = tuple(jnp.stack(arrays) for arrays in columns)
+            # Holds the fits' arrays too, so that their ids stay theirs.
+            self._stacked_data = (identity, stacked, [r.data for r in requests])
+        return self._stacked_data[1]
+
+
+def max_pack_for_memory(bytes_per_fit: int, fits: int, available: int) -> int:
+    """How many fits one pack may hold: at most ``fits``, and within half of the
+    ``available`` bytes of the device (the stacked data is a second copy of each
+    fit's)."""
+    by_memory = max(1, (available // 2) // max(1, 2 * bytes_per_fit))
+    return max(1, min(fits, by_memory))
+
+
+def available_device_bytes() -> int:
+    """Free memory of the device JAX computes on: the GPU's, or the host's."""
+    import jax
+
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def fit_bytes(rows: int, n_features: int, n_weights: int) -> int:
+    """Device bytes of one packed fit: its training ``rows`` as padded on the
+    device (features, labels, weights) and its weights with three
+    optimizer-sized copies (gradients, slots, the update)."""
+    return 4 * (rows * (n_features + 2) + 4 * n_weights)

@@ -1,0 +1,156 @@
+"""Packed training: fits trained together equal the fits trained alone.
+
+Packing runs on Keras's JAX backend; under TensorFlow only the backend-free
+rules run here, and tests/test_jax_backend.py runs this module again under JAX.
+"""
+
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+from skmnist import MNISTClassifier
+from skmnist._packing import (
+    current_session,
+    max_pack_for_memory,
+    pack_slots,
+    packed_fits,
+)
+
+jax_only = pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="packing trains on the JAX backend (rerun by test_jax_backend.py)",
+)
+
+
+def test_pack_slots_are_powers_of_two_within_the_pack():
+    slots = [pack_slots(n, 16) for n in (1, 2, 3, 5, 8, 9, 16)]
+    assert slots == [2, 2, 4, 8, 8, 16, 16]
+    assert pack_slots(20, 5) == 8  # the pack's size, rounded up
+    assert pack_slots(3, 1) == 2
+
+
+def test_max_pack_follows_memory():
+    # Each fit takes twice its bytes (its arrays and their stacked copy) out
+    # of half the memory.
+    assert max_pack_for_memory(100, fits=40, available=4000) == 10
+    assert max_pack_for_memory(100, fits=4, available=4000) == 4
+    assert max_pack_for_memory(10**12, fits=40, available=4000) == 1
+
+
+def test_one_session_at_a_time():
+    with (
+        packed_fits(4, 4),
+        pytest.raises(RuntimeError, match="one packed search at a time"),
+        packed_fits(4, 4),
+    ):
+        pass
+    assert current_session() is None
+
+
+def _fits(digits_flat, n_fits=4, **params):
+    """``n_fits`` classifiers of one architecture, each with its own rows,
+    seed, learning rate and sample weights."""
+    X, y = digits_flat
+    rng = np.random.RandomState(0)
+    jobs = []
+    for i in range(n_fits):
+        rows = rng.permutation(len(X))[: 1200 + 37 * i]  # folds differ in size
+        weights = rng.uniform(0.5, 1.5, len(rows)).astype(np.float32)
+        clf = MNISTClassifier(
+            hidden_units=32,
+            epochs=3,
+            batch_size=64,
+            random_state=i,
+            optimizer__learning_rate=1e-3 * (i + 1),
+            **params,
+        )
+        jobs.append((clf, X[rows], y[rows], weights))
+    return jobs
+
+
+def _fit_in_threads(jobs, session_threads=None):
+    errors = []
+
+    def fit(clf, X, y, w):
+        try:
+            clf.fit(X, y, sample_weight=w)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    with packed_fits(len(jobs), session_threads or len(jobs)) as session:
+        threads = [threading.Thread(target=fit, args=job) for job in jobs]
+        with session.expecting(len(jobs)):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+    return session
+
+
+def _assert_same_fits(packed, alone, atol=2e-5):
+    for (p, *_), (a, *_) in zip(packed, alone, strict=True):
+        for wp, wa in zip(p.model_.get_weights(), a.model_.get_weights(), strict=True):
+            np.testing.assert_allclose(wp, wa, atol=atol, rtol=1e-4)
+        assert p.n_iter_ == a.n_iter_
+        np.testing.assert_allclose(p.loss_curve_, a.loss_curve_, rtol=1e-4)
+        assert set(p.history_) == set(a.history_)
+
+
+@jax_only
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
+def test_packed_fits_equal_their_own_fits(digits_flat, dropout):
+    packed = _fits(digits_flat, dropout=dropout)
+    session = _fit_in_threads(packed)
+    alone = _fits(digits_flat, dropout=dropout)
+    for clf, X, y, w in alone:
+        clf.fit(X, y, sample_weight=w)
+    # They did train together: a pack of more than one fit ran.
+    assert max(session.pack_sizes) > 1
+    _assert_same_fits(packed, alone)
+
+
+@jax_only
+def test_early_stopping_stops_each_fit_on_its_own(digits_flat):
+    options = dict(early_stopping=True, n_iter_no_change=1, tol=0.5)
+    packed = _fits(digits_flat, **options)
+    for clf, *_ in packed:
+        clf.set_params(epochs=6)
+    _fit_in_threads(packed)
+    alone = _fits(digits_flat, **options)
+    for clf, X, y, w in alone:
+        clf.set_params(epochs=6).fit(X, y, sample_weight=w)
+    # tol=0.5 stops every fit early, before its epochs ran out.
+    assert all(clf.n_iter_ < 6 for clf, *_ in packed)
+    _assert_same_fits(packed, alone)
+    for (p, *_), (a, *_) in zip(packed, alone, strict=True):
+        assert p.validation_scores_ == a.validation_scores_
+
+
+@jax_only
+def test_a_fit_with_a_batch_callback_trains_beside_the_pack(digits_flat):
+    batches = []
+    callback = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(batch)
+    )
+    packed = _fits(digits_flat, n_fits=3)
+    packed[0][0].set_params(callbacks=[callback])
+    _fit_in_threads(packed)
+    alone = _fits(digits_flat, n_fits=3)
+    alone[0][0].set_params(callbacks=[callback])
+    for clf, X, y, w in alone:
+        clf.fit(X, y, sample_weight=w)
+    # Model.fit's loop ran it: its callback saw every batch, in both runs.
+    assert len(batches) == 2 * 3 * 19
+    _assert_same_fits(packed[1:], alone[1:])
+
+
+@jax_only
+def test_a_lone_fit_in_a_session_does_not_wait(digits_flat):
+    (clf, X, y, w), *_ = _fits(digits_flat, n_fits=1)
+    with packed_fits(8, 8) as session:
+        clf.fit(X, y, sample_weight=w)
+    assert session.pack_sizes == [1, 1, 1]
