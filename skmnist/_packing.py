@@ -68,22 +68,24 @@ def joined_session() -> contextlib.AbstractContextManager:
 
 
 @contextlib.contextmanager
-def packed_fits(max_pack: int, threads: int) -> Iterator["PackingSession"]:
+def packed_fits(max_pack: int, threads: int) -> Iterator["PackingSession | None"]:
     """Within this, the compiled epochs of concurrent fits, run by ``threads``
-    threads, train as packs of at most ``max_pack`` fits."""
+    threads, train as packs of at most ``max_pack`` fits. Gives the session, or
+    None where one is open already (a search running in another thread): one
+    session at a time decides what trains together, and fits outside it train
+    alone."""
     global _session
     with _session_lock:
         if _session is not None:
-            raise RuntimeError(
-                "A packed search is already running in this process; run one "
-                "packed search at a time."
-            )
-        _session = session = PackingSession(max_pack, threads)
+            session = None
+        else:
+            _session = session = PackingSession(max_pack, threads)
     try:
         yield session
     finally:
-        with _session_lock:
-            _session = None
+        if session is not None:
+            with _session_lock:
+                _session = None
 
 
 def pack_slots(fits: int, max_pack: int) -> int:

@@ -185,7 +185,10 @@ def _packing(estimator, X, n_fits: int, n_jobs, grids=()) -> Iterator[int | None
     if threads < 2:
         yield None
         return
-    with packed_fits(max_pack=threads, threads=threads):
+    with packed_fits(max_pack=threads, threads=threads) as session:
+        if session is None:  # another search is packing
+            yield None
+            return
         from joblib import parallel_config
 
         with parallel_config(backend="threading", n_jobs=threads):

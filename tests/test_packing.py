@@ -40,12 +40,9 @@ def test_max_pack_follows_memory():
 
 
 def test_one_session_at_a_time():
-    with (
-        packed_fits(4, 4),
-        pytest.raises(RuntimeError, match="one packed search at a time"),
-        packed_fits(4, 4),
-    ):
-        pass
+    with packed_fits(4, 4) as first, packed_fits(4, 4) as second:
+        assert current_session() is first
+        assert second is None
     assert current_session() is None
 
 

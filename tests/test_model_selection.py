@@ -1,0 +1,189 @@
+"""skmnist's searches and cross-validation are scikit-learn's, but for time.
+
+Each test runs the same search through scikit-learn's class and skmnist's and
+compares what a user reads. Under TensorFlow skmnist's run scikit-learn's loop
+unpacked; tests/test_jax_backend.py runs this module again under JAX, where
+they pack (the tests check that they did).
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import sklearn
+from joblib import parallel_config, register_parallel_backend
+from joblib._parallel_backends import ThreadingBackend
+from sklearn import model_selection as sk
+from sklearn.exceptions import FitFailedWarning
+
+from skmnist import MNISTClassifier, load, save
+from skmnist import model_selection as packed
+from skmnist._packing import PackingSession
+
+PACKS = keras.backend.backend() == "jax"
+
+
+@pytest.fixture
+def packs_run(monkeypatch):
+    """The sizes of the packs trained (fits per pack), as they run."""
+    sizes = []
+    train_pack = PackingSession._train_pack
+
+    def recording(self, requests):
+        sizes.append(len(requests))
+        return train_pack(self, requests)
+
+    monkeypatch.setattr(PackingSession, "_train_pack", recording)
+    return sizes
+
+
+def _classifier(**params):
+    return MNISTClassifier(
+        hidden_units=16, epochs=2, batch_size=64, random_state=0, **params
+    )
+
+
+def _same_results(ours, theirs, atol=1e-4):
+    assert set(ours.cv_results_) == set(theirs.cv_results_)
+    for key, value in theirs.cv_results_.items():
+        if key.startswith(("mean_test", "split", "rank", "std_test")):
+            np.testing.assert_allclose(ours.cv_results_[key], value, atol=atol)
+        elif key.startswith("param"):
+            assert list(ours.cv_results_[key]) == list(value), key
+    if hasattr(theirs, "best_params_"):
+        assert ours.best_params_ == theirs.best_params_
+
+
+def _assert_packed(sizes):
+    if PACKS:
+        assert sizes and max(sizes) > 1, sizes
+    else:
+        assert sizes == []
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "options"),
+    [
+        (packed.GridSearchCV, sk.GridSearchCV, {}),
+        (
+            packed.RandomizedSearchCV,
+            sk.RandomizedSearchCV,
+            {"n_iter": 3, "random_state": 0},
+        ),
+    ],
+    ids=["grid", "randomized"],
+)
+def test_a_search_gives_scikit_learns_results(
+    digits_flat, packs_run, ours, theirs, options
+):
+    X, y = digits_flat
+    grid = {
+        "hidden_units": [16, (16, 8)],  # architectures mixed
+        "optimizer__learning_rate": [1e-3, 3e-3],
+    }
+    search = ours(_classifier(), grid, cv=3, **options).fit(X, y)
+    _assert_packed(packs_run)
+    _same_results(search, theirs(_classifier(), grid, cv=3, **options).fit(X, y))
+    # The refit is an ordinary fitted classifier.
+    assert search.best_estimator_.model_ is not None
+    assert search.score(X, y) > 0.5
+
+
+def test_multimetric_scoring_with_string_labels(digits_flat, packs_run):
+    X, y = digits_flat
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                      "eight", "nine"])[y]  # fmt: skip
+    options = dict(
+        scoring={"acc": "accuracy", "nll": "neg_log_loss"},
+        refit="acc",
+        cv=3,
+        return_train_score=True,
+    )
+    grid = {"batch_size": [32, 64]}
+    search = packed.GridSearchCV(_classifier(), grid, **options).fit(X, names)
+    _assert_packed(packs_run)
+    _same_results(search, sk.GridSearchCV(_classifier(), grid, **options).fit(X, names))
+    assert set(search.predict(X[:5])) <= set(names)
+
+
+def test_a_failing_candidate_scores_error_score(digits_flat):
+    X, y = digits_flat
+    grid = {"hidden_units": [16, -3]}
+    with pytest.warns(FitFailedWarning):
+        search = packed.GridSearchCV(_classifier(), grid, cv=3).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isfinite(scores[0]) and np.isnan(scores[1])
+    with pytest.raises(ValueError, match="hidden_units"):
+        packed.GridSearchCV(_classifier(), grid, cv=3, error_score="raise").fit(X, y)
+
+
+def _weighted_classifier():
+    return (
+        _classifier()
+        .set_fit_request(sample_weight=True)
+        .set_score_request(sample_weight=False)
+    )
+
+
+def test_sample_weight_through_metadata_routing(digits_flat, packs_run):
+    X, y = digits_flat
+    weights = np.random.RandomState(0).uniform(0.2, 2.0, len(y))
+    grid = {"optimizer__learning_rate": [1e-3, 3e-3]}
+    with sklearn.config_context(enable_metadata_routing=True):
+        searches = [
+            cls(_weighted_classifier(), grid, cv=3)
+            for cls in (packed.GridSearchCV, sk.GridSearchCV)
+        ]
+        for search in searches:
+            search.fit(X, y, sample_weight=weights)
+    _assert_packed(packs_run)
+    _same_results(*searches)
+    unweighted = sk.GridSearchCV(_classifier(), grid, cv=3).fit(X, y)
+    # The weights reached the fits.
+    assert not np.allclose(
+        searches[0].cv_results_["mean_test_score"],
+        unweighted.cv_results_["mean_test_score"],
+    )
+
+
+def test_cross_validate_returns_ordinary_fitted_estimators(
+    digits_flat, packs_run, tmp_path
+):
+    X, y = digits_flat
+    ours = packed.cross_validate(_classifier(), X, y, cv=4, return_estimator=True)
+    _assert_packed(packs_run)
+    theirs = sk.cross_validate(_classifier(), X, y, cv=4, return_estimator=True)
+    np.testing.assert_allclose(ours["test_score"], theirs["test_score"], atol=1e-4)
+    path = tmp_path / "fold.skmnist"
+    save(ours["estimator"][2], path)
+    np.testing.assert_array_equal(
+        load(path).predict_proba(X), ours["estimator"][2].predict_proba(X)
+    )
+    np.testing.assert_allclose(
+        packed.cross_val_score(_classifier(), X, y, cv=4), theirs["test_score"],
+        atol=1e-4,
+    )  # fmt: skip
+
+
+class _ChosenBackend(ThreadingBackend):
+    """A joblib backend of the caller's own (as dask's is)."""
+
+
+def test_a_joblib_backend_the_caller_chose_runs_the_fits(digits_flat, packs_run):
+    register_parallel_backend("skmnist-test-chosen", _ChosenBackend)
+    X, y = digits_flat
+    with parallel_config(backend="skmnist-test-chosen", n_jobs=2):
+        search = packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]}, cv=3)
+        search.fit(X, y)
+    assert packs_run == []
+
+
+def test_n_jobs_is_left_as_the_user_set_it(digits_flat):
+    X, y = digits_flat
+    search = packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]}, cv=3)
+    search.set_params(n_jobs=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitFailedWarning)
+        search.fit(X, y)
+    assert search.get_params()["n_jobs"] == 3
