@@ -93,6 +93,12 @@ _MLP_NAMES = {
 # MLPClassifier's activation names that Keras calls otherwise.
 _MLP_ACTIVATIONS = {"logistic": "sigmoid", "identity": "linear"}
 
+# Activations f with f(0) = 0: networks of them pack across widths.
+_ZERO_AT_ZERO = tuple(
+    getattr(keras.activations, name)
+    for name in ("relu", "tanh", "linear", "elu", "selu", "gelu", "silu", "relu6")
+)
+
 # The FutureWarning of validation_split: deprecated in 0.2, removed in 0.4.
 _VALIDATION_SPLIT_DEPRECATION = (
     "validation_split was deprecated in skmnist 0.2 and will be removed in 0.4: "
@@ -946,6 +952,22 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         alpha = getattr(self.model_, "alpha", 0.0)
         return (*self._architecture_key(), dropout, alpha, compile_config)
 
+    def _pack_group(self, training_key: tuple) -> tuple:
+        """What a fit's epochs share with the fits they may train with in a
+        pack (:mod:`skmnist._packing`): the training key, but for the widths of
+        the hidden layers where zero-padding a narrower network to a wider one
+        changes nothing. A padded unit's weights, bias and optimizer slots are
+        zero; with an activation that is zero at zero its output is zero, so its
+        gradients are too and it stays zero (without dropout, whose masks are
+        drawn for the layer's width)."""
+        network = self._fitted_network()
+        if network["dropout"] or not any(
+            network["activation"] is function for function in _ZERO_AT_ZERO
+        ):
+            return training_key
+        backend, n_features, output, widths, *rest = training_key
+        return (backend, n_features, output, len(widths), *rest)
+
     def _build_workspace(self):
         workspace = self._build_template()
         workspace.compile(**self._keras_compile_kwargs())
@@ -1028,7 +1050,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             recorded_interrupts(),
             borrowed_workspace(training_key, self._build_workspace) as runner,
         ):
-            runner.pack_group = training_key
+            runner.pack_group = self._pack_group(training_key)
             runner.forward = forward_pass(
                 self._architecture_key(), self._build_template
             )

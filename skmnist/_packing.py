@@ -41,10 +41,8 @@ from skmnist._caches import lock, remember
 # do not depend on it: only which fits share a program.
 _GRACE_SECONDS = 0.25
 
-# Packs are padded to a power of two fits, so that a search compiles a handful
-# of programs per architecture, not one per pack size. Padding slots train no
-# rows (their loops stop at once) but, vmapped, still take part in every step:
-# at most half a pack is wasted that way.
+# Padding slots (see pack_slots) train no rows, but, vmapped, take part in
+# every step. A pack of one fit runs the fit's own program.
 _MIN_SLOTS = 2
 
 # The packed epoch programs, by group and number of slots; bounded as the
@@ -88,10 +86,14 @@ def packed_fits(max_pack: int, threads: int) -> Iterator["PackingSession | None"
                 _session = None
 
 
-def pack_slots(fits: int, max_pack: int) -> int:
-    """The number of slots of the program that trains ``fits`` fits at once."""
-    slots = max(_MIN_SLOTS, 1 << (max(fits, 1) - 1).bit_length())
-    return min(slots, max(_MIN_SLOTS, 1 << (max_pack - 1).bit_length()))
+def pack_slots(fits: int) -> int:
+    """The number of slots of the program that trains ``fits`` fits at once:
+    ``fits`` rounded up to a multiple of an eighth of the power of two below
+    it, so that packs of many sizes (stragglers, fits that stopped early)
+    share a few programs, wasting less than an eighth of a pack."""
+    fits = max(fits, _MIN_SLOTS)
+    granule = 1 << max(0, (fits - 1).bit_length() - 4)
+    return -(-fits // granule) * granule
 
 
 @dataclass(eq=False)
@@ -233,28 +235,50 @@ class PackingSession:
 
     def _train_pack(self, requests: list["_Request"]) -> list[tuple]:
         import jax
-        import jax.numpy as jnp
 
-        first = requests[0]
+        shapes = [_shapes(r.state) for r in requests]
+        # Fits whose networks differ only in width (a group whose key leaves
+        # widths out) train zero-padded to the widest: a hidden unit whose
+        # weights and slots are all zero stays zero (see the classifier's
+        # pack group). The program is traced by a fit of the padded shapes.
+        target = tuple(
+            tuple(max(dims) for dims in zip(*variable, strict=True))
+            for variable in zip(*shapes, strict=True)
+        )
+        template = next(
+            (r for r, shape in zip(requests, shapes, strict=True) if shape == target),
+            None,
+        )
+        if template is None:  # no fit is widest in every layer
+            return self._train_by_shape(requests, shapes)
         if len(requests) == 1:
-            return [self._single(first)]
-        slots = pack_slots(len(requests), self.max_pack)
-        # Padding slots repeat the first fit with no rows to train.
-        padded = requests + [first] * (slots - len(requests))
+            return [self._single(template)]
+        slots = pack_slots(len(requests))
+        states = [_padded(r.state, target) for r in requests]
+        # Padding slots repeat a fit with no rows to train.
+        states += [states[0]] * (slots - len(requests))
+        padded = requests + [template] * (slots - len(requests))
         n_rows = np.array(
             [r.n_rows for r in requests] + [0] * (slots - len(requests)), np.int32
         )
-        program = self._program(first, slots)
-        states = (r.state for r in padded)
-        state = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
+        state = jax.tree_util.tree_map(_stack, *states)
         orders = np.stack([r.order for r in padded])
-        data = self._stack_data(padded)
-        new_state = program(state, data, orders, n_rows)
+        new_state = self._program(template, slots, target)(
+            state, self._stack_data(padded), orders, n_rows
+        )
         self.pack_sizes.append(len(requests))
-        return [
-            jax.tree_util.tree_map(lambda a, i=i: a[i], new_state)
-            for i in range(len(requests))
-        ]
+        return [_unpadded(new_state, i, shape) for i, shape in enumerate(shapes)]
+
+    def _train_by_shape(self, requests, shapes) -> list[tuple]:
+        by_shape: dict[tuple, list[int]] = {}
+        for index, shape in enumerate(shapes):
+            by_shape.setdefault(shape, []).append(index)
+        results = [None] * len(requests)
+        for indices in by_shape.values():
+            trained = self._train_pack([requests[i] for i in indices])
+            for index, result in zip(indices, trained, strict=True):
+                results[index] = result
+        return results
 
     def _single(self, request: "_Request") -> tuple:
         """A fit that has no one to pack with runs its own program."""
@@ -263,14 +287,14 @@ class PackingSession:
             request.state, request.data, request.order, np.int32(request.n_rows)
         )
 
-    def _program(self, request: "_Request", slots: int) -> Callable:
-        key = (request.group, slots)
+    def _program(self, template: "_Request", slots: int, shapes: tuple) -> Callable:
+        key = (template.group, slots, shapes)
         with lock:
             program = _programs.get(key)
         if program is None:
             import jax
 
-            program = jax.jit(jax.vmap(request.epoch))
+            program = jax.jit(jax.vmap(template.epoch))
             self.compiled += 1
             with lock:
                 remember(_programs, key, program)
@@ -286,6 +310,46 @@ class PackingSession:
             # Holds the fits' arrays too, so that their ids stay theirs.
             self._stacked_data = (identity, stacked, [r.data for r in requests])
         return self._stacked_data[1]
+
+
+def _shapes(state) -> tuple:
+    import jax
+
+    return tuple(tuple(np.shape(a)) for a in jax.tree_util.tree_leaves(state))
+
+
+def _stack(*arrays):
+    import jax.numpy as jnp
+
+    return jnp.stack(arrays)
+
+
+def _padded(state, shapes: tuple):
+    """``state`` with each array zero-padded at the end of each axis to
+    ``shapes``."""
+    import jax
+    import jax.numpy as jnp
+
+    leaves, tree = jax.tree_util.tree_flatten(state)
+    padded = [
+        a
+        if np.shape(a) == shape
+        else jnp.pad(a, [(0, t - n) for n, t in zip(np.shape(a), shape, strict=True)])
+        for a, shape in zip(leaves, shapes, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(tree, padded)
+
+
+def _unpadded(stacked, index: int, shapes: tuple):
+    """Slot ``index`` of the stacked ``state``, cut back to ``shapes``."""
+    import jax
+
+    leaves, tree = jax.tree_util.tree_flatten(stacked)
+    cut = [
+        a[(index, *(slice(0, n) for n in shape))]
+        for a, shape in zip(leaves, shapes, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(tree, cut)
 
 
 def max_pack_for_memory(bytes_per_fit: int, fits: int, available: int) -> int:
