@@ -37,9 +37,10 @@ import numpy as np
 from skmnist._caches import lock, remember
 
 # How long the fits that wait for an epoch wait for the others (building their
-# networks, validating, in a callback) before they train without them. Results
-# do not depend on it: only which fits share a program.
-_GRACE_SECONDS = 0.25
+# networks, validating, in a callback, in a garbage collection) before they
+# train without them. Results do not depend on it: only which fits share a
+# program.
+_GRACE_SECONDS = 1.0
 
 # Padding slots (see pack_slots) train no rows, but, vmapped, take part in
 # every step. A pack of one fit runs the fit's own program.
@@ -56,6 +57,13 @@ _session_lock = threading.Lock()
 def current_session() -> "PackingSession | None":
     """The packing session fits of this process join, if one is open."""
     return _session
+
+
+def aside_from_session() -> contextlib.AbstractContextManager:
+    """Count the calling fit out of the open packing session while it trains
+    on its own (see :meth:`PackingSession.aside`)."""
+    session = _session
+    return contextlib.nullcontext() if session is None else session.aside()
 
 
 def joined_session() -> contextlib.AbstractContextManager:
@@ -121,6 +129,7 @@ class PackingSession:
         self.threads = max(1, int(threads))
         self._condition = threading.Condition()
         self._active = 0  # fits training now, in this session
+        self._members: set[int] = set()  # their threads
         # Fits announced (see expect) that have not started yet: packs wait
         # for them while a thread is free to run one.
         self._pending = 0
@@ -155,15 +164,34 @@ class PackingSession:
         wait for it to ask for its epoch (or for the grace period)."""
         with self._condition:
             self._active += 1
+            self._members.add(threading.get_ident())
             self._pending = max(0, self._pending - 1)
             self._last_event = time.monotonic()
         try:
             yield
         finally:
             with self._condition:
+                self._members.discard(threading.get_ident())
                 self._active -= 1
                 self._last_event = time.monotonic()
                 self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """Count the calling fit out meanwhile: it trains on its own (Keras's
+        ``Model.fit``), and packs need not wait for it."""
+        if threading.get_ident() not in self._members:  # joined no session
+            yield
+            return
+        with self._condition:
+            self._active -= 1
+            self._last_event = time.monotonic()
+            self._condition.notify_all()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._active += 1
 
     def train_epoch(
         self,
@@ -234,8 +262,6 @@ class PackingSession:
                 request.result = result
 
     def _train_pack(self, requests: list["_Request"]) -> list[tuple]:
-        import jax
-
         shapes = [_shapes(r.state) for r in requests]
         # Fits whose networks differ only in width (a group whose key leaves
         # widths out) train zero-padded to the widest: a hidden unit whose
@@ -254,20 +280,19 @@ class PackingSession:
         if len(requests) == 1:
             return [self._single(template)]
         slots = pack_slots(len(requests))
-        states = [_padded(r.state, target) for r in requests]
         # Padding slots repeat a fit with no rows to train.
-        states += [states[0]] * (slots - len(requests))
         padded = requests + [template] * (slots - len(requests))
         n_rows = np.array(
             [r.n_rows for r in requests] + [0] * (slots - len(requests)), np.int32
         )
-        state = jax.tree_util.tree_map(_stack, *states)
-        orders = np.stack([r.order for r in padded])
         new_state = self._program(template, slots, target)(
-            state, self._stack_data(padded), orders, n_rows
+            _stacked([r.state for r in requests], target, slots),
+            self._stack_data(padded),
+            np.stack([r.order for r in padded]),
+            n_rows,
         )
         self.pack_sizes.append(len(requests))
-        return [_unpadded(new_state, i, shape) for i, shape in enumerate(shapes)]
+        return _unstacked(new_state, shapes)
 
     def _train_by_shape(self, requests, shapes) -> list[tuple]:
         by_shape: dict[tuple, list[int]] = {}
@@ -318,38 +343,43 @@ def _shapes(state) -> tuple:
     return tuple(tuple(np.shape(a)) for a in jax.tree_util.tree_leaves(state))
 
 
-def _stack(*arrays):
-    import jax.numpy as jnp
-
-    return jnp.stack(arrays)
-
-
-def _padded(state, shapes: tuple):
-    """``state`` with each array zero-padded at the end of each axis to
-    ``shapes``."""
+def _stacked(states: list, shapes: tuple, slots: int):
+    """The fits' ``states`` stacked along a new leading axis of ``slots``
+    (the last ones repeating the first), each array zero-padded at the end of
+    each axis to ``shapes``. Built on the host, in NumPy: a few transfers
+    rather than an eager device operation per array of each fit."""
     import jax
-    import jax.numpy as jnp
 
-    leaves, tree = jax.tree_util.tree_flatten(state)
-    padded = [
-        a
-        if np.shape(a) == shape
-        else jnp.pad(a, [(0, t - n) for n, t in zip(np.shape(a), shape, strict=True)])
-        for a, shape in zip(leaves, shapes, strict=True)
-    ]
-    return jax.tree_util.tree_unflatten(tree, padded)
+    columns = zip(*(jax.tree_util.tree_leaves(s) for s in states), strict=True)
+    stacked = []
+    for arrays, shape in zip(columns, shapes, strict=True):
+        arrays = [np.asarray(a) for a in arrays]
+        block = np.zeros((slots, *shape), arrays[0].dtype)
+        for index, array in enumerate(arrays):
+            block[(index, *(slice(0, n) for n in array.shape))] = array
+        block[len(arrays) :] = block[0]
+        stacked.append(block)
+    tree = jax.tree_util.tree_structure(states[0])
+    return jax.tree_util.tree_unflatten(tree, stacked)
 
 
-def _unpadded(stacked, index: int, shapes: tuple):
-    """Slot ``index`` of the stacked ``state``, cut back to ``shapes``."""
+def _unstacked(stacked, shapes: list) -> list:
+    """Each fit's state from the ``stacked`` states, cut back to its own
+    ``shapes``."""
     import jax
 
     leaves, tree = jax.tree_util.tree_flatten(stacked)
-    cut = [
-        a[(index, *(slice(0, n) for n in shape))]
-        for a, shape in zip(leaves, shapes, strict=True)
+    leaves = [np.asarray(a) for a in leaves]
+    return [
+        jax.tree_util.tree_unflatten(
+            tree,
+            [
+                leaf[(index, *(slice(0, n) for n in shape))]
+                for leaf, shape in zip(leaves, fit_shapes, strict=True)
+            ],
+        )
+        for index, fit_shapes in enumerate(shapes)
     ]
-    return jax.tree_util.tree_unflatten(tree, cut)
 
 
 def max_pack_for_memory(bytes_per_fit: int, fits: int, available: int) -> int:

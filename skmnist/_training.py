@@ -32,7 +32,7 @@ from skmnist._caches import quiet_expected_retracing_warnings
 from skmnist._compat import build_training_state, masked_metrics_update
 from skmnist._inference import CompiledForwardPass
 from skmnist._keras_fit import fit_with_keras_loop
-from skmnist._packing import current_session
+from skmnist._packing import aside_from_session, current_session
 
 # Training data smaller than this is padded to it on the device (see padded_rows).
 _MIN_PADDED_ROWS = 1024
@@ -116,16 +116,17 @@ def train(
             runner, x, y, sample_weight, random_state=random_state, **fit_args
         )
     else:
-        fit_with_keras_loop(
-            runner.model,
-            x,
-            y,
-            sample_weight,
-            random_state=random_state,
-            seeded=seeded,
-            fit_args=fit_args,
-            xla_min_batches=_XLA_MIN_BATCHES,
-        )
+        with aside_from_session():
+            fit_with_keras_loop(
+                runner.model,
+                x,
+                y,
+                sample_weight,
+                random_state=random_state,
+                seeded=seeded,
+                fit_args=fit_args,
+                xla_min_batches=_XLA_MIN_BATCHES,
+            )
 
 
 def is_validation_epoch(epoch: int, validation_freq: int | Collection[int]) -> bool:
