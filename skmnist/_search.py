@@ -403,10 +403,11 @@ def make_search(
     n_jobs=None,
     refit: bool = True,
 ):
-    """A ``GridSearchCV`` (or ``RandomizedSearchCV`` with ``n_iter``) in which a
-    failing fit fails the search at once (``error_score="raise"``): its error,
-    not a table of NaN, is what the user needs."""
-    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+    """A ``GridSearchCV`` (or ``RandomizedSearchCV`` with ``n_iter``) of
+    :mod:`skmnist.model_selection`, whose fits train in packs where they can, in
+    which a failing fit fails the search at once (``error_score="raise"``): its
+    error, not a table of NaN, is what the user needs."""
+    from skmnist.model_selection import GridSearchCV, RandomizedSearchCV
 
     options = {
         "scoring": scoring,
