@@ -655,10 +655,13 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     def _compiled_network(self, seed: int) -> keras.Model:
         """The network the hyper-parameters describe, compiled, initialised from
         ``seed``."""
-        collect_discarded_models()
-        model = self._build_network(
-            np.random.RandomState(seed), self._network_from_params()
+        network = self._network_from_params()
+        weights = count_weights(
+            self.n_features_in_, network["hidden_units"], network["output"][0]
         )
+        # With the optimizer's slots: what a discarded model of it holds.
+        collect_discarded_models(weight_bytes=3 * 4 * weights)
+        model = self._build_network(np.random.RandomState(seed), network)
         model.compile(**self._keras_compile_kwargs())
         build_optimizer(model)
         return model

@@ -12,7 +12,6 @@ is bounded by the number of distinct architectures in use.
 """
 
 import gc
-import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,11 +21,14 @@ import keras
 from skmnist._caches import lock, remember
 from skmnist._interrupts import raise_if_interrupted
 
-# A full garbage collection costs about 0.1 s with TensorFlow loaded; every tenth
-# model build keeps the garbage to about ten models' worth of weights.
-_COLLECT_EVERY_N_BUILDS = 10
+# A full garbage collection costs 0.1 to 0.3 s with TensorFlow or JAX loaded,
+# more than building and training a small network: collect once the networks
+# built since the last collection hold this many bytes of weights (the seed's
+# network: every 13th build), or after this many builds of small ones.
+_COLLECT_AFTER_BYTES = 64 * 2**20
+_COLLECT_AFTER_BUILDS = 100
 
-_builds = itertools.count(1)
+_built = {"builds": 0, "bytes": 0}
 _idle_workspaces: "OrderedDict[Hashable, keras.Model]" = OrderedDict()
 
 
@@ -105,15 +107,27 @@ def build_optimizer(model: keras.Model) -> None:
         model.optimizer.build(model.trainable_variables)
 
 
-def collect_discarded_models() -> None:
+def collect_discarded_models(weight_bytes: int = 0) -> None:
     """Free the Keras models of estimators that were refitted or deleted.
 
     Keras models hold reference cycles, so a discarded model waits for Python's
     full garbage collection, which a TensorFlow process rarely reaches on its own:
     a grid search would keep every model it ever built. Called once per model
-    build, this collects every ``_COLLECT_EVERY_N_BUILDS`` builds.
+    build, with the bytes of the new model's weights, this collects once the
+    models built since the last collection weigh ``_COLLECT_AFTER_BYTES`` or
+    number ``_COLLECT_AFTER_BUILDS``, so that the garbage stays bounded in bytes
+    and a search of small networks does not spend its time collecting.
     """
-    if next(_builds) % _COLLECT_EVERY_N_BUILDS == 0:
+    with lock:
+        _built["builds"] += 1
+        _built["bytes"] += weight_bytes
+        due = (
+            _built["bytes"] >= _COLLECT_AFTER_BYTES
+            or _built["builds"] >= _COLLECT_AFTER_BUILDS
+        )
+        if due:
+            _built.update(builds=0, bytes=0)
+    if due:
         gc.collect()
 
 
