@@ -370,16 +370,16 @@ def _unstacked(stacked, shapes: list) -> list:
 
     leaves, tree = jax.tree_util.tree_flatten(stacked)
     leaves = [np.asarray(a) for a in leaves]
-    return [
-        jax.tree_util.tree_unflatten(
-            tree,
-            [
-                leaf[(index, *(slice(0, n) for n in shape))]
-                for leaf, shape in zip(leaves, fit_shapes, strict=True)
-            ],
-        )
+    cut = [
+        [
+            np.array(leaf[(index, *(slice(0, n) for n in shape))])
+            for leaf, shape in zip(leaves, fit_shapes, strict=True)
+        ]
         for index, fit_shapes in enumerate(shapes)
     ]
+    # On the device in one call, as the arrays the fits' variables hold.
+    on_device = jax.device_put(cut)
+    return [jax.tree_util.tree_unflatten(tree, arrays) for arrays in on_device]
 
 
 def max_pack_for_memory(bytes_per_fit: int, fits: int, available: int) -> int:

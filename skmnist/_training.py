@@ -29,7 +29,11 @@ import keras
 import numpy as np
 
 from skmnist._caches import quiet_expected_retracing_warnings
-from skmnist._compat import build_training_state, masked_metrics_update
+from skmnist._compat import (
+    assign_values,
+    build_training_state,
+    masked_metrics_update,
+)
 from skmnist._inference import CompiledForwardPass
 from skmnist._keras_fit import fit_with_keras_loop
 from skmnist._packing import aside_from_session, current_session
@@ -513,8 +517,7 @@ class _JaxEpochs(_EpochRunner):
         if self._update_metrics is None and len(unmasked_rows):
             state = self._train_last_batch(state, data, unmasked_rows)
         for group, values in zip(variables, state, strict=True):
-            for variable, value in zip(group, values, strict=True):
-                variable.assign(value)
+            assign_values(group, values)
 
     def _epoch(self, batch_size: int):
         if batch_size not in self._epochs:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import keras
 
 from skmnist._caches import lock, remember
+from skmnist._compat import assign_values
 from skmnist._interrupts import raise_if_interrupted
 
 # A full garbage collection costs 0.1 to 0.3 s with TensorFlow or JAX loaded,
@@ -137,5 +138,4 @@ def _assign_all(sources: Sequence, targets: Sequence) -> None:
             "Cannot copy training state between models of different structure "
             f"({len(sources)} vs {len(targets)} variables)."
         )
-    for source, target in zip(sources, targets, strict=True):
-        target.assign(source.value)
+    assign_values(targets, [source.value for source in sources])

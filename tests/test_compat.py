@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skmnist import MNISTClassifier, PixelScaler, _compat
 from skmnist._compat import (
+    assign_values,
     build_training_state,
     call_concrete_function,
     dask_distributed_backend,
@@ -363,3 +364,20 @@ def test_the_rule_sees_private_imports(tmp_path):
     )
     assert len(private_uses(module)) == 6
     assert private_uses(PACKAGE / "_compat.py")  # where they all are
+
+
+def test_values_are_assigned_the_same_without_direct_assignment(monkeypatch):
+    model = _model()
+    # As the compiled epochs return them: arrays of the backend.
+    values = [
+        keras.ops.convert_to_tensor(np.full(v.shape, 0.5, v.dtype))
+        for v in model.variables
+    ]
+    assign_values(model.variables, values)
+    # The public path: Variable.assign for every value.
+    monkeypatch.setattr(_compat, "keras_backend", lambda: "another")
+    other = _model()
+    assign_values(other.variables, values)
+    for a, b in zip(model.variables, other.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(a.value), np.asarray(b.value))
+    np.testing.assert_array_equal(np.asarray(model.variables[0].value), 0.5)
