@@ -26,6 +26,7 @@ result does not depend on which other fits shared its programs.
 """
 
 import contextlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -380,6 +381,25 @@ def _unstacked(stacked, shapes: list) -> list:
     # On the device in one call, as the arrays the fits' variables hold.
     on_device = jax.device_put(cut)
     return [jax.tree_util.tree_unflatten(tree, arrays) for arrays in on_device]
+
+
+def packing_pays() -> bool:
+    """Whether searches pack their fits here: on a GPU or other accelerator,
+    where a small network's fit leaves most of the device idle; not on a CPU,
+    where a fit's compiled epochs already keep every core busy and a vmapped
+    epoch of k fits costs about k epochs (see docs/performance.rst).
+    ``SKMNIST_PACKING=always`` (or ``never``) decides instead."""
+    setting = os.environ.get("SKMNIST_PACKING", "auto").strip().lower()
+    if setting not in {"auto", "always", "never"}:
+        raise ValueError(
+            f"SKMNIST_PACKING={setting!r}: use 'auto' (pack on a GPU or other "
+            "accelerator), 'always' or 'never'."
+        )
+    if setting != "auto":
+        return setting == "always"
+    import jax
+
+    return jax.default_backend() != "cpu"
 
 
 def max_pack_for_memory(bytes_per_fit: int, fits: int, available: int) -> int:

@@ -169,7 +169,12 @@ def _packing(estimator, X, n_fits: int, n_jobs, grids=()) -> Iterator[int | None
         fit_bytes,
         max_pack_for_memory,
         packed_fits,
+        packing_pays,
     )
+
+    if not packing_pays():
+        yield None
+        return
     from skmnist._training import padded_rows
 
     n_rows, n_features = len(X), int(np.prod(np.shape(X)[1:]))

@@ -24,6 +24,12 @@ from skmnist._packing import PackingSession
 PACKS = keras.backend.backend() == "jax"
 
 
+@pytest.fixture(autouse=True)
+def packing_on_this_cpu(monkeypatch):
+    """Pack here too: by default searches pack on accelerators only."""
+    monkeypatch.setenv("SKMNIST_PACKING", "always")
+
+
 @pytest.fixture
 def packs_run(monkeypatch):
     """The sizes of the packs trained (fits per pack), as they run."""
@@ -187,3 +193,23 @@ def test_n_jobs_is_left_as_the_user_set_it(digits_flat):
         warnings.simplefilter("error", FitFailedWarning)
         search.fit(X, y)
     assert search.get_params()["n_jobs"] == 3
+
+
+@pytest.mark.parametrize("setting", ["auto", "never"])
+def test_a_cpu_search_runs_scikit_learns_loop(digits_flat, packs_run, monkeypatch,
+                                               setting):  # fmt: skip
+    monkeypatch.setenv("SKMNIST_PACKING", setting)
+    X, y = digits_flat
+    packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]}, cv=3).fit(X, y)
+    assert packs_run == []
+
+
+def test_an_unknown_packing_setting_is_named(digits_flat, monkeypatch):
+    monkeypatch.setenv("SKMNIST_PACKING", "sometimes")
+    X, y = digits_flat
+    search = packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]}, cv=3)
+    if PACKS:
+        with pytest.raises(ValueError, match="SKMNIST_PACKING='sometimes'"):
+            search.fit(X, y)
+    else:  # not a packing backend: the setting is not read
+        search.fit(X, y)

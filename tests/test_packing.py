@@ -16,6 +16,7 @@ from skmnist._packing import (
     max_pack_for_memory,
     pack_slots,
     packed_fits,
+    packing_pays,
 )
 
 jax_only = pytest.mark.skipif(
@@ -36,6 +37,19 @@ def test_max_pack_follows_memory():
     assert max_pack_for_memory(100, fits=40, available=4000) == 10
     assert max_pack_for_memory(100, fits=4, available=4000) == 4
     assert max_pack_for_memory(10**12, fits=40, available=4000) == 1
+
+
+def test_packing_pays_on_accelerators_unless_told(monkeypatch):
+    import jax
+
+    monkeypatch.delenv("SKMNIST_PACKING", raising=False)
+    assert packing_pays() == (jax.default_backend() != "cpu")
+    for setting, packs in [("always", True), ("never", False), (" Always ", True)]:
+        monkeypatch.setenv("SKMNIST_PACKING", setting)
+        assert packing_pays() is packs
+    monkeypatch.setenv("SKMNIST_PACKING", "yes")
+    with pytest.raises(ValueError, match="'auto'"):
+        packing_pays()
 
 
 def test_one_session_at_a_time():
