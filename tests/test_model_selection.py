@@ -213,3 +213,19 @@ def test_an_unknown_packing_setting_is_named(digits_flat, monkeypatch):
             search.fit(X, y)
     else:  # not a packing backend: the setting is not read
         search.fit(X, y)
+
+
+def test_scikit_learns_search_loop_is_what_packing_hooks_into(digits_flat):
+    """Packing announces the fits of each ``evaluate_candidates`` call from
+    ``_run_search``, scikit-learn's extension point for searches, using
+    ``n_splits_``: fail loudly if scikit-learn stops calling it so."""
+    calls = []
+
+    class Recording(packed.GridSearchCV):
+        def _run_search(self, evaluate_candidates, callback_ctx=None):
+            calls.append(self.n_splits_)
+            return super()._run_search(evaluate_candidates, callback_ctx)
+
+    X, y = digits_flat
+    Recording(_classifier(), {"batch_size": [32, 64]}, cv=3).fit(X, y)
+    assert calls == [3]
