@@ -229,3 +229,19 @@ def test_scikit_learns_search_loop_is_what_packing_hooks_into(digits_flat):
     X, y = digits_flat
     Recording(_classifier(), {"batch_size": [32, 64]}, cv=3).fit(X, y)
     assert calls == [3]
+
+
+def test_fits_at_once_follow_the_free_memory(digits_flat, packs_run, monkeypatch):
+    from skmnist import _packing
+    from skmnist._architecture import count_weights
+    from skmnist._training import padded_rows
+
+    X, y = digits_flat
+    per_fit = _packing.fit_bytes(padded_rows(len(X)), 64, count_weights(64, (16,), 10))
+    # Room for three fits: each takes twice its bytes, out of half the memory.
+    monkeypatch.setattr(_packing, "available_device_bytes", lambda: 12 * per_fit)
+    grid = {"optimizer__learning_rate": [1e-3, 2e-3, 3e-3]}
+    search = packed.GridSearchCV(_classifier(), grid, cv=3).fit(X, y)
+    if PACKS:
+        assert max(packs_run) == 3
+    _same_results(search, sk.GridSearchCV(_classifier(), grid, cv=3).fit(X, y))
