@@ -93,6 +93,17 @@ _MLP_NAMES = {
 # MLPClassifier's activation names that Keras calls otherwise.
 _MLP_ACTIVATIONS = {"logistic": "sigmoid", "identity": "linear"}
 
+# Optimizers whose slots start at zero and whose update acts on each weight
+# alone, from its own gradient and slots: a zero-padded weight stays zero. (Not
+# Ftrl, whose accumulators start at 0.1, nor Muon, whose update depends on the
+# matrix's shape.)
+_ELEMENTWISE = "SGD RMSprop Adam AdamW Adamax Nadam Adagrad Adadelta Lion"
+_ELEMENTWISE_OPTIMIZERS = tuple(
+    getattr(keras.optimizers, name)
+    for name in _ELEMENTWISE.split()
+    if hasattr(keras.optimizers, name)
+)
+
 # Activations f with f(0) = 0: networks of them pack across widths.
 _ZERO_AT_ZERO = tuple(
     getattr(keras.activations, name)
@@ -521,17 +532,19 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self : MNISTClassifier
             The fitted classifier.
         """
-        validate_estimator_params(self)
-        self._check_before_training(kwargs, partial=False)
-        if self.warm_start and self.initialized_:
-            # Continued training keeps classes_ (and the network's outputs).
-            self._check_known_labels(self._validate_labels(y), "y")
-            self._encode_labels_for_the_current_loss()
-        else:
-            self.classes_ = None
-        # Skip KerasClassifier.fit: it multiplies the caller's sample_weight in
-        # place, and weights the validation rows by class too.
+        # From the start, so that a packing search counts a fit that fails
+        # its checks as started.
         with joined_session():
+            validate_estimator_params(self)
+            self._check_before_training(kwargs, partial=False)
+            if self.warm_start and self.initialized_:
+                # Continued training keeps classes_ (and the network's outputs).
+                self._check_known_labels(self._validate_labels(y), "y")
+                self._encode_labels_for_the_current_loss()
+            else:
+                self.classes_ = None
+            # Skip KerasClassifier.fit: it multiplies the caller's sample_weight
+            # in place, and weights the validation rows by class too.
             return super(KerasClassifier, self).fit(
                 X, y, sample_weight=sample_weight, **kwargs
             )
@@ -964,8 +977,10 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         gradients are too and it stays zero (without dropout, whose masks are
         drawn for the layer's width)."""
         network = self._fitted_network()
-        if network["dropout"] or not any(
-            network["activation"] is function for function in _ZERO_AT_ZERO
+        if (
+            network["dropout"]
+            or not any(network["activation"] is f for f in _ZERO_AT_ZERO)
+            or type(self.model_.optimizer) not in _ELEMENTWISE_OPTIMIZERS
         ):
             return training_key
         backend, n_features, output, widths, *rest = training_key

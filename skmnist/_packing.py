@@ -42,6 +42,8 @@ from skmnist._caches import lock, remember
 # train without them. Results do not depend on it: only which fits share a
 # program.
 _GRACE_SECONDS = 1.0
+# How long they wait for a fit the search announced to start in a free thread.
+_START_SECONDS = 0.1
 
 # Padding slots (see pack_slots) train no rows, but, vmapped, take part in
 # every step. A pack of one fit runs the fit's own program.
@@ -52,7 +54,12 @@ _MIN_SLOTS = 2
 _programs: "OrderedDict[Hashable, Callable]" = OrderedDict()
 
 _session: "PackingSession | None" = None
+_joined = threading.local()
 _session_lock = threading.Lock()
+
+
+class SearchEndedError(RuntimeError):
+    """A fit's search ended while the fit was still training in its thread."""
 
 
 def current_session() -> "PackingSession | None":
@@ -60,10 +67,15 @@ def current_session() -> "PackingSession | None":
     return _session
 
 
+def session_of_this_fit() -> "PackingSession | None":
+    """The session the fit training in this thread joined, open or not."""
+    return getattr(_joined, "session", None)
+
+
 def aside_from_session() -> contextlib.AbstractContextManager:
     """Count the calling fit out of the open packing session while it trains
     on its own (see :meth:`PackingSession.aside`)."""
-    session = _session
+    session = session_of_this_fit()
     return contextlib.nullcontext() if session is None else session.aside()
 
 
@@ -93,6 +105,7 @@ def packed_fits(max_pack: int, threads: int) -> Iterator["PackingSession | None"
         if session is not None:
             with _session_lock:
                 _session = None
+            session.closed = True
 
 
 def pack_slots(fits: int) -> int:
@@ -129,6 +142,9 @@ class PackingSession:
         self.max_pack = max(1, int(max_pack))
         self.threads = max(1, int(threads))
         self._condition = threading.Condition()
+        # Set when the search ends: fits still training in its threads (after
+        # another raised) stop at their next epoch rather than run on.
+        self.closed = False
         self._active = 0  # fits training now, in this session
         self._members: set[int] = set()  # their threads
         # Fits announced (see expect) that have not started yet: packs wait
@@ -163,6 +179,7 @@ class PackingSession:
     def joined(self) -> Iterator[None]:
         """Count the calling fit as training in this session meanwhile: packs
         wait for it to ask for its epoch (or for the grace period)."""
+        _joined.session = self
         with self._condition:
             self._active += 1
             self._members.add(threading.get_ident())
@@ -171,6 +188,7 @@ class PackingSession:
         try:
             yield
         finally:
+            _joined.session = None
             with self._condition:
                 self._members.discard(threading.get_ident())
                 self._active -= 1
@@ -207,6 +225,11 @@ class PackingSession:
         """Run ``epoch(state, data, order, n_rows)`` in a pack of fits of
         ``group`` (fits whose epochs are the same program), and return the
         fit's new state; ``alone`` is ``epoch`` compiled, for a pack of one."""
+        if self.closed:
+            raise SearchEndedError(
+                "The search this fit belongs to has ended (another fit of it "
+                "raised); the fit stops with it."
+            )
         request = _Request(group, epoch, alone, state, data, order, n_rows)
         with self._condition:
             self._waiting.append(request)
@@ -224,12 +247,15 @@ class PackingSession:
     def _ready(self) -> bool:
         if not self._waiting or self._in_flight:
             return False
-        if time.monotonic() - self._last_event >= _GRACE_SECONDS:
-            return True
-        busy = self._active - len(self._waiting)
-        # A free thread will start an announced fit soon.
-        starting = self._pending > 0 and self._active < self.threads
-        return busy <= 0 and not starting
+        quiet = time.monotonic() - self._last_event
+        if self._active > len(self._waiting):  # a fit is busy: it will come
+            return quiet >= _GRACE_SECONDS
+        if self._pending > 0 and self._active < self.threads:
+            # A free thread may be about to start an announced fit, unless the
+            # fit failed before training, is not skmnist's, or waits for
+            # joblib to dispatch it: wait only briefly for it.
+            return quiet >= _START_SECONDS
+        return True
 
     def _run_waiting(self) -> None:
         """Take every waiting epoch and run them, a pack per group; called
@@ -418,8 +444,13 @@ def available_device_bytes() -> int:
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    import psutil
-
+    try:
+        import psutil
+    except ImportError:  # not a dependency: POSIX's count, where it has one
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 4 * 2**30
     return int(psutil.virtual_memory().available)
 
 

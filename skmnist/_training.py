@@ -36,7 +36,7 @@ from skmnist._compat import (
 )
 from skmnist._inference import CompiledForwardPass
 from skmnist._keras_fit import fit_with_keras_loop
-from skmnist._packing import aside_from_session, current_session
+from skmnist._packing import aside_from_session, session_of_this_fit
 
 # Training data smaller than this is padded to it on the device (see padded_rows).
 _MIN_PADDED_ROWS = 1024
@@ -501,7 +501,7 @@ class _JaxEpochs(_EpochRunner):
         # Room for the last batch's slice after any number of full batches;
         # padded with row 0, which only masked-out rows gather.
         order = _pad_rows(order, data[0].shape[0] + batch_size)
-        session = current_session()
+        session = session_of_this_fit()
         if session is not None and self.pack_group is not None:
             state = session.train_epoch(
                 (self.pack_group, batch_size, *(a.shape for a in data)),

@@ -25,6 +25,7 @@ not of processes: the device's cores already serve every fit of a pack.
 
 import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from numbers import Integral
 
 import numpy as np
@@ -34,6 +35,10 @@ from sklearn.pipeline import Pipeline
 
 __all__ = ["GridSearchCV", "RandomizedSearchCV", "cross_val_score", "cross_validate"]
 
+# The packing session of the search running in this thread (not another
+# thread's, which the fits of a concurrent search may share).
+_own_session: ContextVar = ContextVar("skmnist_packing_session", default=None)
+
 
 class _PackedSearch:
     """What :class:`GridSearchCV` and :class:`RandomizedSearchCV` add to
@@ -42,8 +47,17 @@ class _PackedSearch:
     def fit(self, X, y=None, **params):
         """Run fit with all sets of parameters, as scikit-learn's ``fit``; fits
         of an ``MNISTClassifier`` on the JAX backend train in packs."""
-        n_fits = _count_fits(self, X, y, params)
-        grids = getattr(self, "param_grid", None) or self.param_distributions
+        if isinstance(self, _sklearn.GridSearchCV):
+            grids, candidates = self.param_grid, _sklearn.ParameterGrid
+        else:
+            grids, candidates = self.param_distributions, None
+        n_splits = _count_splits(self.cv, self.estimator, X, y, params)
+        try:
+            n_fits = n_splits * (
+                len(candidates(grids)) if candidates else int(self.n_iter)
+            )
+        except Exception:  # the search's own fit reports what is wrong
+            n_fits = 0
         with _packing(self.estimator, X, n_fits, self.n_jobs, grids) as threads:
             if threads is None:
                 return super().fit(X, y, **params)
@@ -54,9 +68,7 @@ class _PackedSearch:
                 self.n_jobs = n_jobs
 
     def _run_search(self, evaluate_candidates, callback_ctx=None):
-        from skmnist._packing import current_session
-
-        session = current_session()
+        session = _own_session.get()
         if session is not None:
             plain = evaluate_candidates
 
@@ -112,7 +124,23 @@ class RandomizedSearchCV(_PackedSearch, _sklearn.RandomizedSearchCV):
     """
 
 
-def cross_validate(estimator, X, y=None, *, n_jobs=None, **kwargs) -> dict:
+def cross_validate(
+    estimator,
+    X,
+    y=None,
+    *,
+    groups=None,
+    scoring=None,
+    cv=None,
+    n_jobs=None,
+    verbose=0,
+    params=None,
+    pre_dispatch="2*n_jobs",
+    return_train_score=False,
+    return_estimator=False,
+    return_indices=False,
+    error_score=np.nan,
+) -> dict:
     """scikit-learn's ``cross_validate``, training skmnist's folds in a pack.
 
     The arguments and the result are those of
@@ -120,38 +148,78 @@ def cross_validate(estimator, X, y=None, *, n_jobs=None, **kwargs) -> dict:
     packed fits, the number of folds trained at once (see
     :mod:`skmnist.model_selection`).
     """
-    cv = _sklearn.check_cv(kwargs.get("cv"), y, classifier=is_classifier(estimator))
-    groups = kwargs.get("groups")
-    with _packing(estimator, X, cv.get_n_splits(X, y, groups), n_jobs) as threads:
+    options = dict(
+        groups=groups,
+        scoring=scoring,
+        cv=cv,
+        verbose=verbose,
+        params=params,
+        pre_dispatch=pre_dispatch,
+        return_train_score=return_train_score,
+        return_estimator=return_estimator,
+        return_indices=return_indices,
+        error_score=error_score,
+    )
+    return _cross_validation(_sklearn.cross_validate, estimator, X, y, n_jobs, options)
+
+
+def cross_val_score(
+    estimator,
+    X,
+    y=None,
+    *,
+    groups=None,
+    scoring=None,
+    cv=None,
+    n_jobs=None,
+    verbose=0,
+    params=None,
+    pre_dispatch="2*n_jobs",
+    error_score=np.nan,
+) -> np.ndarray:
+    """scikit-learn's ``cross_val_score``, training skmnist's folds in a pack.
+
+    The arguments and the result are those of
+    :func:`sklearn.model_selection.cross_val_score`; only ``n_jobs`` means, for
+    packed fits, the number of folds trained at once (see
+    :mod:`skmnist.model_selection`).
+    """
+    options = dict(
+        groups=groups,
+        scoring=scoring,
+        cv=cv,
+        verbose=verbose,
+        params=params,
+        pre_dispatch=pre_dispatch,
+        error_score=error_score,
+    )
+    return _cross_validation(_sklearn.cross_val_score, estimator, X, y, n_jobs, options)
+
+
+def _cross_validation(function, estimator, X, y, n_jobs, options: dict):
+    """``function`` (scikit-learn's) called as given, its folds packed."""
+    route = dict(options.get("params") or {})
+    if options["groups"] is not None:
+        route["groups"] = options["groups"]
+    n_fits = _count_splits(options["cv"], estimator, X, y, route)
+    with _packing(estimator, X, n_fits, n_jobs) as threads:
         if threads is None:
-            return _sklearn.cross_validate(estimator, X, y, n_jobs=n_jobs, **kwargs)
-        from skmnist._packing import current_session
-
-        with current_session().expecting(cv.get_n_splits(X, y, groups)):
-            return _sklearn.cross_validate(estimator, X, y, n_jobs=threads, **kwargs)
+            return function(estimator, X, y, n_jobs=n_jobs, **options)
+        with _own_session.get().expecting(n_fits):
+            return function(estimator, X, y, n_jobs=threads, **options)
 
 
-def cross_val_score(estimator, X, y=None, *, scoring=None, **kwargs) -> np.ndarray:
-    """scikit-learn's ``cross_val_score``, training skmnist's folds in a pack
-    (see :func:`cross_validate`)."""
-    from sklearn.metrics import check_scoring
-
-    scorer = check_scoring(estimator, scoring=scoring)
-    return cross_validate(estimator, X, y, scoring={"score": scorer}, **kwargs)[
-        "test_score"
-    ]
-
-
-def _count_fits(search, X, y, params) -> int:
-    """The fits of ``search``'s cross-validation, or 0 where not known before
-    fitting (the packs then wait for fits only as long as the grace period)."""
+def _count_splits(cv, estimator, X, y, params: dict) -> int:
+    """The folds of ``cv``, or 0 where not known before fitting without
+    consuming them (an iterable of splits) or where ``cv`` is wrong (the
+    search's own validation reports it): packs then wait for fits only as
+    long as their grace period."""
+    if not (cv is None or isinstance(cv, Integral) or hasattr(cv, "get_n_splits")):
+        return 0
     try:
-        cv = _sklearn.check_cv(search.cv, y, classifier=is_classifier(search.estimator))
-        n_splits = cv.get_n_splits(X, y, params.get("groups"))
-        if isinstance(search, _sklearn.GridSearchCV):
-            return len(_sklearn.ParameterGrid(search.param_grid)) * n_splits
-        return search.n_iter * n_splits
-    except Exception:  # the search's own fit reports what is wrong
+        cv = _sklearn.check_cv(cv, y, classifier=is_classifier(estimator))
+        return int(cv.get_n_splits(X, y, params.get("groups")))
+    except Exception:
         return 0
 
 
@@ -161,7 +229,12 @@ def _packing(estimator, X, n_fits: int, n_jobs, grids=()) -> Iterator[int | None
     parameters from ``grids``, giving the number of threads to run them in;
     None where they cannot be packed."""
     classifier = _packed_classifier(estimator)
-    if classifier is None or n_fits < 2:
+    if (
+        classifier is None
+        or n_fits < 2
+        # What scikit-learn refuses, it refuses itself.
+        or not (n_jobs is None or (isinstance(n_jobs, Integral) and n_jobs != 0))
+    ):
         yield None
         return
     from skmnist._packing import (
@@ -177,7 +250,8 @@ def _packing(estimator, X, n_fits: int, n_jobs, grids=()) -> Iterator[int | None
         return
     from skmnist._training import padded_rows
 
-    n_rows, n_features = len(X), int(np.prod(np.shape(X)[1:]))
+    shape = X.shape if hasattr(X, "shape") else np.shape(X)  # sparse too
+    n_rows, n_features = int(shape[0]), int(np.prod(shape[1:]))
     fits = n_fits
     if isinstance(n_jobs, Integral) and n_jobs > 0:
         fits = min(fits, int(n_jobs))
@@ -196,8 +270,12 @@ def _packing(estimator, X, n_fits: int, n_jobs, grids=()) -> Iterator[int | None
             return
         from joblib import parallel_config
 
-        with parallel_config(backend="threading", n_jobs=threads):
-            yield threads
+        token = _own_session.set(session)
+        try:
+            with parallel_config(backend="threading", n_jobs=threads):
+                yield threads
+        finally:
+            _own_session.reset(token)
 
 
 def _packed_classifier(estimator):

@@ -245,3 +245,46 @@ def test_fits_at_once_follow_the_free_memory(digits_flat, packs_run, monkeypatch
     if PACKS:
         assert max(packs_run) == 3
     _same_results(search, sk.GridSearchCV(_classifier(), grid, cv=3).fit(X, y))
+
+
+def test_odd_arguments_behave_as_in_scikit_learn(digits_flat):
+    from scipy import sparse
+    from sklearn.model_selection import KFold, LeaveOneGroupOut
+
+    X, y = digits_flat
+    X, y = X[:300], y[:300]
+    # An iterable of splits, read once by scikit-learn, not before it.
+    ours = packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]},
+                               cv=KFold(3).split(X, y)).fit(X, y)  # fmt: skip
+    theirs = sk.GridSearchCV(_classifier(), {"batch_size": [32, 64]},
+                             cv=KFold(3).split(X, y)).fit(X, y)  # fmt: skip
+    _same_results(ours, theirs)
+    scores = packed.cross_validate(_classifier(), X, y, cv=KFold(3).split(X, y))
+    assert len(scores["test_score"]) == 3
+    # An empty grid: one candidate.
+    assert len(packed.GridSearchCV(_classifier(), {}, cv=3).fit(X, y).cv_results_[
+        "params"]) == 1  # fmt: skip
+    # Sparse features.
+    packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]}, cv=3).fit(
+        sparse.csr_matrix(X), y
+    )
+    # Groups routed by metadata routing.
+    groups = np.arange(len(y)) % 3
+    with sklearn.config_context(enable_metadata_routing=True):
+        routed = packed.cross_validate(
+            _classifier(), X, y, cv=LeaveOneGroupOut(), params={"groups": groups}
+        )
+    assert len(routed["test_score"]) == 3
+    # What scikit-learn refuses, refused as it does.
+    for call in (
+        lambda module: module.cross_val_score(_classifier(), X, y, return_estimator=1),
+        lambda module: module.cross_validate(_classifier(), X, y, cv="bad"),
+        lambda module: module.cross_validate(_classifier(), X, y, n_jobs=2.5),
+        lambda module: module.GridSearchCV(_classifier(), {}, n_jobs="two").fit(X, y),
+    ):
+        with pytest.raises(Exception) as theirs:
+            call(sk)
+        with pytest.raises(type(theirs.value)) as ours:
+            call(packed)
+        # (Python words an unexpected keyword with the function's name.)
+        assert str(theirs.value) in str(ours.value)

@@ -12,6 +12,7 @@ import pytest
 
 from skmnist import MNISTClassifier
 from skmnist._packing import (
+    SearchEndedError,
     current_session,
     max_pack_for_memory,
     pack_slots,
@@ -185,3 +186,51 @@ def test_a_lone_fit_in_a_session_does_not_wait(digits_flat):
     with packed_fits(8, 8) as session:
         clf.fit(X, y, sample_weight=w)
     assert session.pack_sizes == [1, 1, 1]
+
+
+@jax_only
+def test_ftrl_networks_of_other_widths_train_apart(digits_flat):
+    # Ftrl's accumulators start at 0.1: zero-padded ones would divide 0 by 0.
+    packed = _fits(digits_flat, n_fits=3, widths=(16, 32, 32), optimizer="ftrl")
+    session = _fit_in_threads(packed)
+    assert max(session.pack_sizes) == 2
+    alone = _fits(digits_flat, n_fits=3, widths=(16, 32, 32), optimizer="ftrl")
+    for clf, X, y, w in alone:
+        clf.fit(X, y, sample_weight=w)
+    _assert_same_fits(packed, alone)
+
+
+def test_a_fit_that_fails_its_checks_counts_as_started(digits_flat):
+    X, y = digits_flat
+    with packed_fits(2, 2) as session, session.expecting(1):
+        with pytest.raises(ValueError, match="hidden_units"):
+            MNISTClassifier(hidden_units=-3).fit(X, y)
+        assert session._pending == 0
+
+
+@jax_only
+def test_fits_of_a_search_that_ended_stop(digits_flat):
+    (clf, X, y, _), *_ = _fits(digits_flat, n_fits=1)
+    in_epoch, go_on = threading.Event(), threading.Event()
+
+    def pause(epoch, logs):
+        in_epoch.set()
+        go_on.wait(timeout=60)
+
+    clf.set_params(callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=pause)])
+    errors = []
+
+    def fit():
+        try:
+            clf.fit(X, y)
+        except Exception as error:  # the assertion below reads it
+            errors.append(error)
+
+    thread = threading.Thread(target=fit)
+    with packed_fits(2, 2):
+        thread.start()
+        assert in_epoch.wait(timeout=120)
+    go_on.set()  # the search has ended meanwhile
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], SearchEndedError)
