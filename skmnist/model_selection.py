@@ -5,8 +5,10 @@
 signatures, the same folds, scoring, refit, ``cv_results_``, ``error_score``,
 metadata routing and fitted estimators. They differ only in how the fits of an
 :class:`~skmnist.MNISTClassifier` (alone or ending a ``Pipeline``) run on Keras's
-JAX backend: at once, in threads of this process, with the compiled epochs of
-fits of one architecture and batch size trained together as one program
+JAX backend on a GPU or other accelerator (or wherever
+``SKMNIST_PACKING=always``; see :func:`skmnist._packing.packing_pays`): at once,
+in threads of this process, with the compiled epochs of fits of one
+architecture and batch size trained together as one program
 (:mod:`skmnist._packing`). A fit's result is its own, whatever it was packed
 with.
 
