@@ -45,11 +45,12 @@ from skmnist._compat import (
 )
 from skmnist._compilation_cache import configure as configure_compilation_cache
 from skmnist._convergence import ConvergenceMonitor, ConvergenceRecord
-from skmnist._inference import forward_pass
+from skmnist._inference import forward_pass, predict_outputs
 from skmnist._interrupts import recorded_interrupts
 from skmnist._network import build_network, describe_network
 from skmnist._packing import joined_session
 from skmnist._random import draw_seeds
+from skmnist._scaler import validated_as_is
 from skmnist._scikeras_layout import MixinsFirst, mark_legacy_tags_as_migrated
 from skmnist._training import epoch_runner, train
 from skmnist._workspace import (
@@ -1447,10 +1448,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
 
     def _predict_raw(self, X, **kwargs):
         check_is_fitted(self, "model_")
-        X, _ = self._validate_data(X)
+        # What PixelScaler gives (float32 rows, finite) is checked in a few
+        # microseconds; anything else by scikit-learn, as in fit.
+        if not validated_as_is(self, X, np.float32):
+            X, _ = self._validate_data(X)
         X = self.feature_encoder_.transform(X)
-        forward = forward_pass(self._architecture_key(), self._build_template)
-        return forward(self.model_, X)
+        return predict_outputs(self.model_, X, self._compiled_forward_pass)
+
+    def _compiled_forward_pass(self):
+        return forward_pass(self._architecture_key(), self._build_template)
 
     def _build_template(self) -> keras.Model:
         """A network of this architecture for the shared caches, with weights of
