@@ -189,7 +189,8 @@ def test_n_jobs_is_left_as_the_user_set_it(digits_flat):
     X, y = digits_flat
     search = packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]}, cv=3)
     search.set_params(n_jobs=3)
-    with warnings.catch_warnings():
+    # Threads, not loky's processes (each would import Keras) where unpacked.
+    with warnings.catch_warnings(), parallel_config(backend="threading"):
         warnings.simplefilter("error", FitFailedWarning)
         search.fit(X, y)
     assert search.get_params()["n_jobs"] == 3
