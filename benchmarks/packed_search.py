@@ -17,10 +17,13 @@ comes: packed on an accelerator, scikit-learn's loop on a CPU), **packed**
 (the same with ``SKMNIST_PACKING=always``: packed on a CPU too),
 **scikit-learn** (``sklearn.model_selection.GridSearchCV`` over the same
 pipeline) and **MLPClassifier** (``PixelScaler`` + ``MLPClassifier`` with the
-same widths, batch sizes, learning rates and ``max_iter`` as epochs). What is timed
-is ``search.fit``, refit included. The first search of each way in the process
-is reported apart ("first": it compiles); then ``--repeats`` more, the ways
-alternating, and their medians ("warm").
+same widths, batch sizes, learning rates and ``max_iter`` as epochs).
+MLPClassifier runs in a process of its own, without Keras (beside Keras's
+thread pools NumPy's BLAS ran up to 9 times slower on 2 cores), as does the
+matrix-product rate. What is timed is ``search.fit``, refit included. The
+first search of each way in the process is reported apart ("first": it
+compiles); then ``--repeats`` more, the ways alternating, and their medians
+("warm").
 
 The arithmetic of a search is what its fits and scoring must compute: 6 flops
 per weight per training row per epoch (forward and backward) and 2 per weight
@@ -87,8 +90,7 @@ def make_search(way: str, search: str):
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import Pipeline
 
-    from skmnist import PixelScaler, make_mnist_pipeline
-    from skmnist import model_selection as packed
+    from skmnist import PixelScaler  # without Keras
 
     spec = SEARCHES[search]
     if way == "MLPClassifier":
@@ -112,6 +114,9 @@ def make_search(way: str, search: str):
             ]
         )
         return sk.GridSearchCV(pipeline, grid, cv=FOLDS)
+    from skmnist import make_mnist_pipeline
+    from skmnist import model_selection as packed
+
     extra = {"batch_size": spec["batch_size"]} if "batch_size" in spec else {}
     pipeline = make_mnist_pipeline(epochs=spec["epochs"], random_state=0, **extra)
     grid = {f"clf__{key}": values for key, values in spec["grid"].items()}
@@ -158,10 +163,14 @@ def measure(backend: str, search: str, data: str, repeats: int) -> dict:
     warnings.simplefilter("ignore")  # MLPClassifier's ConvergenceWarning
     X, y = load(search, data)
     n_features = int(np.prod(X.shape[1:]))
-    runs = {way: [] for way in WAYS}
+    # MLPClassifier, and the matrix-product rate, in a process of their own:
+    # beside a Keras backend's thread pools, NumPy's BLAS threads ran up to 9
+    # times slower on 2 cores (JAX's XLA threads most).
+    ways = ("MLPClassifier",) if backend == "numpy" else WAYS[:-1]
+    runs = {way: [] for way in ways}
     results = {}
     for repeat in range(repeats + 1):
-        order = WAYS if repeat % 2 == 0 else WAYS[::-1]
+        order = ways if repeat % 2 == 0 else ways[::-1]
         for way in order:
             estimator = make_search(way, search)
             os.environ["SKMNIST_PACKING"] = "always" if way == "packed" else "auto"
@@ -179,8 +188,8 @@ def measure(backend: str, search: str, data: str, repeats: int) -> dict:
     return {
         "backend": backend,
         "search": search,
-        "first": {way: runs[way][0] for way in WAYS},
-        "warm": {way: statistics.median(runs[way][1:]) for way in WAYS},
+        "first": {way: runs[way][0] for way in ways},
+        "warm": {way: statistics.median(runs[way][1:]) for way in ways},
         "runs": runs,
         "results": results,
         "flops": flops,
@@ -265,7 +274,8 @@ def main() -> None:
         sys.exit(f"MNIST not found at {args.data}: pass --data or set SKMNIST_DATA")
     rows = []
     for search in args.searches.split(","):
-        for backend in args.backends.split(","):
+        baseline = None
+        for backend in ["numpy", *args.backends.split(",")]:
             command = [
                 sys.executable, __file__, "--worker", f"{backend}:{search}",
                 "--data", args.data, "--repeats", str(args.repeats),
@@ -277,7 +287,17 @@ def main() -> None:
                 text=True,
                 env={**os.environ, "KERAS_BACKEND": backend},
             ).stdout
-            rows.append(json.loads(output.strip().splitlines()[-1]))
+            row = json.loads(output.strip().splitlines()[-1])
+            if backend == "numpy":
+                baseline = row
+                continue
+            # MLPClassifier's figures and the product rate of the NumPy process.
+            for key in ("first", "warm", "runs"):
+                row[key]["MLPClassifier"] = baseline[key]["MLPClassifier"]
+            row["results"]["MLPClassifier"] = baseline["results"]["MLPClassifier"]
+            for key in ("matmul_flops_per_s", "arithmetic_seconds"):
+                row[key] = baseline[key]
+            rows.append(row)
     checks = [c for row in rows for c in check(row)]
     print(markdown_table(rows))
     print()

@@ -150,18 +150,7 @@ def cross_validate(
     packed fits, the number of folds trained at once (see
     :mod:`skmnist.model_selection`).
     """
-    options = dict(
-        groups=groups,
-        scoring=scoring,
-        cv=cv,
-        verbose=verbose,
-        params=params,
-        pre_dispatch=pre_dispatch,
-        return_train_score=return_train_score,
-        return_estimator=return_estimator,
-        return_indices=return_indices,
-        error_score=error_score,
-    )
+    options = _options(locals())
     return _cross_validation(_sklearn.cross_validate, estimator, X, y, n_jobs, options)
 
 
@@ -186,16 +175,18 @@ def cross_val_score(
     packed fits, the number of folds trained at once (see
     :mod:`skmnist.model_selection`).
     """
-    options = dict(
-        groups=groups,
-        scoring=scoring,
-        cv=cv,
-        verbose=verbose,
-        params=params,
-        pre_dispatch=pre_dispatch,
-        error_score=error_score,
-    )
+    options = _options(locals())
     return _cross_validation(_sklearn.cross_val_score, estimator, X, y, n_jobs, options)
+
+
+def _options(arguments: dict) -> dict:
+    """The keyword arguments a function was called with, to pass on, without
+    those :func:`_cross_validation` takes apart."""
+    return {
+        name: value
+        for name, value in arguments.items()
+        if name not in {"estimator", "X", "y", "n_jobs"}
+    }
 
 
 def _cross_validation(function, estimator, X, y, n_jobs, options: dict):
