@@ -270,25 +270,32 @@ def _numpy_activations() -> dict[Callable, Callable[[np.ndarray], np.ndarray]]:
         x /= x.sum(axis=-1, keepdims=True)
         return x
 
+    by_name = {
+        "linear": lambda x: x,
+        "relu": relu,
+        "sigmoid": sigmoid,
+        "tanh": lambda x: np.tanh(x, out=x),
+        "softmax": softmax,
+        "softplus": softplus,
+        "softsign": lambda x: x / (np.abs(x) + np.float32(1)),
+        "elu": elu,
+        "selu": selu,
+        "silu": lambda x: x * scipy.special.expit(x),
+        "gelu": gelu,
+        "exponential": lambda x: np.exp(x, out=x),
+        "relu6": lambda x: np.clip(x, 0, 6, out=x),
+        "leaky_relu": lambda x: np.where(x >= 0, x, np.float32(0.2) * x),
+        "hard_sigmoid": hard_sigmoid,
+        "hard_silu": lambda x: x * hard_sigmoid(x),
+        "mish": lambda x: x * np.tanh(softplus(x.copy())),
+        "hard_tanh": lambda x: np.clip(x, -1, 1, out=x),
+        "log_sigmoid": lambda x: -np.logaddexp(-x, np.float32(0)),
+        "tanh_shrink": lambda x: x - np.tanh(x),
+    }
+    # Keras gained some of these after our floor (3.6 has no hard_tanh,
+    # log_sigmoid or tanh_shrink): one this Keras lacks has no entry.
     return {
-        a.linear: lambda x: x,
-        a.relu: relu,
-        a.sigmoid: sigmoid,
-        a.tanh: lambda x: np.tanh(x, out=x),
-        a.softmax: softmax,
-        a.softplus: softplus,
-        a.softsign: lambda x: x / (np.abs(x) + np.float32(1)),
-        a.elu: elu,
-        a.selu: selu,
-        a.silu: lambda x: x * scipy.special.expit(x),
-        a.gelu: gelu,
-        a.exponential: lambda x: np.exp(x, out=x),
-        a.relu6: lambda x: np.clip(x, 0, 6, out=x),
-        a.leaky_relu: lambda x: np.where(x >= 0, x, np.float32(0.2) * x),
-        a.hard_sigmoid: hard_sigmoid,
-        a.hard_silu: lambda x: x * hard_sigmoid(x),
-        a.mish: lambda x: x * np.tanh(softplus(x.copy())),
-        a.hard_tanh: lambda x: np.clip(x, -1, 1, out=x),
-        a.log_sigmoid: lambda x: -np.logaddexp(-x, np.float32(0)),
-        a.tanh_shrink: lambda x: x - np.tanh(x),
+        getattr(a, name): function
+        for name, function in by_name.items()
+        if hasattr(a, name)
     }
