@@ -35,6 +35,7 @@ LAYERS = {
         "skmnist._workspace",
         "skmnist._inference",
         "skmnist._keras_fit",
+        "skmnist._augmentation",
         "skmnist._dropout",
         "skmnist._network",
         "skmnist._convergence",

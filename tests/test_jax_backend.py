@@ -29,6 +29,7 @@ MODULES_TO_RERUN = [
     "test_convergence.py",
     "test_packing.py",
     "test_model_selection.py",
+    "test_augmentation.py",
 ]
 # test_classifier.py's tests of scikit-learn's side only.
 SCIKIT_LEARN_LAYER = [
