@@ -117,6 +117,18 @@ def _thicken(images, grow):
     return ops.where(grow > 0, dilated, ops.where(grow < 0, eroded, images))
 
 
+_DISTORTION_ARGUMENTS = (
+    "image_shape",
+    "rotation",
+    "shear",
+    "scale",
+    "translation",
+    "elastic_alpha",
+    "elastic_sigma",
+    "thickness",
+)
+
+
 @keras.saving.register_keras_serializable(package="skmnist")
 class DigitDistortion(keras.layers.Layer):
     """Random distortions of digit images while training; the identity otherwise.
@@ -184,6 +196,11 @@ class DigitDistortion(keras.layers.Layer):
             "thickness": self.thickness,
             "seed": self.seed,
         }
+
+    def distortion_config(self) -> dict:
+        """The constructor's arguments but the seed: what the distortions are."""
+        config = self.get_config()
+        return {name: config[name] for name in _DISTORTION_ARGUMENTS}
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -254,3 +271,65 @@ class DigitDistortion(keras.layers.Layer):
             half = self.thickness / 2
             grow = ops.where(u < half, 1.0, ops.where(u < self.thickness, -1.0, 0.0))
         return matrices, shifts, displacements, grow
+
+
+# MNISTClassifier's augmentation__* parameters and their values with
+# augmentation=True. Strengths a digit drawn or photographed by someone meets,
+# after skmnist's preprocessing has re-centred and re-scaled it.
+DEFAULTS = {
+    "rotation": 15.0,
+    "shear": 0.3,
+    "scale": 0.15,
+    "translation": 0.05,
+    "elastic_alpha": 34.0,
+    "elastic_sigma": 4.0,
+    "thickness": 0.2,
+}
+_LIMITS = {  # largest value of each: None for none
+    "rotation": 180.0,
+    "shear": None,
+    "scale": 0.95,
+    "translation": 0.5,
+    "elastic_alpha": None,
+    "elastic_sigma": None,
+    "thickness": 1.0,
+}
+
+
+def distortion_config(routed: dict, n_features: int) -> dict:
+    """The :class:`DigitDistortion` arguments (but the seed) of the
+    ``augmentation__*`` parameters ``routed`` (prefix removed) for rows of
+    ``n_features`` pixels; ``ValueError`` naming what is wrong otherwise."""
+    unknown = sorted(set(routed) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"unknown augmentation parameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(f'augmentation__{name}' for name in unknown)}; the "
+            f"parameters are {', '.join(f'augmentation__{n}' for n in DEFAULTS)}."
+        )
+    values = {}
+    for name, default in DEFAULTS.items():
+        value = routed.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"augmentation__{name} must be a number, not {value!r}.")
+        value = float(value)
+        limit = _LIMITS[name]
+        if not math.isfinite(value) or value < 0 or (limit and value > limit):
+            bound = f"from 0 to {limit:g}" if limit is not None else "0 or more"
+            raise ValueError(f"augmentation__{name} must be {bound}, not {value!r}.")
+        values[name] = value
+    if values["elastic_sigma"] == 0 and values["elastic_alpha"]:
+        raise ValueError("augmentation__elastic_sigma must be more than 0.")
+    side = math.isqrt(n_features)
+    if side * side != n_features or side < 3:
+        raise ValueError(
+            "augmentation distorts images, but X's rows of "
+            f"{n_features} features are not the pixels of a square image (28x28 "
+            "= 784 for MNIST's): pass images' pixels, as PixelScaler gives "
+            "them, or set augmentation=False."
+        )
+    scale = values.pop("scale")
+    # Simard's pixels are a 28x28 image's: the same distortion, resampled.
+    for name in ("elastic_alpha", "elastic_sigma"):
+        values[name] *= side / 28
+    return {"image_shape": (side, side), "scale": (1 - scale, 1 + scale), **values}

@@ -28,6 +28,7 @@ from sklearn.utils.validation import (
 )
 
 from skmnist._architecture import count_weights, hidden_layer_widths
+from skmnist._augmentation import distortion_config
 from skmnist._compat import (
     Hidden,
     Interval,
@@ -231,6 +232,25 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     dropout : float, default=0.0
         Fraction of the units dropped after every hidden layer during training,
         in [0, 1).
+    augmentation : bool, default=False
+        Whether training distorts each batch's images at random, so that the
+        network learns digits that are rotated, slanted, scaled, shifted,
+        elastically distorted or thicker and thinner than MNIST's: an affine
+        map about the image's centre, Simard's elastic distortion and a 3x3
+        grey dilation or erosion, drawn in the compiled training step from
+        ``random_state`` (same seed, same model); prediction sees the images
+        as they are. The rows of ``X`` must be the pixels of square images,
+        ink light on 0 (as :class:`PixelScaler` gives them). The strengths are
+        routed parameters, each searchable in a grid:
+        ``augmentation__rotation`` (degrees, uniform in +-; default 15),
+        ``augmentation__shear`` (horizontal slant, 0.3), ``augmentation__scale``
+        (the factor uniform in 1 +- it, 0.15), ``augmentation__translation``
+        (fraction of the side, 0.05), ``augmentation__elastic_alpha`` and
+        ``augmentation__elastic_sigma`` (Simard's 34 and 4, in pixels of a
+        28x28 image, scaled for other sizes; alpha 0 for none) and
+        ``augmentation__thickness`` (probability of a pixel thicker or thinner
+        strokes, 0.2); 0 turns one off. Changing them changes the training,
+        so continued training needs the values fitted.
     alpha : float, default=0.0
         Strength of the L2 penalty, defined as in ``MLPClassifier``: each
         batch's mean loss gets ``0.5 * alpha * sum(||W||^2) / rows`` over the
@@ -386,6 +406,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         "activation": [str, callable],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "augmentation": ["boolean"],
         "optimizer": [str, keras.optimizers.Optimizer, type],
         "loss": [str, callable],
         "metrics": [list, None],
@@ -418,6 +439,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         dropout=0.0,
         *,
         alpha=0.0,
+        augmentation=False,
         optimizer="rmsprop",
         loss="sparse_categorical_crossentropy",
         metrics=None,
@@ -443,6 +465,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         self.activation = activation
         self.dropout = dropout
         self.alpha = alpha
+        self.augmentation = augmentation
         self.optimizer = optimizer
         self.loss = loss
         self.metrics = metrics
@@ -478,8 +501,12 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     run_eagerly = False
     validation_batch_size = None
 
-    # scikeras routes callbacks__* from __init__ but not through set_params.
-    _routing_prefixes = KerasClassifier._routing_prefixes | {"callbacks"}
+    # scikeras routes callbacks__* from __init__ but not through set_params;
+    # augmentation__* are skmnist's.
+    _routing_prefixes = KerasClassifier._routing_prefixes | {
+        "callbacks",
+        "augmentation",
+    }
 
     def set_params(self, **params) -> "MNISTClassifier":
         """Set hyper-parameters, routed ones (``optimizer__learning_rate``) too.
@@ -693,8 +720,22 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
                 ),
                 "dropout": self.dropout,
                 "output": self._output_layer(),
+                "augmentation": self._distortion_config(),
             }
         )
+
+    def _distortion_config(self) -> dict | None:
+        """The distortions ``augmentation`` and ``augmentation__*`` describe
+        for rows of ``n_features_in_`` pixels, or None without augmentation."""
+        if not self.augmentation:
+            return None
+        prefix = "augmentation__"
+        routed = {
+            name.removeprefix(prefix): keras_values(value)
+            for name, value in vars(self).items()
+            if name.startswith(prefix)
+        }
+        return distortion_config(routed, self.n_features_in_)
 
     def _fitted_network(self) -> dict:
         """The network of ``model_``: what ``predict`` and continued training
@@ -705,7 +746,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """The hyper-parameters changed since ``fit`` that change the network."""
         fitted, wanted = self._fitted_network(), self._network_from_params()
         changed = [
-            name for name in ("hidden_units", "dropout") if fitted[name] != wanted[name]
+            name
+            for name in ("hidden_units", "dropout", "augmentation")
+            if fitted[name] != wanted[name]
         ]
         if fitted["activation"] is not wanted["activation"]:
             changed.append("activation")
@@ -724,6 +767,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             network["dropout"],
             network["output"],
             alpha=keras_values(self.alpha),
+            augmentation=network["augmentation"],
         )
 
     # -- saved state (skmnist.save and skmnist.load) ---------------------------
@@ -949,6 +993,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             network["hidden_units"],
             network["activation"],
             network["dropout"] > 0,
+            # Its seed generator is a variable of the network.
+            network["augmentation"] is not None,
         )
 
     def _training_key(self) -> tuple:
@@ -967,7 +1013,15 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         # The penalty is part of the traced loss (see skmnist._network).
         # Models pickled by skmnist 0.1 are plain Sequentials, without a penalty.
         alpha = getattr(self.model_, "alpha", 0.0)
-        return (*self._architecture_key(), dropout, alpha, compile_config)
+        # The distortions are traced into the training step.
+        augmentation = repr(self._fitted_network()["augmentation"])
+        return (
+            *self._architecture_key(),
+            dropout,
+            alpha,
+            augmentation,
+            compile_config,
+        )
 
     def _pack_group(self, training_key: tuple) -> tuple:
         """What a fit's epochs share with the fits they may train with in a

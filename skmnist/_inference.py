@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import scipy.special
 
+from skmnist._augmentation import DigitDistortion
 from skmnist._caches import lock, quiet_expected_retracing_warnings, remember
 from skmnist._compat import call_concrete_function, read_variable
 from skmnist._dropout import Dropout
@@ -194,9 +195,9 @@ def _numpy_layers(model: keras.Model) -> list[tuple] | None:
     layers = []
     for layer in model.layers:
         kind = type(layer)
-        # Dropout does nothing at inference; other layers are not the networks
-        # skmnist builds.
-        if kind is Dropout or kind is keras.layers.Dropout:
+        # Dropout and the distortions do nothing at inference; other layers are
+        # not the networks skmnist builds.
+        if kind is Dropout or kind is keras.layers.Dropout or kind is DigitDistortion:
             continue
         # Quantized layers have another policy ("int8_from_float32").
         if (

@@ -18,6 +18,7 @@ import contextlib
 import keras
 import numpy as np
 
+from skmnist._augmentation import DigitDistortion
 from skmnist._dropout import Dropout
 from skmnist._random import draw_seeds
 
@@ -92,18 +93,27 @@ def build_network(
     dropout: float,
     output: tuple,
     alpha: float = 0.0,
+    augmentation: dict | None = None,
 ) -> MLPNetwork:
     """The network ``n_features -> widths -> output``, initialised from
     ``random_state`` (Glorot uniform kernels, zero biases, drawn by NumPy).
 
     ``output`` is ``(units, activation)``. The first hidden layer draws the same
-    seeds as the one-hidden-layer network of earlier releases.
+    seeds as the one-hidden-layer network of earlier releases. ``augmentation``,
+    :class:`~skmnist._augmentation.DigitDistortion`'s arguments but the seed,
+    puts that layer first, seeded by the last draw from ``random_state``: the
+    weights are those of the network without it.
     """
     hidden_seed, dropout_seed, output_seed = draw_seeds(random_state, 3)
     more_seeds = draw_seeds(random_state, 2 * (len(widths) - 1))
     pairs = zip(more_seeds[::2], more_seeds[1::2], strict=True)
     seeds = [(hidden_seed, dropout_seed), *pairs]
     layers = [keras.Input((n_features,))]
+    if augmentation is not None:
+        (distortion_seed,) = draw_seeds(random_state, 1)
+        layers.append(
+            DigitDistortion(**augmentation, seed=distortion_seed, name="augmentation")
+        )
     kernel_seeds = []
     for number, (width, (kernel_seed, mask_seed)) in enumerate(
         zip(widths, seeds, strict=True), start=1
@@ -141,8 +151,8 @@ def build_network(
 
 
 def describe_network(model: keras.Model) -> dict:
-    """The hidden widths, activation, dropout rate and output of a network that
-    :func:`build_network` built."""
+    """The hidden widths, activation, dropout rate, output and augmentation of a
+    network that :func:`build_network` built."""
     hidden = [
         layer
         for layer in model.layers
@@ -152,11 +162,13 @@ def describe_network(model: keras.Model) -> dict:
         layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)
     ]
     output = model.get_layer("output")
+    distortion = [layer for layer in model.layers if isinstance(layer, DigitDistortion)]
     return {
         "hidden_units": tuple(layer.units for layer in hidden),
         "activation": hidden[0].activation,
         "dropout": dropout[0].rate if dropout else 0.0,
         "output": (output.units, output.activation),
+        "augmentation": distortion[0].distortion_config() if distortion else None,
     }
 
 

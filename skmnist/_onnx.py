@@ -317,11 +317,14 @@ def _write_activation(g: _Graph, activation, x: str) -> str:
 
 def _write_network(g: _Graph, model, x: str) -> str:
     """The Keras model's forward pass at inference: Dense layers as MatMul, Add
-    and activation; Dropout does nothing at inference and is left out."""
+    and activation; Dropout and augmentation's distortions do nothing at
+    inference and are left out."""
     import keras
 
+    from skmnist._augmentation import DigitDistortion
+
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dropout):
+        if isinstance(layer, keras.layers.Dropout | DigitDistortion):
             continue
         if not isinstance(layer, keras.layers.Dense):
             raise ValueError(

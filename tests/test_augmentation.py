@@ -5,7 +5,11 @@ import keras
 import numpy as np
 import pytest
 from scipy import ndimage
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
 
+import skmnist
+from skmnist import MNISTClassifier
 from skmnist._augmentation import DigitDistortion, distort, gaussian_matrix
 
 RNG = np.random.default_rng(0)
@@ -179,3 +183,113 @@ def test_it_trains_inside_a_compiled_training_step(jit_compile):
     # Four batches a epoch drew from the layer's stream.
     after = keras.ops.convert_to_numpy(model.layers[0].seed_generator.state)
     assert not np.array_equal(after, state)
+
+
+# -- through MNISTClassifier ---------------------------------------------------
+
+TINY = {"hidden_units": 16, "epochs": 2, "batch_size": 64, "random_state": 0}
+
+
+def test_the_same_seed_trains_the_same_model_and_predicting_does_not_distort(
+    digits_flat,
+):
+    X, y = digits_flat
+    first = MNISTClassifier(**TINY, augmentation=True).fit(X, y)
+    again = MNISTClassifier(**TINY, augmentation=True).fit(X, y)
+    plain = MNISTClassifier(**TINY).fit(X, y)
+    proba = first.predict_proba(X)
+    np.testing.assert_array_equal(again.predict_proba(X), proba)
+    assert not np.allclose(plain.predict_proba(X), proba)
+    # One row goes through NumPy, many through the compiled pass: neither
+    # distorts, so each row's answer is the same either way and every time.
+    np.testing.assert_allclose(first.predict_proba(X[:1]), proba[:1], atol=1e-6)
+    np.testing.assert_array_equal(first.predict_proba(X), proba)
+
+
+def test_the_weights_are_drawn_as_without_augmentation(digits_flat):
+    X, y = digits_flat
+    with_it = MNISTClassifier(**TINY, augmentation=True).fit(X[:64], y[:64])
+    without = MNISTClassifier(**TINY).fit(X[:64], y[:64])
+    # The layer draws its seed after the network's: same initial weights.
+    first = np.random.RandomState(with_it._seed)
+    second = np.random.RandomState(without._seed)
+    assert with_it._seed == without._seed
+    a = with_it._build_network(first, with_it._fitted_network())
+    b = without._build_network(second, without._fitted_network())
+    for name in ("hidden", "output"):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a.get_layer(name).kernel),
+            keras.ops.convert_to_numpy(b.get_layer(name).kernel),
+        )
+
+
+@pytest.mark.parametrize(
+    "params, X_columns, match",
+    [
+        ({}, 50, "50 features are not the pixels of a square image"),
+        ({"augmentation__rotaton": 3}, 64, "unknown augmentation parameter"),
+        ({"augmentation__thickness": 2}, 64, "thickness must be from 0 to 1"),
+        ({"augmentation__rotation": -1}, 64, "rotation must be from 0 to 180"),
+        ({"augmentation__shear": float("nan")}, 64, "shear must be 0 or more"),
+        ({"augmentation__scale": "big"}, 64, "scale must be a number"),
+    ],
+)
+def test_what_cannot_be_augmented_is_refused_by_name(
+    digits_flat, params, X_columns, match
+):
+    X, y = digits_flat
+    clf = MNISTClassifier(**TINY, augmentation=True, **params)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X[:, :X_columns], y)
+
+
+def test_strengths_are_searchable_numpy_typed_parameters(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**TINY, augmentation=True)
+    search = GridSearchCV(
+        clf,
+        {
+            "augmentation__rotation": np.array([0.0, 20.0], np.float32),
+            "augmentation__elastic_alpha": [np.int64(0), np.int64(34)],
+        },
+        cv=2,
+    ).fit(X[:400], y[:400])
+    assert len(search.cv_results_["params"]) == 4
+    best = search.best_estimator_
+    distortion = best.model_.get_layer("augmentation").distortion_config()
+    assert distortion["rotation"] == float(
+        search.best_params_["augmentation__rotation"]
+    )
+    assert (
+        clone(clf)
+        .set_params(augmentation__shear=0.1)
+        .get_params()["augmentation__shear"]
+        == 0.1
+    )
+
+
+def test_continued_training_keeps_the_distortions_it_was_fitted_with(digits_flat):
+    X, y = digits_flat
+    clf = MNISTClassifier(**TINY, augmentation=True, warm_start=True).fit(X, y)
+    clf.fit(X, y)
+    clf.partial_fit(X[:100], y[:100])
+    clf.set_params(augmentation__rotation=30)
+    with pytest.raises(ValueError, match="augmentation changed since"):
+        clf.fit(X, y)
+    clf.set_params(augmentation=False, augmentation__rotation=15)
+    with pytest.raises(ValueError, match="augmentation changed since"):
+        clf.partial_fit(X, y)
+
+
+def test_a_saved_augmented_model_loads_and_trains_on(digits_flat, tmp_path):
+    X, y = digits_flat
+    clf = MNISTClassifier(**TINY, augmentation=True, augmentation__shear=0.1).fit(X, y)
+    path = tmp_path / "m.skmnist"
+    skmnist.save(clf, path)
+    loaded = skmnist.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.get_params()["augmentation__shear"] == 0.1
+    # The seed generator's state travelled: both go on drawing the same.
+    clf.partial_fit(X, y)
+    loaded.partial_fit(X, y)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)

@@ -420,3 +420,9 @@ def test_cli_export_errors_are_one_line(
     assert ours[0].startswith(f"skmnist: error: {message}")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_augmentation_is_left_out_as_prediction_leaves_it(digits_flat):
+    X, y = digits_flat
+    model = MNISTClassifier(**TINY, augmentation=True).fit(X, y)
+    _assert_same_predictions(model, X[:50])

@@ -412,7 +412,13 @@ def _check_classifier_params(params: dict, where: str) -> list[str]:
         elif name in ("model", "build_fn", "callbacks"):
             if value is not None:
                 raise ModelFileError(f"{what} must be None.")
-        elif name in ("run_eagerly", "warm_start", "shuffle", "early_stopping"):
+        elif name in (
+            "run_eagerly",
+            "warm_start",
+            "shuffle",
+            "early_stopping",
+            "augmentation",
+        ):
             if not isinstance(value, bool):
                 raise ModelFileError(f"{what} must be a boolean.")
         elif name in ("validation_batch_size", "n_iter_no_change"):
