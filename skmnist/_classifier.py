@@ -546,7 +546,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)
-            Training samples, scaled to about [0, 1].
+            Training samples, scaled to about [0, 1]; or an array of images
+            of shape (n_samples, height, width), whose pixels are the features.
         y : array-like of shape (n_samples,)
             Class labels: numbers or strings.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -1441,6 +1442,12 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         if X is None:
             return None, self._validate_labels(y)
         kwargs = {"accept_sparse": ["csr", "csc", "coo"], "dtype": np.float32}
+        if getattr(X, "ndim", None) == 3 and not sp.issparse(X):
+            # An array of images (n_samples, height, width): their pixels are
+            # the features, as PixelScaler gives them, and augmentation sees
+            # the images again.
+            X = np.asarray(X)
+            X = X.reshape(len(X), -1)
         if y is None:
             X = validate_data(self, X, reset=reset, **kwargs)
         else:

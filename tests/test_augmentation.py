@@ -293,3 +293,17 @@ def test_a_saved_augmented_model_loads_and_trains_on(digits_flat, tmp_path):
     clf.partial_fit(X, y)
     loaded.partial_fit(X, y)
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+
+
+def test_an_array_of_images_is_its_rows_of_pixels(digits_flat):
+    X, y = digits_flat
+    images = X.reshape(-1, 8, 8)
+    from_images = MNISTClassifier(**TINY, augmentation=True).fit(images, y)
+    from_rows = MNISTClassifier(**TINY, augmentation=True).fit(X, y)
+    assert from_images.n_features_in_ == 64
+    np.testing.assert_array_equal(
+        from_images.predict_proba(images), from_rows.predict_proba(X)
+    )
+    np.testing.assert_array_equal(from_images.predict(X[:5]), from_rows.predict(X[:5]))
+    with pytest.raises(ValueError, match="has 49 features"):
+        from_images.predict(np.zeros((2, 7, 7), np.float32))

@@ -40,6 +40,7 @@ def test_defaults_are_the_seed_notebook():
     assert params["epochs"] == 5
     assert params["batch_size"] == 128
     assert params["dropout"] == 0
+    assert params["augmentation"] is False
     assert params["verbose"] == 0
 
 
