@@ -285,21 +285,22 @@ DEFAULTS = {
     "elastic_sigma": 4.0,
     "thickness": 0.2,
 }
-_LIMITS = {  # largest value of each: None for none
+_LIMITS = {  # largest value of each, far beyond any useful one
     "rotation": 180.0,
-    "shear": None,
+    "shear": 1.0,
     "scale": 0.95,
     "translation": 0.5,
-    "elastic_alpha": None,
-    "elastic_sigma": None,
+    "elastic_alpha": 1000.0,
+    "elastic_sigma": 28.0,
     "thickness": 1.0,
 }
 
 
-def distortion_config(routed: dict, n_features: int) -> dict:
+def distortion_config(routed: dict, n_features: int | None) -> dict | None:
     """The :class:`DigitDistortion` arguments (but the seed) of the
     ``augmentation__*`` parameters ``routed`` (prefix removed) for rows of
-    ``n_features`` pixels; ``ValueError`` naming what is wrong otherwise."""
+    ``n_features`` pixels; ``ValueError`` naming what is wrong otherwise. With
+    ``n_features=None`` (augmentation off), only the check: None."""
     unknown = sorted(set(routed) - set(DEFAULTS))
     if unknown:
         raise ValueError(
@@ -315,11 +316,13 @@ def distortion_config(routed: dict, n_features: int) -> dict:
         value = float(value)
         limit = _LIMITS[name]
         if not math.isfinite(value) or value < 0 or (limit and value > limit):
-            bound = f"from 0 to {limit:g}" if limit is not None else "0 or more"
+            bound = f"from 0 to {limit:g}"
             raise ValueError(f"augmentation__{name} must be {bound}, not {value!r}.")
         values[name] = value
     if values["elastic_sigma"] == 0 and values["elastic_alpha"]:
         raise ValueError("augmentation__elastic_sigma must be more than 0.")
+    if n_features is None:
+        return None
     side = math.isqrt(n_features)
     if side * side != n_features or side < 3:
         raise ValueError(
@@ -329,7 +332,8 @@ def distortion_config(routed: dict, n_features: int) -> dict:
             "them, or set augmentation=False."
         )
     scale = values.pop("scale")
-    # Simard's pixels are a 28x28 image's: the same distortion, resampled.
-    for name in ("elastic_alpha", "elastic_sigma"):
-        values[name] *= side / 28
+    # Simard's pixels are a 28x28 image's: the same distortion, resampled. The
+    # smoothed field's size goes as alpha / sigma, so alpha as the area.
+    values["elastic_sigma"] *= side / 28
+    values["elastic_alpha"] *= (side / 28) ** 2
     return {"image_shape": (side, side), "scale": (1 - scale, 1 + scale), **values}

@@ -546,8 +546,9 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)
-            Training samples, scaled to about [0, 1]; or an array of images
-            of shape (n_samples, height, width), whose pixels are the features.
+            Training samples, scaled to about [0, 1]; or an array of square
+            images of shape (n_samples, side, side), whose pixels are the
+            features.
         y : array-like of shape (n_samples,)
             Class labels: numbers or strings.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -728,15 +729,16 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
     def _distortion_config(self) -> dict | None:
         """The distortions ``augmentation`` and ``augmentation__*`` describe
         for rows of ``n_features_in_`` pixels, or None without augmentation."""
-        if not self.augmentation:
-            return None
         prefix = "augmentation__"
         routed = {
             name.removeprefix(prefix): keras_values(value)
             for name, value in vars(self).items()
             if name.startswith(prefix)
         }
-        return distortion_config(routed, self.n_features_in_)
+        # Checked even when off: a misspelt strength is not kept and ignored.
+        return distortion_config(
+            routed, self.n_features_in_ if self.augmentation else None
+        )
 
     def _fitted_network(self) -> dict:
         """The network of ``model_``: what ``predict`` and continued training
@@ -1447,7 +1449,14 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             # the features, as PixelScaler gives them, and augmentation sees
             # the images again.
             X = np.asarray(X)
-            X = X.reshape(len(X), -1)
+            n_samples, height, width = X.shape
+            if height != width:
+                raise ValueError(
+                    f"MNISTClassifier takes images of a square shape (n_samples, "
+                    f"side, side), not {X.shape}: pass them as rows of pixels "
+                    "instead."
+                )
+            X = X.reshape(n_samples, height * width)
         if y is None:
             X = validate_data(self, X, reset=reset, **kwargs)
         else:

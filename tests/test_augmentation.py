@@ -10,7 +10,12 @@ from sklearn.model_selection import GridSearchCV
 
 import skmnist
 from skmnist import MNISTClassifier
-from skmnist._augmentation import DigitDistortion, distort, gaussian_matrix
+from skmnist._augmentation import (
+    DigitDistortion,
+    distort,
+    distortion_config,
+    gaussian_matrix,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -230,15 +235,18 @@ def test_the_weights_are_drawn_as_without_augmentation(digits_flat):
         ({"augmentation__rotaton": 3}, 64, "unknown augmentation parameter"),
         ({"augmentation__thickness": 2}, 64, "thickness must be from 0 to 1"),
         ({"augmentation__rotation": -1}, 64, "rotation must be from 0 to 180"),
-        ({"augmentation__shear": float("nan")}, 64, "shear must be 0 or more"),
+        ({"augmentation__shear": float("nan")}, 64, "shear must be from 0 to 1, not nan"),
         ({"augmentation__scale": "big"}, 64, "scale must be a number"),
+        ({"augmentation__shear": 1e9}, 64, "shear must be from 0 to 1"),
+        ({"augmentation__elastic_sigma": 1e12}, 64, "sigma must be from 0 to 28"),
+        ({"augmentation": False, "augmentation__rotaton": 3}, 64, "unknown"),
     ],
 )
 def test_what_cannot_be_augmented_is_refused_by_name(
     digits_flat, params, X_columns, match
 ):
     X, y = digits_flat
-    clf = MNISTClassifier(**TINY, augmentation=True, **params)
+    clf = MNISTClassifier(**{**TINY, "augmentation": True, **params})
     with pytest.raises(ValueError, match=match):
         clf.fit(X[:, :X_columns], y)
 
@@ -307,3 +315,23 @@ def test_an_array_of_images_is_its_rows_of_pixels(digits_flat):
     np.testing.assert_array_equal(from_images.predict(X[:5]), from_rows.predict(X[:5]))
     with pytest.raises(ValueError, match="has 49 features"):
         from_images.predict(np.zeros((2, 7, 7), np.float32))
+    with pytest.raises(ValueError, match=r"square shape .* not \(2, 4, 16\)"):
+        from_images.predict(np.zeros((2, 4, 16), np.float32))
+    with pytest.raises(ValueError, match="0 sample"):
+        MNISTClassifier(**TINY).fit(np.zeros((0, 8, 8), np.float32), [])
+
+
+def test_the_elastic_field_moves_a_digit_by_the_same_share_of_its_side():
+    # Simard's alpha and sigma are a 28x28 image's pixels: at 8x8 the same
+    # distortion moves pixels by 8/28 as far.
+    def spread(side):
+        config = distortion_config({}, side * side)
+        smooth = gaussian_matrix(side, config["elastic_sigma"]).astype(float)
+        field = np.random.default_rng(0).uniform(-1, 1, (200, side, side))
+        moved = smooth @ field @ smooth.T * config["elastic_alpha"]
+        # The middle, away from the zero padding's edge effects.
+        middle = slice(side // 4, side - side // 4)
+        return moved[:, middle, middle].std() / side
+
+    assert spread(8) == pytest.approx(spread(28), rel=0.2)
+    assert spread(56) == pytest.approx(spread(28), rel=0.2)
