@@ -13,6 +13,11 @@ from numbers import Integral
 
 import numpy as np
 
+# The network and length of the recipe for digits that are not MNIST's
+# (skmnist._pipeline.robust_recipe), which the command line needs before Keras.
+ROBUST_HIDDEN_UNITS = (1024, 1024)
+ROBUST_EPOCHS = 30
+
 
 def hidden_layer_widths(hidden_units, name: str = "hidden_units") -> tuple[int, ...]:
     """``hidden_units`` as a tuple of Python ints, one per hidden layer.

@@ -1153,6 +1153,56 @@ def test_train_without_early_stopping_reports_no_early_stopping(
     assert out.strip().splitlines()[-1].startswith("test_acc: ")
 
 
+def test_train_robust_trains_the_recipe_the_options_change(
+    tiny_npz, tmp_path, capsys, monkeypatch
+):
+    import keras
+
+    import skmnist
+    import skmnist._cli
+
+    saved = []
+    save = skmnist._cli._save_model
+    monkeypatch.setattr(
+        skmnist._cli,
+        "_save_model",
+        lambda model, *args: (saved.append(model), save(model, *args)),
+    )
+    status, out, err = _main(
+        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.skmnist",
+        "--robust", "--epochs", "2", "--hidden-units", "8,8",
+        "--learning-rate", "0.002", "--random-state", "0",
+    )  # fmt: skip
+    assert status == 0, err
+    assert out.strip().splitlines()[-1].startswith("test_acc: ")
+    params = saved[0][-1].get_params()
+    assert params["augmentation"] is True
+    assert params["augmentation__thickness"] == 0.5
+    assert (params["hidden_units"], params["epochs"]) == ((8, 8), 2)
+    assert params["optimizer"] == "adam"
+    schedule = params["learning_rate_schedule"]
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    # From --learning-rate down over the 2 epochs of 300 images in batches of 128.
+    assert schedule.get_config()["initial_learning_rate"] == 0.002
+    assert schedule.get_config()["decay_steps"] == 2 * 3
+    assert "optimizer__learning_rate" not in params
+    loaded = skmnist.load(tmp_path / "m.skmnist")
+    assert loaded[-1].get_params()["augmentation__rotation"] == 20.0
+
+
+def test_train_robust_defaults_are_the_recipes(tmp_path):
+    from skmnist._cli import _check_train, _parser
+
+    args = _parser().parse_args(["train", "--robust", "--output", "m.skmnist"])
+    args.parser.error = lambda message: pytest.fail(message)
+    _check_train(args)
+    assert (args.hidden_units, args.epochs) == ((1024, 1024), 30)
+    args = _parser().parse_args(["train", "--output", "m.skmnist"])
+    args.parser.error = lambda message: pytest.fail(message)
+    _check_train(args)
+    assert (args.hidden_units, args.epochs) == (512, 5)  # the seed's
+
+
 def test_a_validation_set_the_data_cannot_fill_is_one_line(tiny_npz, tmp_path, capsys):
     # 300 images: 0.01 of them holds out 3, fewer than the 10 digits.
     status, _, err = _main(
