@@ -58,7 +58,9 @@ _Y = np.arange(20) % 2
     "X, y, error, match",
     [
         (_X[:, 0], _Y, ValueError, "Expected 2D array, got 1D array"),
-        (_X.reshape(20, 8, 8), _Y, ValueError, "Found array with dim 3"),
+        # Square images are their rows of pixels; others are refused.
+        (_X.reshape(20, 4, 16), _Y, ValueError, "images of a square shape"),
+        (_X.reshape(20, 8, 8, 1), _Y, ValueError, "Found array with dim 4"),
         (np.where(_X > 0.5, np.nan, _X), _Y, ValueError, "Input X contains NaN"),
         (np.full((20, 64), np.inf), _Y, ValueError, "Input X contains infinity"),
         (np.full((20, 64), "a"), _Y, ValueError, "could not convert string"),
@@ -76,6 +78,7 @@ _Y = np.arange(20) % 2
     ids=[
         "1d-X",
         "3d-X",
+        "4d-X",
         "nan",
         "inf",
         "strings",
@@ -141,13 +144,14 @@ def test_sample_weight_problems_are_named(data):
     [
         (np.zeros((3, 10)), ValueError, "X has 10 features, but MNISTClassifier is "),
         (np.zeros((0, 64)), ValueError, "0 sample"),
-        (np.zeros((3, 8, 8)), ValueError, "Found array with dim 3"),
+        (np.zeros((3, 4, 16)), ValueError, "images of a square shape"),
+        (np.zeros((3, 8, 8, 1)), ValueError, "Found array with dim 4"),
         (np.full((3, 64), np.nan), ValueError, "Input X contains NaN"),
         (np.full((3, 64), -np.inf), ValueError, "Input X contains infinity"),
         (np.full((3, 64), "x"), ValueError, "could not convert string"),
         (np.zeros((3, 64)) + 1j, ValueError, "Complex data not supported"),
     ],
-    ids=["features", "empty", "3d", "nan", "inf", "strings", "complex"],
+    ids=["features", "empty", "3d", "4d", "nan", "inf", "strings", "complex"],
 )
 def test_prediction_refuses_bad_X(method, X, error, match, fitted, data):
     before = fitted.predict_proba(data[0])

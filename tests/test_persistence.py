@@ -2217,3 +2217,29 @@ def test_a_routed_validation_split_beside_validation_fraction_is_refused():
     params = {"validation_fraction": 0.1, "fit__validation_split": 0.2}
     with pytest.raises(_persistence.ModelFileError, match="both set"):
         _registry._check_classifier_params(params, "estimator.json")
+
+
+def test_an_interrupt_inside_a_member_write_is_the_interrupt(
+    fitted_pipeline, tmp_path, monkeypatch
+):
+    # A Ctrl-C that lands while zipfile holds a member open: closing the
+    # archive would raise "Can't close the ZIP file while there is an open
+    # writing handle" in its place, which the command line reported as an
+    # error (exit status 1) rather than an interrupt (130).
+    path = tmp_path / "model.skmnist"
+    skmnist.save(fitted_pipeline, path)
+    before = path.read_bytes()
+    writestr = zipfile.ZipFile.writestr
+
+    def interrupted(self, name, data, *args, **kwargs):
+        if str(name).endswith(".npy"):
+            member = self.open(str(name), "w")
+            member.write(bytes(data)[:10])
+            raise KeyboardInterrupt
+        return writestr(self, name, data, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        skmnist.save(fitted_pipeline, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.skmnist"]

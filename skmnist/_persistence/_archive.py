@@ -103,7 +103,12 @@ def write_archive(path: str, document: dict, arrays: dict[str, np.ndarray]) -> N
             f"more than skmnist.load reads ({_MAX_JSON_BYTES}), as from a "
             "history_ of very many epochs. Shorten history_, or use joblib.dump."
         )
-    with zipfile.ZipFile(path, "w") as archive:
+    # The file is closed whatever happens, the archive only when complete: a
+    # Ctrl-C inside a member's write leaves zipfile's member handle open, and
+    # closing the archive then raises a ValueError in place of the interrupt
+    # (the caller removes the unfinished file).
+    with open(path, "wb") as file:
+        archive = zipfile.ZipFile(file, "w")
         archive.writestr(ESTIMATOR, estimator_json, zipfile.ZIP_DEFLATED)
         checksums[ESTIMATOR] = hashlib.sha256(estimator_json).hexdigest()
         for name, array in arrays.items():
@@ -123,6 +128,7 @@ def write_archive(path: str, document: dict, arrays: dict[str, np.ndarray]) -> N
         archive.writestr(
             MANIFEST, json.dumps(manifest, indent=1).encode(), zipfile.ZIP_DEFLATED
         )
+        archive.close()
 
 
 def read_archive(
