@@ -2239,7 +2239,14 @@ def test_an_interrupt_inside_a_member_write_is_the_interrupt(
         return writestr(self, name, data, *args, **kwargs)
 
     monkeypatch.setattr(zipfile.ZipFile, "writestr", interrupted)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     with pytest.raises(KeyboardInterrupt):
         skmnist.save(fitted_pipeline, path)
+    import gc
+
+    gc.collect()
+    # Nothing reported later by the abandoned archive's __del__ either.
+    assert unraisable == []
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.skmnist"]

@@ -93,7 +93,6 @@ class Contents:
 def write_archive(path: str, document: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write ``document`` as ``estimator.json`` and each of ``arrays`` as a
     ``.npy`` member of that name, with the manifest, to ``path``."""
-    import keras
 
     checksums, declarations = {}, {}
     estimator_json = json.dumps(document, indent=1).encode()
@@ -109,26 +108,41 @@ def write_archive(path: str, document: dict, arrays: dict[str, np.ndarray]) -> N
     # (the caller removes the unfinished file).
     with open(path, "wb") as file:
         archive = zipfile.ZipFile(file, "w")
-        archive.writestr(ESTIMATOR, estimator_json, zipfile.ZIP_DEFLATED)
-        checksums[ESTIMATOR] = hashlib.sha256(estimator_json).hexdigest()
-        for name, array in arrays.items():
-            data, declarations[name] = npy_bytes(array, name)
-            # Stored, not deflated: weights do not compress, and the ratio limit
-            # on reading relies on it.
-            archive.writestr(name, data, zipfile.ZIP_STORED)
-            checksums[name] = hashlib.sha256(data).hexdigest()
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "skmnist_version": __version__,
-            "keras_version": keras.__version__,
-            "sha256": checksums,
-            "arrays": declarations,
-        }
-        archive.writestr(
-            MANIFEST, json.dumps(manifest, indent=1).encode(), zipfile.ZIP_DEFLATED
-        )
+        try:
+            _write_members(archive, estimator_json, arrays, checksums, declarations)
+        except BaseException:
+            # Discarded unfinished: without its file, neither close() nor the
+            # garbage collector's __del__ tries to finish it (which would
+            # report "Exception ignored ... seek of closed file").
+            archive.fp = None
+            raise
         archive.close()
+
+
+def _write_members(archive, estimator_json, arrays, checksums, declarations) -> None:
+    """Write the members of :func:`write_archive`'s archive, filling
+    ``checksums`` and ``declarations`` for its manifest."""
+    import keras
+
+    archive.writestr(ESTIMATOR, estimator_json, zipfile.ZIP_DEFLATED)
+    checksums[ESTIMATOR] = hashlib.sha256(estimator_json).hexdigest()
+    for name, array in arrays.items():
+        data, declarations[name] = npy_bytes(array, name)
+        # Stored, not deflated: weights do not compress, and the ratio limit
+        # on reading relies on it.
+        archive.writestr(name, data, zipfile.ZIP_STORED)
+        checksums[name] = hashlib.sha256(data).hexdigest()
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "skmnist_version": __version__,
+        "keras_version": keras.__version__,
+        "sha256": checksums,
+        "arrays": declarations,
+    }
+    archive.writestr(
+        MANIFEST, json.dumps(manifest, indent=1).encode(), zipfile.ZIP_DEFLATED
+    )
 
 
 def read_archive(
