@@ -1064,10 +1064,23 @@ def test_monitoring_options_are_accepted_where_they_apply(argv):
     _check_train(args)
 
 
+def _saved_models(monkeypatch) -> list:
+    """The models ``train`` saves from now on, in order, as it saves them."""
+    import skmnist._cli
+
+    saved = []
+    save = skmnist._cli._save_model
+    monkeypatch.setattr(
+        skmnist._cli,
+        "_save_model",
+        lambda model, *args: (saved.append(model), save(model, *args)),
+    )
+    return saved
+
+
 def test_train_with_early_stopping_and_deep_layers_reports_the_epochs_trained(
     tmp_path, capsys, monkeypatch
 ):
-    import skmnist._cli
 
     # Random images and labels: nothing to learn, so the validation accuracy
     # stops improving and training stops long before --epochs.
@@ -1080,13 +1093,7 @@ def test_train_with_early_stopping_and_deep_layers_reports_the_epochs_trained(
         x_test=_random_images(50, seed=1),
         y_test=(np.arange(50) % 10).astype(np.uint8),
     )
-    saved = []
-    save = skmnist._cli._save_model
-    monkeypatch.setattr(
-        skmnist._cli,
-        "_save_model",
-        lambda model, *args: (saved.append(model), save(model, *args)),
-    )
+    saved = _saved_models(monkeypatch)
     output = tmp_path / "m.joblib"
     status, out, err = _main(
         capsys, "train", "--data", data, "--output", output, "--epochs", "40",
@@ -1161,13 +1168,7 @@ def test_train_robust_trains_the_recipe_the_options_change(
     import skmnist
     import skmnist._cli
 
-    saved = []
-    save = skmnist._cli._save_model
-    monkeypatch.setattr(
-        skmnist._cli,
-        "_save_model",
-        lambda model, *args: (saved.append(model), save(model, *args)),
-    )
+    saved = _saved_models(monkeypatch)
     status, out, err = _main(
         capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.skmnist",
         "--robust", "--epochs", "2", "--hidden-units", "8,8",
