@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -766,8 +767,11 @@ def test_real_server_refuses_an_oversized_upload(server):
 def test_forty_worst_case_uploads_cost_bounded_memory_and_health_answers(server):
     """40 clients post the largest image the server accepts (64 MB decoded)
     at once: the server's peak RSS stays within its idle footprint + 1 GB
-    (before: 0.7 GB per upload, 19 GB for 40) and /health answers within a
-    second meanwhile (it never waits behind uploads)."""
+    (before: 0.7 GB per upload, 19 GB for 40) and /health answers meanwhile,
+    never waiting behind uploads: half its answers come within 0.5 s and
+    none takes a third of the time the uploads took (on a loaded 2-core CI
+    machine one answer took 1.9 s, so a fixed bound on the slowest would
+    measure the machine, not the server)."""
     import httpx
 
     from skmnist._serve import worst_case_upload
@@ -792,16 +796,20 @@ def test_forty_worst_case_uploads_cost_bounded_memory_and_health_answers(server)
 
     poller = threading.Thread(target=ask_health, daemon=True)
     poller.start()
+    started = time.monotonic()
     try:
         with ThreadPoolExecutor(40) as pool:
             statuses = list(pool.map(post, range(40)))
     finally:
+        uploads_took = time.monotonic() - started
         done.set()
         poller.join(timeout=REQUEST_TIMEOUT)
     assert statuses == [200] * 40
     growth = server.memory("VmHWM") - idle
     assert growth < 2**30, f"{growth / 2**20:.0f} MB over idle"
-    assert len(health) >= 3 and max(health) < 1.0, health
+    assert len(health) >= 3, health
+    assert statistics.median(health) < 0.5, health
+    assert max(health) < uploads_took / 3, (uploads_took, health)
 
 
 @pytest.mark.mnist
