@@ -1,10 +1,12 @@
 """How the digit classifier holds up on digits that are not MNIST's (issue 27).
 
 Run: ``SKMNIST_DATA=/path/to/mnist.npz python benchmarks/robustness.py
-[--backends tensorflow,jax] [--rows 10000] [--json robustness.json]``.
+[--backends tensorflow,jax] [--rows 10000] [--json robustness.json]
+[--plot robustness.png]``.
 
 MNIST's test digits under MNIST-C-style corruptions (Mu & Gilmer 2019) that a
-drawn or photographed digit meets, each drawn per image from a fixed seed:
+drawn or photographed digit meets, each drawn per image from a fixed seed by
+:func:`skmnist.datasets.corrupt_digits`:
 
 * **rotation**: uniform in +-30 degrees;
 * **shear**: horizontal (a slant), uniform in +-0.3;
@@ -29,6 +31,9 @@ mean over the six corruptions, and the training time. The models (``MODELS``)
 are the seed recipe (``make_mnist_pipeline(random_state=0)``: 512 units, 5
 epochs) and that of ``skmnist train --robust``
 (``skmnist._pipeline.robust_recipe``: about 10 minutes a backend on 2 cores).
+After each epoch the clean and mean corrupted accuracies are recorded against
+the training time so far (the evaluation's own time left out): ``--plot``
+draws them.
 """
 
 import argparse
@@ -42,77 +47,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
+
+from skmnist.datasets import CORRUPTIONS
 
 HERE = Path(__file__).resolve().parent
 SHARED_MNIST = HERE.parents[1] / "shared" / "data" / "mnist.npz"
 SEED = 2027
 SIDE = 28
-
-
-def _on_canvas(image: np.ndarray, margin: int) -> np.ndarray:
-    return np.pad(image.astype(np.float32), margin)
-
-
-def _affine(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """``image`` mapped by the 2x2 ``matrix`` about its centre, on a canvas of
-    twice its side so that no ink is cut off (bilinear)."""
-    canvas = _on_canvas(image, SIDE // 2)
-    centre = (np.array(canvas.shape) - 1) / 2
-    # affine_transform maps output coordinates to input ones: the inverse.
-    inverse = np.linalg.inv(matrix)
-    offset = centre - inverse @ centre
-    return ndimage.affine_transform(canvas, inverse, offset=offset, order=1)
-
-
-def rotation(image, rng):
-    angle = np.deg2rad(rng.uniform(-30, 30))
-    cos, sin = np.cos(angle), np.sin(angle)
-    return _affine(image, np.array([[cos, -sin], [sin, cos]]))
-
-
-def shear(image, rng):
-    # Rows are the first axis: x' = x + s * y slants the digit.
-    return _affine(image, np.array([[1.0, 0.0], [rng.uniform(-0.3, 0.3), 1.0]]))
-
-
-def scale(image, rng):
-    return _affine(image, np.eye(2) * rng.uniform(0.6, 1.3))
-
-
-def thickness(image, rng):
-    canvas = _on_canvas(image, 2)
-    grow = ndimage.grey_dilation if rng.random() < 0.5 else ndimage.grey_erosion
-    return grow(canvas, size=(3, 3))
-
-
-def elastic(image, rng, alpha=34.0, sigma=4.0):
-    canvas = _on_canvas(image, 4)
-    shape = canvas.shape
-    dy, dx = (
-        ndimage.gaussian_filter(rng.uniform(-1, 1, shape), sigma, mode="constant")
-        * alpha
-        for _ in range(2)
-    )
-    rows, columns = np.meshgrid(*map(np.arange, shape), indexing="ij")
-    return ndimage.map_coordinates(canvas, [rows + dy, columns + dx], order=1)
-
-
-def off_centre(image, rng):
-    canvas = np.zeros((3 * SIDE, 3 * SIDE), np.float32)
-    top, left = rng.integers(0, 2 * SIDE + 1, size=2)
-    canvas[top : top + SIDE, left : left + SIDE] = image
-    return canvas
-
-
-CORRUPTIONS = {
-    "rotation": rotation,
-    "shear": shear,
-    "scale": scale,
-    "thickness": thickness,
-    "elastic": elastic,
-    "off-centre": off_centre,
-}
 
 
 def corrupted(images: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -121,14 +62,17 @@ def corrupted(images: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     of them the preprocessing refused (no digit left: an eroded thin stroke),
     as ``skmnist predict`` would: they count as wrong answers."""
     from skmnist import preprocess_digit_image
+    from skmnist.datasets import corrupt_digits
 
-    corrupt = CORRUPTIONS.get(name, lambda image, rng: image)
-    # One generator per corruption: each is reproducible on its own.
-    rng = np.random.default_rng([SEED, len(name), *name.encode()])
+    if name == "clean":
+        pictures = images
+    else:
+        # One seed per corruption: each is reproducible on its own.
+        seed = SEED + list(CORRUPTIONS).index(name)
+        pictures = corrupt_digits(images, name, random_state=seed)
     out = np.zeros((len(images), SIDE, SIDE), np.uint8)
     refused = np.zeros(len(images), bool)
-    for i, image in enumerate(images):
-        picture = np.clip(corrupt(image, rng), 0, 255).astype(np.uint8)
+    for i, picture in enumerate(pictures):
         try:
             out[i] = preprocess_digit_image(picture)
         except ValueError:
@@ -152,6 +96,47 @@ def robust(n_samples: int):
 MODELS = {"seed": seed_recipe, "robust": robust}
 
 
+def _accuracy_curve(test_sets: dict, y_test: np.ndarray):
+    """A Keras callback that records, after each epoch, the training time so
+    far (its own evaluation excluded) and the network's accuracy on the clean
+    test set and the mean over the corruptions: accuracy against training
+    time, for the plot."""
+    import keras
+
+    flat = {
+        name: images.reshape(len(images), -1).astype(np.float32) / 255
+        for name, (images, _) in test_sets.items()
+        if name != "as stored"
+    }
+
+    class AccuracyCurve(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.points = []
+            self.evaluating = 0.0
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            evaluation_start = time.perf_counter()
+            accuracy = {}
+            for name, x in flat.items():
+                predicted = self.model.predict(x, batch_size=2048, verbose=0)
+                right = (predicted.argmax(axis=1) == y_test) & ~test_sets[name][1]
+                accuracy[name] = float(right.mean())
+            self.points.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": evaluation_start - self.started - self.evaluating,
+                    "clean": accuracy["clean"],
+                    "mean of corruptions": statistics.fmean(
+                        accuracy[name] for name in CORRUPTIONS
+                    ),
+                }
+            )
+            self.evaluating += time.perf_counter() - evaluation_start
+
+    return AccuracyCurve()
+
+
 def measure(backend: str, data: str, rows: int) -> dict:
     import keras
 
@@ -165,9 +150,11 @@ def measure(backend: str, data: str, rows: int) -> dict:
     results = {}
     for model_name, recipe in MODELS.items():
         model = recipe(len(x_train))
+        curve = _accuracy_curve(test_sets, y_test)
+        model.set_params(clf__callbacks=[curve])
         start = time.perf_counter()
         model.fit(x_train, y_train)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - curve.evaluating
         accuracy = {
             name: float(np.mean((model.predict(images) == y_test) & ~refused))
             for name, (images, refused) in test_sets.items()
@@ -175,9 +162,47 @@ def measure(backend: str, data: str, rows: int) -> dict:
         accuracy["mean of corruptions"] = statistics.fmean(
             accuracy[name] for name in CORRUPTIONS
         )
-        results[model_name] = {"train_seconds": seconds, "accuracy": accuracy}
+        results[model_name] = {
+            "train_seconds": seconds,
+            "accuracy": accuracy,
+            "curve": curve.points,
+        }
     refused = {name: int(r.sum()) for name, (_, r) in test_sets.items()}
     return {"backend": backend, "rows": rows, "refused": refused, "models": results}
+
+
+def plot_curves(rows: list[dict], path: str) -> None:
+    """Accuracy against training time, one line per model and backend: clean
+    test digits solid, the mean over the corruptions dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(7, 4.2))
+    colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for row in rows:
+        for name, result in row["models"].items():
+            colour = next(colours)
+            seconds = [point["seconds"] for point in result["curve"]]
+            for measure_name, style in [("clean", "-"), ("mean of corruptions", "--")]:
+                ax.plot(
+                    seconds,
+                    [100 * point[measure_name] for point in result["curve"]],
+                    style,
+                    marker=".",
+                    color=colour,
+                    label=f"{name} ({row['backend']}): {measure_name}",
+                )
+    ax.axhline(99, color="grey", linewidth=0.8)
+    ax.axhline(97, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("training time (s; after each epoch)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(75, 100)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Accuracy against training time: the targets 99% clean, 97% corrupted")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -204,6 +229,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000, help="test images")
     parser.add_argument("--data", help="path of mnist.npz (default: SKMNIST_DATA)")
     parser.add_argument("--json", default="robustness.json")
+    parser.add_argument(
+        "--plot", help="also draw accuracy against training time to this PNG"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.data = args.data or os.environ.get("SKMNIST_DATA") or str(SHARED_MNIST)
@@ -229,6 +257,8 @@ def main() -> None:
         rows.append(json.loads(output.strip().splitlines()[-1]))
     print(markdown_table(rows))
     print("\nimages the preprocessing refused (counted wrong):", rows[0]["refused"])
+    if args.plot:
+        plot_curves(rows, args.plot)
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(),

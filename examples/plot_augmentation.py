@@ -13,8 +13,10 @@ network keeps first (``model_.get_layer("augmentation")``) and which passes
 images through unchanged at prediction. Called with ``training=True`` it
 draws new distortions, which is how this example shows each of them: one row
 per distortion at its default strength, the last row all of them together, as
-training sees them. With ``SKMNIST_FAST=1`` the network trains on 2,000
-images for one epoch.
+training sees them. The last figure shows the other side: the corruptions
+the robustness benchmark tests with (:func:`skmnist.datasets.corrupt_digits`),
+before and after ``skmnist predict``'s preprocessing. With ``SKMNIST_FAST=1``
+the network trains on 2,000 images for one epoch.
 """
 
 import os
@@ -23,8 +25,8 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from skmnist import make_mnist_pipeline
-from skmnist.datasets import load_mnist
+from skmnist import make_mnist_pipeline, preprocess_digit_image
+from skmnist.datasets import CORRUPTIONS, corrupt_digits, load_mnist
 
 fast = os.environ.get("SKMNIST_FAST") == "1"
 
@@ -94,3 +96,42 @@ np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(digits)), digits)
 accuracy = pipe.score(x_test, y_test)
 print(f"test accuracy after one epoch of augmented training: {accuracy:.4f}")
 assert accuracy > (0.6 if fast else 0.9)
+
+# %%
+# What the robustness benchmark tests with
+# ----------------------------------------
+# ``benchmarks/robustness.py`` scores models on MNIST's test digits under six
+# corruptions, each drawn per image at a fixed strength (MNIST-C-style:
+# rotation up to 30 degrees, shear up to 0.3, scale 0.6-1.3, strokes a pixel
+# thicker or thinner, elastic distortion, the digit anywhere on a canvas three
+# times its size). Each picture then goes through the preprocessing that
+# ``skmnist predict`` applies to a photo, which crops, scales and centres the
+# digit again: the top row of each pair is the picture, the bottom row what
+# the classifier sees. Centring undoes "off-centre" and most of "scale"; it
+# cannot undo a rotation, a slant, a wobble or another pen, which is what
+# augmentation teaches.
+
+
+def as_predicted(picture):
+    """What the classifier sees of ``picture``, as ``skmnist predict`` reads a
+    photo; black where nothing is left (an eroded thin stroke)."""
+    try:
+        return preprocess_digit_image(picture)
+    except ValueError:
+        return np.zeros((28, 28), np.uint8)
+
+
+figure, axes = plt.subplots(2 * len(CORRUPTIONS), 8, figsize=(8, 2 * len(CORRUPTIONS)))
+for index, name in enumerate(CORRUPTIONS):
+    pictures = corrupt_digits(x_test[:8], name, random_state=index)
+    pair = axes[2 * index : 2 * index + 2]
+    for column, picture in enumerate(pictures):
+        shown = [picture, as_predicted(picture)]
+        for ax, image in zip(pair[:, column], shown, strict=True):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, label, size in [(pair[0, 0], name, 9), (pair[1, 0], "as predicted", 7)]:
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=size)
+figure.suptitle("The benchmark's corruptions, and what preprocessing makes of them")
+figure.tight_layout()

@@ -33,6 +33,7 @@ from sklearn.utils._param_validation import (
     Interval,
     StrOptions,
     validate_parameter_constraints,
+    validate_params,
 )
 
 # scikeras's helpers, imported on first use: scikeras imports Keras, and so
@@ -55,6 +56,7 @@ __all__ = [
     "assign_values",
     "Interval",
     "StrOptions",
+    "validate_params",
     "build_training_state",
     "call_concrete_function",
     "dask_distributed_backend",

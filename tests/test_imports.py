@@ -30,6 +30,7 @@ LAYERS = {
         "skmnist._thread_pools",
         "skmnist.datasets",
         "skmnist.datasets._mnist",
+        "skmnist.datasets._corruptions",
     },
     "training and inference": {
         "skmnist._workspace",

@@ -1030,3 +1030,114 @@ def _data_url_bytes(url: str) -> bytes:
     header, _, payload = url.partition(",")
     assert header == "data:image/png;base64"
     return base64.b64decode(payload)
+
+
+# -- digits drawn as people draw them, read by the robust recipe ----------------
+
+
+def _arc(cx, cy, rx, ry, start, stop, n=16):
+    """Points along an ellipse in a unit box (y down), angles in degrees."""
+    return [
+        (cx + rx * math.cos(a), cy + ry * math.sin(a))
+        for a in np.radians(np.linspace(start, stop, n))
+    ]
+
+
+# Each digit as the strokes of a hand, in a unit box with y pointing down.
+_HAND = {
+    "0": [_arc(0.5, 0.5, 0.32, 0.48, -90, 270, 40)],
+    "1": [[(0.3, 0.2), (0.55, 0.0), (0.55, 1.0)]],
+    "2": [[*_arc(0.5, 0.28, 0.35, 0.28, 200, 390), (0.1, 1.0), (0.9, 1.0)]],
+    "3": [_arc(0.5, 0.25, 0.3, 0.25, 210, 450) + _arc(0.5, 0.73, 0.35, 0.27, -90, 150)],
+    # The two-stroke 4: the open angle, then the stem.
+    "4": [[(0.55, 0.0), (0.1, 0.65), (0.9, 0.65)], [(0.65, 0.3), (0.65, 1.0)]],
+    # The two-stroke 5: stem and belly, then the flag on top.
+    "5": [
+        [(0.25, 0.0), (0.2, 0.45), *_arc(0.5, 0.7, 0.35, 0.3, -140, 150)],
+        [(0.25, 0.0), (0.85, 0.0)],
+    ],
+    # The European 7: the stroke, then the bar across it.
+    "7": [[(0.1, 0.0), (0.9, 0.0), (0.4, 1.0)], [(0.4, 0.5), (0.85, 0.5)]],
+}
+
+
+def _placed(strokes, centre, height, slant=0.0):
+    """``strokes`` drawn ``height`` (a fraction of the canvas) tall around
+    ``centre``, leaning right by ``slant`` (horizontal shift per unit of height)."""
+    cx, cy = centre
+    width = 0.7 * height
+    return [
+        [
+            (
+                cx + width * (x - 0.5) + slant * height * (0.5 - y),
+                cy + height * (y - 0.5),
+            )
+            for x, y in stroke
+        ]
+        for stroke in strokes
+    ]
+
+
+# What the draw page gets from people: digits small, off-centre and slanted.
+_DRAWINGS = {
+    "small 0 in a corner": ("0", _placed(_HAND["0"], (0.22, 0.25), 0.3)),
+    "1 leaning right": ("1", _placed(_HAND["1"], (0.5, 0.5), 0.7, slant=0.45)),
+    "large 2": ("2", _placed(_HAND["2"], (0.5, 0.5), 0.9)),
+    "small 3 low and right": ("3", _placed(_HAND["3"], (0.72, 0.7), 0.35)),
+    "two-stroke 4 leaning": ("4", _placed(_HAND["4"], (0.45, 0.5), 0.7, slant=0.3)),
+    "two-stroke 5 off-centre": ("5", _placed(_HAND["5"], (0.35, 0.4), 0.5)),
+    "crossed 7 leaning left": ("7", _placed(_HAND["7"], (0.5, 0.55), 0.65, slant=-0.2)),
+}
+
+
+@pytest.fixture(scope="module")
+def robust_model_file(mnist, tmp_path_factory):
+    """``skmnist train --robust``'s recipe, cut to 3 epochs of 30,000 images
+    so that the test can train it (the recipe's 30 epochs take ten minutes)."""
+    from skmnist._pipeline import robust_recipe
+
+    (x_train, y_train), _ = mnist
+    n = 30_000
+    pipeline = skmnist.make_mnist_pipeline(**robust_recipe(n, epochs=3), random_state=0)
+    pipeline.fit(x_train[:n], y_train[:n])
+    path = tmp_path_factory.mktemp("robust") / "robust.skmnist"
+    skmnist.save(pipeline, path)
+    return path
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_digits_drawn_as_people_draw_them_are_read_by_the_robust_recipe(
+    robust_model_file, browser, tmp_path
+):
+    """The page, served by a robust model, reads digits drawn with the mouse
+    small, off-centre, slanted and in two strokes; each answer is the one
+    ``skmnist predict`` gives the canvas's PNG."""
+    answers = {}
+    with _start_server(robust_model_file, tmp_path) as running:
+        page = browser.new_page(viewport={"width": 760, "height": 540})
+        try:
+            page.goto(running.url, timeout=REQUEST_TIMEOUT * 1000)
+            for name, (digit, strokes) in _DRAWINGS.items():
+                page.click("#clear")
+                for stroke in strokes:
+                    _draw(page, stroke)
+                shown = _prediction(page)
+                drawn = tmp_path / f"{name.replace(' ', '_')}.png"
+                drawn.write_bytes(_data_url_bytes(shown["png"]))
+                answers[name] = (digit, shown["digit"], shown["best"], drawn)
+        finally:
+            page.close()
+    wrong = {
+        name: f"drew {digit}, page says {said} (see {drawn})"
+        for name, (digit, said, _, drawn) in answers.items()
+        if said != digit
+    }
+    assert not wrong, wrong
+    assert all(best == [said] for _, said, best, _ in answers.values())
+    result = _skmnist(
+        "predict", str(robust_model_file), *(str(a[3]) for a in answers.values())
+    )
+    assert result.returncode == 0, result.stderr
+    said = [line.rsplit(": ", 1)[1][0] for line in result.stdout.splitlines()]
+    assert said == [digit for digit, *_ in answers.values()]
