@@ -10,9 +10,13 @@ record: the end of every epoch (:class:`skmnist._workspace.CompletedEpochs`)
 and the moment before a saved file replaces the previous one
 (:func:`skmnist._files.write_atomically`). A swallowed interrupt is thereby
 raised again there, at the latest; the "ignored" report is kept quiet.
+
+The exit status of an interrupted command is 130 also under ``python -m``:
+see :func:`forget_interrupts_c_code_saw`.
 """
 
 import contextlib
+import ctypes
 import signal
 import sys
 import threading
@@ -86,3 +90,17 @@ def raise_if_interrupted() -> None:
     :func:`recorded_interrupts`, even if the first one was swallowed."""
     if _requested.is_set():
         raise KeyboardInterrupt
+
+
+def forget_interrupts_c_code_saw() -> None:
+    """Keep a handled Ctrl-C from turning ``python -m``'s exit into a SIGINT.
+
+    CPython marks the process as ended by an unhandled ``KeyboardInterrupt``
+    whenever one leaves Python code that C code ran through ``PyRun_String``
+    (pybind11's ``exec``, which TensorFlow's import uses), even when a caller
+    then catches it; under ``python -m`` (not a console script) the process
+    then ends by SIGINT whatever status it exits with: the command's 130 came
+    out as -2 when Ctrl-C landed in ``import keras``. Each such run clears the
+    mark first, so running an empty one clears a stale mark.
+    """
+    ctypes.pythonapi.PyRun_SimpleString(b"")

@@ -176,3 +176,45 @@ def test_an_interrupt_in_a_deferred_step_is_raised_after_it():
         """
     )
     assert outcome == ["finished the step", "stopped after it"]
+
+
+@pytest.mark.parametrize("forget", [False, True], ids=["as-cpython-does", "forgotten"])
+def test_a_handled_interrupt_that_c_code_saw_keeps_python_m_s_status(tmp_path, forget):
+    """Under ``python -m``, a KeyboardInterrupt caught after it left code that
+    C ran through ``PyRun_String`` (as in TensorFlow's import) makes CPython end
+    the process by SIGINT, status 130 or not; skmnist's ``__main__`` forgets
+    it, and the status stays the command's 130."""
+    module = tmp_path / "interrupted_in_c.py"
+    module.write_text(
+        textwrap.dedent(
+            f"""
+            import ctypes, os, signal, sys
+
+            from skmnist._interrupts import forget_interrupts_c_code_saw
+
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            run = ctypes.pythonapi.PyRun_String
+            run.restype = ctypes.py_object
+            run.argtypes = [
+                ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object
+            ]
+            try:  # 257: Py_file_input
+                run(b"import os, signal; os.kill(os.getpid(), signal.SIGINT)",
+                    257, {{}}, {{}})
+            except KeyboardInterrupt:
+                print("handled", flush=True)
+            if {forget}:
+                forget_interrupts_c_code_saw()
+            sys.exit(130)
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", module.stem],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout == "handled\n", result.stderr
+    assert result.returncode == (130 if forget else -2)
