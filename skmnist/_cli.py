@@ -416,8 +416,13 @@ def _train(args) -> int:
         if getattr(args, option) is not None
     }
     if args.robust:
+        # The cosine falls to 0 over the rows trained: those left once a
+        # validation set is held out (train_test_split's ceil).
+        held_out = args.validation_fraction
+        if held_out is None:
+            held_out = 0.1 if args.early_stopping else 0.0
         recipe = robust_recipe(
-            len(x_train),
+            len(x_train) - math.ceil(held_out * len(x_train)),
             epochs=args.epochs,
             batch_size=args.batch_size,
             **({"learning_rate": args.learning_rate} if args.learning_rate else {}),

@@ -2,6 +2,7 @@
 ``skmnist train --robust`` trains for digits that are not MNIST's."""
 
 import math
+import numbers
 
 from sklearn.pipeline import Pipeline
 
@@ -53,9 +54,19 @@ def robust_recipe(
     strokes thicker or thinner in half of them, the other strengths the
     defaults). Measured in docs/performance.rst against the seed recipe.
     """
+    counts = {"n_samples": n_samples, "epochs": epochs, "batch_size": batch_size}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value!r}")
+    if isinstance(learning_rate, bool) or not (
+        isinstance(learning_rate, numbers.Real) and 0 < learning_rate < math.inf
+    ):
+        raise ValueError(f"learning_rate must be above 0, got {learning_rate!r}")
     import keras
 
-    steps = epochs * math.ceil(n_samples / batch_size)
+    steps = int(epochs) * math.ceil(int(n_samples) / int(batch_size))
     return {
         "hidden_units": ROBUST_HIDDEN_UNITS,
         "optimizer": "adam",

@@ -1191,6 +1191,22 @@ def test_train_robust_trains_the_recipe_the_options_change(
     assert loaded[-1].get_params()["augmentation__rotation"] == 20.0
 
 
+def test_train_robust_sizes_its_schedule_by_the_rows_left_to_train(
+    tiny_npz, tmp_path, capsys, monkeypatch
+):
+    # 300 images, 0.2 held out for validation: 240 train, in 2 batches of 128
+    # (all 300 would take 3); the cosine ends at 0 on the last of them.
+    saved = _saved_models(monkeypatch)
+    status, _, err = _main(
+        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.skmnist",
+        "--robust", "--epochs", "1", "--hidden-units", "8",
+        "--validation-fraction", "0.2",
+    )  # fmt: skip
+    assert status == 0, err
+    schedule = saved[0][-1].get_params()["learning_rate_schedule"]
+    assert schedule.get_config()["decay_steps"] == 2
+
+
 def test_train_robust_defaults_are_the_recipes(tmp_path):
     from skmnist._cli import _check_train, _parser
 

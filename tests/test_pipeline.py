@@ -76,3 +76,26 @@ def test_repr_inside_a_pipeline_shows_what_the_user_set():
     assert "MNISTClassifier(hidden_units=64)" in text
     for unused in ("build_fn", "model=", "run_eagerly", "validation_batch_size"):
         assert unused not in text
+
+
+def test_robust_recipe_sizes_its_cosine_and_names_what_it_cannot_size():
+    import pytest
+
+    from skmnist._pipeline import robust_recipe
+
+    recipe = robust_recipe(np.int64(1000), epochs=np.int32(3), batch_size=128)
+    schedule = recipe["learning_rate_schedule"].get_config()
+    assert schedule["decay_steps"] == 3 * 8  # ceil(1000 / 128) batches an epoch
+    assert schedule["initial_learning_rate"] == 1e-3
+    for arguments, message in [
+        ({"n_samples": 0}, "n_samples must be at least 1, got 0"),
+        ({"n_samples": -5}, "n_samples must be at least 1"),
+        ({"n_samples": 10.5}, "n_samples must be a whole number, got 10.5"),
+        ({"n_samples": 100, "epochs": 0}, "epochs must be at least 1"),
+        ({"n_samples": 100, "batch_size": 0}, "batch_size must be at least 1"),
+        ({"n_samples": 100, "batch_size": True}, "batch_size must be a whole"),
+        ({"n_samples": 100, "learning_rate": 0}, "learning_rate must be above 0"),
+        ({"n_samples": 100, "learning_rate": float("nan")}, "above 0, got nan"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            robust_recipe(**arguments)
