@@ -17,6 +17,7 @@ import contextlib
 
 import keras
 import numpy as np
+import scikeras  # noqa: F401 (its pickling hooks on keras.Model, extended below)
 
 from skmnist._augmentation import DigitDistortion
 from skmnist._dropout import Dropout
@@ -68,6 +69,24 @@ class MLPNetwork(keras.Sequential):
         model.alpha = float(alpha)
         return model
 
+    # Keras's saving, which scikeras pickles and deep-copies a model with,
+    # leaves out the random states of dropout and augmentation (variables, not
+    # weights): an unpickled model would replay the random draws it has used.
+    # They travel beside it, as skmnist.save keeps them.
+    def __reduce__(self):
+        rebuild, arguments = super().__reduce__()
+        return _with_random_states, (rebuild, arguments, self._random_states())
+
+    def __deepcopy__(self, memo):
+        copy = super().__deepcopy__(memo)
+        _set_random_states(copy, self._random_states())
+        return copy
+
+    def _random_states(self) -> list[np.ndarray]:
+        return [
+            np.asarray(variable.value) for variable in _random_state_variables(self)
+        ]
+
     @contextlib.contextmanager
     def penalty_rows(self, rows):
         """Divide the penalty by ``rows`` (a number or a traced scalar) inside."""
@@ -83,6 +102,25 @@ class MLPNetwork(keras.Sequential):
 # and registers it again without a package); a fresh process must know that
 # name too to unpickle the estimator.
 keras.saving.register_keras_serializable(package="", name="MLPNetwork")(MLPNetwork)
+
+
+def _random_state_variables(model: keras.Model) -> list:
+    """The variables of ``model`` that are no weights: the states of its seed
+    generators (dropout's, augmentation's), in the network's order."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+def _set_random_states(model: keras.Model, states: list[np.ndarray]) -> None:
+    for variable, state in zip(_random_state_variables(model), states, strict=True):
+        variable.assign(state)
+
+
+def _with_random_states(rebuild, arguments, states) -> keras.Model:
+    """Unpickle a model as scikeras does, then give it back its random states."""
+    model = rebuild(*arguments)
+    _set_random_states(model, states)
+    return model
 
 
 def build_network(

@@ -1,5 +1,6 @@
 """The network MNISTClassifier builds: layers, initial weights, L2 penalty."""
 
+import copy
 import pickle
 
 import keras
@@ -98,3 +99,30 @@ def test_alpha_survives_keras_serialisation():
     assert again.alpha == 0.25
     for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "copy",
+    [lambda model: pickle.loads(pickle.dumps(model)), copy.deepcopy],
+    ids=["pickle", "deepcopy"],
+)
+def test_copies_go_on_with_the_random_streams_where_they_stopped(digits_flat, copy):
+    """Keras's saving (scikeras's pickling and deep copies) leaves out the
+    seed generators' states; an augmented network with dropout, continued
+    after a copy, must draw what the original draws, not replay its first
+    draws (the probe: 0.014 apart after pickle and partial_fit)."""
+    from skmnist import MNISTClassifier
+
+    X, y = digits_flat
+    X, y = X[:300], y[:300]
+    options = dict(augmentation=True, dropout=0.3, hidden_units=16, epochs=1)
+    original = MNISTClassifier(**options, batch_size=64, random_state=0).fit(X, y)
+    copied = MNISTClassifier(**options, batch_size=64, random_state=0).fit(X, y)
+    copied.model_ = copy(copied.model_)
+    states = [
+        np.asarray(v.value) for v in original.model_.variables if "seed" in v.path
+    ]
+    assert len(states) == 2 and all(state[-1] > 0 for state in states)
+    for classifier in (original, copied):
+        classifier.partial_fit(X, y)
+    np.testing.assert_array_equal(original.predict_proba(X), copied.predict_proba(X))
