@@ -1,7 +1,10 @@
 """MNISTClassifier: the classic MNIST perceptron as a scikit-learn classifier."""
 
 import functools
+import inspect
 import json
+import os
+import sys
 import warnings
 from numbers import Integral, Real
 
@@ -165,6 +168,24 @@ def _check_keyword_arguments(kwargs: dict) -> None:
         + ". Routed parameters take a prefix: "
         f"{', '.join(f'{prefix}__' for prefix in sorted(prefixes))}."
     )
+
+
+def _stacklevel_of_the_caller() -> int:
+    """The ``stacklevel`` that points a warning, issued by the function that
+    calls this one, at the first caller outside skmnist, scikeras and
+    scikit-learn: how deep that is depends on the way in (``fit``,
+    ``partial_fit``, a search)."""
+    import scikeras
+    import sklearn
+
+    inside = tuple(
+        os.path.dirname(module.__file__) + os.sep
+        for module in (sklearn, scikeras, sys.modules[__package__])
+    )
+    frame, level = inspect.currentframe().f_back, 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_validation_weights(weights: np.ndarray, what: str) -> None:
@@ -1050,6 +1071,26 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         build_optimizer(workspace)
         return epoch_runner(workspace)
 
+    def _warn_if_the_schedule_has_ended(self, updates: int) -> None:
+        """Continued training under a Keras schedule that has fallen to 0 (a
+        ``CosineDecay`` sized for the first fit, as in ``skmnist train
+        --robust``) would change no weight while its loss curve grows."""
+        schedule = self.learning_rate_schedule
+        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return
+        if float(keras.ops.convert_to_numpy(schedule(updates))) > 0:
+            return
+        warnings.warn(
+            f"learning_rate_schedule={schedule!r} gives a learning rate of 0 "
+            f"after the {updates} updates this network has had, so continued "
+            "training (warm_start, partial_fit) changes none of its weights. "
+            "Set a schedule that goes on past them (for example a CosineDecay "
+            f"with decay_steps above {updates}, or CosineDecayRestarts), or fit "
+            "anew.",
+            UserWarning,
+            stacklevel=_stacklevel_of_the_caller(),
+        )
+
     def _continue_with_current_settings(self) -> None:
         """Before continued training: the network must be the fitted one, and the
         optimizer, loss and metrics are those set now (as MLPClassifier uses a
@@ -1075,6 +1116,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         updates_so_far = int(self.model_.optimizer.iterations)
         if updates_so_far:
             self._continue_with_current_settings()
+            self._warn_if_the_schedule_has_ended(updates_so_far)
         partial = getattr(self, "_partial_fit_call", False)
         # Continued training (warm_start, partial_fit) carries the curves on.
         continued = updates_so_far > 0 and hasattr(self, "loss_curve_")

@@ -872,6 +872,33 @@ def test_a_keras_schedule_gives_the_learning_rate(digits_flat):
         conflicting.fit(X, y)
 
 
+def test_continued_training_after_a_schedule_ended_says_it_changes_nothing(
+    digits_flat,
+):
+    """The robust recipe's CosineDecay is 0 after the fit it was sized for:
+    continued training warns, rather than growing a loss curve with the same
+    weights (the probe's finding); a schedule that goes on trains again."""
+    X, y = digits_flat
+    X, y = X[:256], y[:256]
+    ended = keras.optimizers.schedules.CosineDecay(0.01, 2 * 4)  # 2 epochs of 4
+    clf = MNISTClassifier(
+        hidden_units=16, epochs=2, batch_size=64, optimizer="adam", random_state=0
+    )
+    clf.set_params(learning_rate_schedule=ended).fit(X, y)
+    before = clf.model_.get_weights()
+    with pytest.warns(UserWarning, match=r"rate of 0 after the 8 updates") as caught:
+        clf.partial_fit(X, y)
+    assert caught[0].filename == __file__
+    for a, b in zip(before, clf.model_.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    goes_on = keras.optimizers.schedules.CosineDecay(0.01, 100)
+    clf.set_params(learning_rate_schedule=goes_on, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.fit(X, y)
+    assert not np.array_equal(before[0], clf.model_.get_weights()[0])
+
+
 def test_alpha_is_scikit_learns_penalty(digits_flat):
     X, y = digits_flat
     X, y = X[:100], y[:100]
