@@ -31,7 +31,7 @@ from sklearn.utils.validation import (
 )
 
 from skmnist._architecture import count_weights, hidden_layer_widths
-from skmnist._augmentation import distortion_config
+from skmnist._augmentation import DEFAULTS, distortion_config
 from skmnist._compat import (
     Hidden,
     Interval,
@@ -770,10 +770,17 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         """The hyper-parameters changed since ``fit`` that change the network."""
         fitted, wanted = self._fitted_network(), self._network_from_params()
         changed = [
-            name
-            for name in ("hidden_units", "dropout", "augmentation")
-            if fitted[name] != wanted[name]
+            name for name in ("hidden_units", "dropout") if fitted[name] != wanted[name]
         ]
+        was, now = fitted["augmentation"], wanted["augmentation"]
+        if was != now:
+            # Name the strengths changed, where augmentation stayed on.
+            strengths = sorted(
+                f"augmentation__{name}"
+                for name in (now or {})
+                if was and name in DEFAULTS and was.get(name) != now[name]
+            )
+            changed += strengths or ["augmentation"]
         if fitted["activation"] is not wanted["activation"]:
             changed.append("activation")
         if fitted["output"] != wanted["output"]:
