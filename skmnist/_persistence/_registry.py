@@ -256,7 +256,9 @@ def rebuild(node, arrays: dict | None, where: str, legacy=None, uses=None):
             except ModelFileError:
                 raise
             except ValueError as error:
-                raise ModelFileError(f"{where}: {error}; {_damaged(ignored)}") from None
+                raise ModelFileError(
+                    f"{where}: {str(error).rstrip('.')}; {_damaged(ignored)}"
+                ) from None
             except Exception as error:  # Keras refusing what passed our checks
                 raise ModelFileError(
                     f"{where}: cannot rebuild the network: {error}"
