@@ -325,11 +325,15 @@ def distortion_config(routed: dict, n_features: int | None) -> dict | None:
         return None
     side = math.isqrt(n_features)
     if side * side != n_features or side < 3:
+        what = (
+            f"the pixels of an image of at least 3x3 (they make a {side}x{side} one)"
+            if side * side == n_features
+            else "the pixels of a square image (28x28 = 784 for MNIST's)"
+        )
         raise ValueError(
-            "augmentation distorts images, but X's rows of "
-            f"{n_features} features are not the pixels of a square image (28x28 "
-            "= 784 for MNIST's): pass images' pixels, as PixelScaler gives "
-            "them, or set augmentation=False."
+            f"augmentation distorts images, but X's rows of {n_features} "
+            f"features are not {what}: pass images' pixels, as PixelScaler "
+            "gives them, or set augmentation=False."
         )
     scale = values.pop("scale")
     # Simard's pixels are a 28x28 image's: the same distortion, resampled. The

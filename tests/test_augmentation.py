@@ -232,6 +232,12 @@ def test_the_weights_are_drawn_as_without_augmentation(digits_flat):
     "params, X_columns, match",
     [
         ({}, 50, "50 features are not the pixels of a square image"),
+        (
+            {},
+            4,
+            r"4 features are not the pixels of an image of at least 3x3 "
+            r"\(they make a 2x2",
+        ),
         ({"augmentation__rotaton": 3}, 64, "unknown augmentation parameter"),
         ({"augmentation__thickness": 2}, 64, "thickness must be from 0 to 1"),
         ({"augmentation__rotation": -1}, 64, "rotation must be from 0 to 180"),
