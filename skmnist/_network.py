@@ -17,6 +17,10 @@ import contextlib
 
 import keras
 import numpy as np
+
+import skmnist._scikeras_without_tensorflow  # noqa: F401 (before scikeras)
+
+# isort: split
 import scikeras  # noqa: F401 (its pickling hooks on keras.Model, extended below)
 
 from skmnist._augmentation import DigitDistortion
