@@ -17,6 +17,9 @@ import numpy as np
 # (skmnist._pipeline.robust_recipe), which the command line needs before Keras.
 ROBUST_HIDDEN_UNITS = (1024, 1024)
 ROBUST_EPOCHS = 30
+# The largest count the compiled training programs and Keras's schedules hold
+# (int32): of widths, epochs, batches and updates.
+MAX_COUNT = 2**31 - 1
 
 
 def hidden_layer_widths(hidden_units, name: str = "hidden_units") -> tuple[int, ...]:

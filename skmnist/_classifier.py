@@ -1089,7 +1089,7 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
             return
         warnings.warn(
             f"learning_rate_schedule={schedule!r} gives a learning rate of 0 "
-            f"after the {updates} updates this network has had, so continued "
+            f"after the {updates} updates of this network's optimizer, so continued "
             "training (warm_start, partial_fit) changes none of its weights. "
             "Set a schedule that goes on past them (for example a CosineDecay "
             f"with decay_steps above {updates}, or CosineDecayRestarts), or fit "
@@ -1123,7 +1123,8 @@ class MNISTClassifier(KerasClassifier, metaclass=MixinsFirst):
         updates_so_far = int(self.model_.optimizer.iterations)
         if updates_so_far:
             self._continue_with_current_settings()
-            self._warn_if_the_schedule_has_ended(updates_so_far)
+            # The optimizer's own count: a rebuilt optimizer starts at 0.
+            self._warn_if_the_schedule_has_ended(int(self.model_.optimizer.iterations))
         partial = getattr(self, "_partial_fit_call", False)
         # Continued training (warm_start, partial_fit) carries the curves on.
         continued = updates_so_far > 0 and hasattr(self, "loss_curve_")

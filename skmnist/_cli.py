@@ -27,7 +27,7 @@ from skmnist._quiet_keras import import_keras_quietly
 DEFAULT_MODEL = "mnist_pipeline.skmnist"
 # The seeds NumPy's RandomState (and so scikit-learn) accepts.
 _MAX_SEED = 2**32 - 1
-# The largest counts the compiled training programs hold (int32).
+# skmnist._architecture.MAX_COUNT, here without its NumPy import (--help).
 _MAX_COUNT = 2**31 - 1
 # The exit status of a command stopped by Ctrl-C, as shells report SIGINT.
 INTERRUPTED = 130

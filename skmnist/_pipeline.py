@@ -4,11 +4,14 @@
 import math
 import numbers
 
+import numpy as np
 from sklearn.pipeline import Pipeline
 
-from skmnist._architecture import ROBUST_EPOCHS, ROBUST_HIDDEN_UNITS
+from skmnist._architecture import MAX_COUNT, ROBUST_EPOCHS, ROBUST_HIDDEN_UNITS
 from skmnist._classifier import MNISTClassifier
 from skmnist._scaler import PixelScaler
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def make_mnist_pipeline(**classifier_params) -> Pipeline:
@@ -60,18 +63,26 @@ def robust_recipe(
             raise ValueError(f"{name} must be a whole number, got {value!r}")
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value!r}")
+    # Keras computes the schedule in float32, its step count in int32.
     if isinstance(learning_rate, bool) or not (
-        isinstance(learning_rate, numbers.Real) and 0 < learning_rate < math.inf
+        isinstance(learning_rate, numbers.Real) and 0 < learning_rate <= _FLOAT32_MAX
     ):
-        raise ValueError(f"learning_rate must be above 0, got {learning_rate!r}")
+        raise ValueError(
+            f"learning_rate must be above 0 (and a float32), got {learning_rate!r}"
+        )
+    steps = int(epochs) * math.ceil(int(n_samples) / int(batch_size))
+    if steps > MAX_COUNT:
+        raise ValueError(
+            f"{epochs} epochs of {n_samples} rows in batches of {batch_size} are "
+            f"{steps} updates, more than a schedule counts ({MAX_COUNT})"
+        )
     import keras
 
-    steps = int(epochs) * math.ceil(int(n_samples) / int(batch_size))
     return {
         "hidden_units": ROBUST_HIDDEN_UNITS,
         "optimizer": "adam",
         "learning_rate_schedule": keras.optimizers.schedules.CosineDecay(
-            learning_rate, steps
+            float(learning_rate), steps
         ),
         "epochs": epochs,
         "batch_size": batch_size,

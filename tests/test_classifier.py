@@ -891,6 +891,13 @@ def test_continued_training_after_a_schedule_ended_says_it_changes_nothing(
     assert caught[0].filename == __file__
     for a, b in zip(before, clf.model_.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    # Another optimizer starts counting again: its schedule has not ended.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.set_params(optimizer="sgd").partial_fit(X, y)
+    assert not np.array_equal(before[0], clf.model_.get_weights()[0])
+    clf.set_params(optimizer="adam")
+    before = clf.model_.get_weights()
     goes_on = keras.optimizers.schedules.CosineDecay(0.01, 100)
     clf.set_params(learning_rate_schedule=goes_on, warm_start=True)
     with warnings.catch_warnings():

@@ -156,3 +156,11 @@ def test_memory_is_the_result_and_little_more():
     finally:
         tracemalloc.stop()
     assert peak < corrupted.nbytes + 2**20, peak
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_the_largest_floats_stay_finite(images, corruption):
+    huge = images[:2].astype(np.float64) / 255 * np.finfo(np.float64).max
+    corrupted = corrupt_digits(huge, corruption, random_state=1)
+    assert np.isfinite(corrupted).all()
+    assert corrupted.max() <= np.finfo(np.float64).max

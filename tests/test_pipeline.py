@@ -79,6 +79,8 @@ def test_repr_inside_a_pipeline_shows_what_the_user_set():
 
 
 def test_robust_recipe_sizes_its_cosine_and_names_what_it_cannot_size():
+    import fractions
+
     import pytest
 
     from skmnist._pipeline import robust_recipe
@@ -87,6 +89,8 @@ def test_robust_recipe_sizes_its_cosine_and_names_what_it_cannot_size():
     schedule = recipe["learning_rate_schedule"].get_config()
     assert schedule["decay_steps"] == 3 * 8  # ceil(1000 / 128) batches an epoch
     assert schedule["initial_learning_rate"] == 1e-3
+    rate = robust_recipe(100, learning_rate=fractions.Fraction(1, 1000))
+    assert rate["learning_rate_schedule"].get_config()["initial_learning_rate"] == 1e-3
     for arguments, message in [
         ({"n_samples": 0}, "n_samples must be at least 1, got 0"),
         ({"n_samples": -5}, "n_samples must be at least 1"),
@@ -95,7 +99,9 @@ def test_robust_recipe_sizes_its_cosine_and_names_what_it_cannot_size():
         ({"n_samples": 100, "batch_size": 0}, "batch_size must be at least 1"),
         ({"n_samples": 100, "batch_size": True}, "batch_size must be a whole"),
         ({"n_samples": 100, "learning_rate": 0}, "learning_rate must be above 0"),
-        ({"n_samples": 100, "learning_rate": float("nan")}, "above 0, got nan"),
+        ({"n_samples": 100, "learning_rate": float("nan")}, "above 0 .*got nan"),
+        ({"n_samples": 100, "learning_rate": 1e300}, r"float32\), got 1e\+300"),
+        ({"n_samples": 10**30}, "more than a schedule counts"),
     ]:
         with pytest.raises(ValueError, match=message):
             robust_recipe(**arguments)

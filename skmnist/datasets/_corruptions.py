@@ -170,10 +170,14 @@ def corrupt_digits(images, corruption, *, random_state=None) -> np.ndarray:
     # is the result and a few canvases, not a float64 copy of them all.
     canvas = draw(np.zeros(images.shape[1:]), np.random.RandomState(0)).shape
     corrupted = np.empty((len(images), *canvas), images.dtype)
+    # Interpolation and grey morphology mix pixels with the zeros around them,
+    # so the results stay within the images' range and zero; float pixels are
+    # worked on as fractions of the largest, whose sums cannot overflow.
+    unit = 1.0
+    if np.issubdtype(images.dtype, np.floating) and images.size:
+        unit = float(np.abs(images).max()) or 1.0
     for i, image in enumerate(images):
-        # Interpolation and grey morphology mix pixels with the zeros around
-        # them: floats stay within the images' range and zero.
-        picture = draw(image.astype(np.float64), rng)
+        picture = draw(image.astype(np.float64) / unit, rng) * unit
         if np.issubdtype(images.dtype, np.integer):
             picture = np.clip(np.rint(picture), *_representable(images.dtype))
         corrupted[i] = picture
