@@ -170,6 +170,7 @@ def test_the_layer_round_trips_through_its_config_and_a_saved_model(tmp_path):
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.slow
 def test_it_trains_inside_a_compiled_training_step(jit_compile):
     keras.utils.set_random_seed(0)
     x = np.repeat(_digits(2).reshape(2, -1), 32, axis=0)
@@ -195,6 +196,7 @@ def test_it_trains_inside_a_compiled_training_step(jit_compile):
 TINY = {"hidden_units": 16, "epochs": 2, "batch_size": 64, "random_state": 0}
 
 
+@pytest.mark.slow
 def test_the_same_seed_trains_the_same_model_and_predicting_does_not_distort(
     digits_flat,
 ):
@@ -257,6 +259,7 @@ def test_what_cannot_be_augmented_is_refused_by_name(
         clf.fit(X[:, :X_columns], y)
 
 
+@pytest.mark.slow
 def test_strengths_are_searchable_numpy_typed_parameters(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(**TINY, augmentation=True)
@@ -300,6 +303,7 @@ def test_continued_training_keeps_the_distortions_it_was_fitted_with(digits_flat
         clf.partial_fit(X, y)
 
 
+@pytest.mark.slow
 def test_a_saved_augmented_model_loads_and_trains_on(digits_flat, tmp_path):
     X, y = digits_flat
     clf = MNISTClassifier(**TINY, augmentation=True, augmentation__shear=0.1).fit(X, y)

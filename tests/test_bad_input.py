@@ -224,6 +224,7 @@ def test_one_sample(fitted, data):
     assert fitted.predict(X[:1])[0] == fitted.predict(X)[0]
 
 
+@pytest.mark.slow
 def test_two_samples_of_two_classes_fit(data):
     X, _ = data
     clf = MNISTClassifier(**TINY).fit(X[:2], ["a", "b"])

@@ -44,6 +44,7 @@ def test_defaults_are_the_seed_notebook():
     assert params["verbose"] == 0
 
 
+@pytest.mark.slow
 def test_network_is_built_from_the_data(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(epochs=1).fit(X, y)
@@ -64,6 +65,7 @@ def test_is_a_classifier_to_scikit_learn():
     assert tags.classifier_tags.multi_class
 
 
+@pytest.mark.slow
 def test_integer_cv_stratifies(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(**FAST, random_state=0)
@@ -93,6 +95,7 @@ def test_fit_emits_no_warnings(digits_flat):
     ],
     ids=["calibrated", "soft-voting", "stacking"],
 )
+@pytest.mark.slow
 def test_works_inside_meta_estimators(meta_estimator, digits_flat):
     X, y = digits_flat
     model = meta_estimator(MNISTClassifier(**FAST, random_state=0)).fit(X, y)
@@ -112,6 +115,7 @@ def test_roc_auc_ovr_scoring(digits_flat):
 # -- random_state ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_random_state_same_probabilities(digits_flat):
     X, y = digits_flat
     first = MNISTClassifier(**FAST, dropout=0.2, random_state=3).fit(X, y)
@@ -121,6 +125,7 @@ def test_same_random_state_same_probabilities(digits_flat):
     assert not np.array_equal(first.predict_proba(X), other.predict_proba(X))
 
 
+@pytest.mark.slow
 def test_seeded_fit_has_no_global_side_effect(digits_flat):
     """scikeras's seeded fit switches TensorFlow op determinism on for the whole
     process; every later unseeded fit then fails with "Random ops require a seed"."""
@@ -177,6 +182,7 @@ def test_history_records_each_epoch(digits_flat):
     assert clf.history_["loss"][-1] < clf.history_["loss"][0]
 
 
+@pytest.mark.slow
 def test_keras_early_stopping_callback_on_validation_data(digits_flat):
     X, y = digits_flat
     stop = keras.callbacks.EarlyStopping(
@@ -240,6 +246,7 @@ def test_two_classes(digits_flat):
     assert clf.score(X, binary) > 0.8
 
 
+@pytest.mark.slow
 def test_twenty_six_classes():
     rng = np.random.RandomState(0)
     centers = rng.rand(26, 20) * 10
@@ -316,6 +323,7 @@ def test_clone_is_unfitted_with_same_params(digits_flat):
     assert not hasattr(copy, "model_")
 
 
+@pytest.mark.slow
 def test_joblib_round_trip_in_a_fresh_process(digits_flat, tmp_path):
     X, y = digits_flat
     clf = MNISTClassifier(**FAST, random_state=0).fit(X, y)
@@ -381,6 +389,7 @@ def test_numpy_scalars_are_accepted_as_hyper_parameters(digits_flat):
     assert len(clf.history_["val_loss"]) == 2
 
 
+@pytest.mark.slow
 def test_an_optimizer_instance_is_configuration_never_shared(digits_flat):
     X, y = digits_flat
     # An architecture no other test uses: no cached workspace can hide the bug.
@@ -523,6 +532,7 @@ def test_warm_start_fits_do_not_replay_the_same_shuffle(digits_flat, monkeypatch
     )
 
 
+@pytest.mark.slow
 def test_same_random_state_same_model_with_a_batch_callback(digits_flat):
     """On JAX, Model.fit drew one more shuffle on a new workspace, so the first fit
     in a process differed from later ones with the same random_state."""
@@ -677,6 +687,7 @@ def test_the_saved_state_restores_a_classifier_without_a_file(
 # -- what MLPClassifier users tune -------------------------------------------
 
 
+@pytest.mark.slow
 def test_hidden_units_takes_a_sequence_of_widths(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(
@@ -705,6 +716,7 @@ def test_hidden_units_takes_a_sequence_of_widths(digits_flat):
         clf.fit(X, y)
 
 
+@pytest.mark.slow
 def test_a_grid_lists_widths_and_depths(digits_flat):
     X, y = digits_flat
     grid = {"hidden_units": [8, (8, 4), np.array([6, 3])]}
@@ -751,6 +763,7 @@ def test_predict_log_proba_is_the_log_of_predict_proba(digits, digits_flat):
     assert pipe.predict_log_proba(images[:3]).shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_with_the_best_epoch(digits_flat):
     X, y = digits_flat
     X_val, y_val = X[-400:], y[-400:]
@@ -872,6 +885,7 @@ def test_a_keras_schedule_gives_the_learning_rate(digits_flat):
         conflicting.fit(X, y)
 
 
+@pytest.mark.slow
 def test_continued_training_after_a_schedule_ended_says_it_changes_nothing(
     digits_flat,
 ):
@@ -906,6 +920,7 @@ def test_continued_training_after_a_schedule_ended_says_it_changes_nothing(
     assert not np.array_equal(before[0], clf.model_.get_weights()[0])
 
 
+@pytest.mark.slow
 def test_alpha_is_scikit_learns_penalty(digits_flat):
     X, y = digits_flat
     X, y = X[:100], y[:100]
@@ -943,6 +958,7 @@ def test_alpha_is_scikit_learns_penalty(digits_flat):
     assert norm(shrunk) < 0.8 * norm(plain)
 
 
+@pytest.mark.slow
 def test_early_stopping_in_cross_validation_with_weights(digits_flat):
     X, y = digits_flat
     weights = np.random.RandomState(0).uniform(0.5, 2, len(y))

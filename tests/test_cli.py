@@ -71,6 +71,7 @@ def trained_model(mnist_path, tmp_path_factory):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_train_reproduces_the_seed_notebook(trained_model):
     model, result = trained_model
     lines = result.stdout.strip().splitlines()
@@ -82,6 +83,7 @@ def test_train_reproduces_the_seed_notebook(trained_model):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_evaluate_reports_accuracy_and_confusion_matrix(trained_model, mnist_path):
     model, _ = trained_model
     # train's default output is the pickle-free format; a joblib file (as
@@ -104,6 +106,7 @@ def _as_user_photo(digit: np.ndarray, rng: np.random.RandomState) -> "PIL.Image"
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_predict_classifies_user_images(trained_model, mnist, tmp_path):
     model, _ = trained_model
     _, (x_test, y_test) = mnist
@@ -124,6 +127,7 @@ def test_predict_classifies_user_images(trained_model, mnist, tmp_path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_predict_reports_unreadable_files_and_answers_the_rest(
     trained_model, mnist, tmp_path
 ):
@@ -158,6 +162,7 @@ def small_model(mnist, tmp_path_factory):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path):
     matplotlib_image = pytest.importorskip("matplotlib.image")
     figure = tmp_path / "evaluation.png"
@@ -188,6 +193,7 @@ def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path):
         ("folder.png", "is a folder"),
     ],
 )
+@pytest.mark.slow
 def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message):
     pytest.importorskip("matplotlib")
     if name == "folder.png":
@@ -328,6 +334,7 @@ def test_ctrl_c_at_any_moment_stops_train_and_keeps_the_saved_file(mnist, tmp_pa
         assert sorted(os.listdir(saved.parent)) == ["model.skmnist"], moment
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_train_keeps_the_saved_model(tmp_path):
     # The quick case of the test above, on a small random set (joblib output:
     # its previous file is kept too).
@@ -363,6 +370,7 @@ def test_search_format_option_is_parsed_like_train_s():
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_search_saves_in_the_format_asked_for(mnist_path, tmp_path):
     from skmnist._persistence import is_skmnist_file, load
 
@@ -464,6 +472,7 @@ def test_a_pickle_is_unpickled_when_asked(name, tmp_path, capsys):
     assert "holds a NoneType, not a scikit-learn classifier" in _one_error_line(err)
 
 
+@pytest.mark.slow
 def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
     import joblib
 
@@ -481,6 +490,7 @@ def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("level", ["1", "2"])
+@pytest.mark.slow
 def test_a_users_log_level_hides_the_cpp_lines_below_it(level, tmp_path):
     # TensorFlow writes some lines before it reads TF_CPP_MIN_LOG_LEVEL; a user
     # who set 1 or 2 asked for no INFO lines, so the error stays one line.
@@ -560,6 +570,7 @@ def model_files(tmp_path_factory, digits, digits_flat):
     ],
 )
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
+@pytest.mark.slow
 def test_models_that_cannot_classify_mnist_are_one_line_errors(
     command, name, message, model_files, capsys, no_data_loading
 ):
@@ -880,6 +891,7 @@ def test_the_first_run_without_data_says_what_to_do(tmp_path, capsys, monkeypatc
     assert "Could not download MNIST" in _one_error_line(err)
 
 
+@pytest.mark.slow
 def test_a_normal_run_prints_no_tensorflow_logs_and_saves_the_safe_format(
     tiny_npz, tmp_path
 ):
@@ -1078,6 +1090,7 @@ def _saved_models(monkeypatch) -> list:
     return saved
 
 
+@pytest.mark.slow
 def test_train_with_early_stopping_and_deep_layers_reports_the_epochs_trained(
     tmp_path, capsys, monkeypatch
 ):
@@ -1160,6 +1173,7 @@ def test_train_without_early_stopping_reports_no_early_stopping(
     assert out.strip().splitlines()[-1].startswith("test_acc: ")
 
 
+@pytest.mark.slow
 def test_train_robust_trains_the_recipe_the_options_change(
     tiny_npz, tmp_path, capsys, monkeypatch
 ):
@@ -1191,6 +1205,7 @@ def test_train_robust_trains_the_recipe_the_options_change(
     assert loaded[-1].get_params()["augmentation__rotation"] == 20.0
 
 
+@pytest.mark.slow
 def test_train_robust_sizes_its_schedule_by_the_rows_left_to_train(
     tiny_npz, tmp_path, capsys, monkeypatch
 ):
@@ -1285,6 +1300,7 @@ def test_an_unreadable_model_path_is_named(capsys):
         "zero-width-in-grid",
     ],
 )
+@pytest.mark.slow
 def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(argv):
     # Counted in imports, not seconds: TensorFlow's import is what took 5 s.
     script = (

@@ -190,6 +190,7 @@ def test_reading_the_global_seed_without_the_eager_context_draws_nothing(
         np.testing.assert_array_equal(drawn, expected)
 
 
+@pytest.mark.slow
 def test_the_global_seed_fallback_works_under_op_determinism():
     pytest.importorskip("tensorflow")
     # Op determinism cannot be switched off again: in a process of its own.
@@ -209,6 +210,7 @@ def test_the_global_seed_fallback_works_under_op_determinism():
     assert result.stdout.split() == ["None", "7"]
 
 
+@pytest.mark.slow
 def test_importing_the_compat_module_imports_no_keras():
     # PixelScaler, the dask helpers and the CLI import it: TensorFlow must not
     # come with it.

@@ -109,6 +109,7 @@ def warm_cache(tmp_path_factory):
     return home, folder, first
 
 
+@pytest.mark.slow
 def test_a_fit_fills_the_cache_folder_named_by_the_environment(warm_cache):
     home, folder, first = warm_cache
     assert len(_entries(folder)) >= 3
@@ -117,6 +118,7 @@ def test_a_fit_fills_the_cache_folder_named_by_the_environment(warm_cache):
     assert first["max_size"] == MAX_CACHE_BYTES  # bounded
 
 
+@pytest.mark.slow
 def test_without_filelock_the_cache_works_unbounded(tmp_path):
     # JAX refuses a size limit without filelock, and would then cache nothing.
     pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
@@ -128,6 +130,7 @@ def test_without_filelock_the_cache_works_unbounded(tmp_path):
     assert len(_entries(folder)) >= 3
 
 
+@pytest.mark.slow
 def test_a_users_own_size_limit_is_kept(tmp_path):
     pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
     seen = _fit_in_a_fresh_process(
@@ -136,6 +139,7 @@ def test_a_users_own_size_limit_is_kept(tmp_path):
     assert seen["max_size"] == 2**30
 
 
+@pytest.mark.slow
 def test_a_second_process_loads_its_programs_from_the_cache(warm_cache):
     home, folder, first = warm_cache
     before = {path.name for path in _entries(folder)}
@@ -147,6 +151,7 @@ def test_a_second_process_loads_its_programs_from_the_cache(warm_cache):
     np.testing.assert_array_equal(second["proba"], first["proba"])
 
 
+@pytest.mark.slow
 def test_off_writes_nothing(tmp_path):
     pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
     result = _fit_in_a_fresh_process(tmp_path, **{ENVIRONMENT_VARIABLE: "off"})
@@ -154,6 +159,7 @@ def test_off_writes_nothing(tmp_path):
     assert _entries(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_an_unwritable_folder_warns_once_and_fits(tmp_path):
     pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
     # Below a regular file: no folder can be made there, whatever the user's
@@ -169,6 +175,7 @@ def test_an_unwritable_folder_warns_once_and_fits(tmp_path):
     assert np.allclose(np.sum(result["proba"], axis=1), 1)
 
 
+@pytest.mark.slow
 def test_both_backends_start_from_the_same_weights(warm_cache, tmp_path):
     """One random_state, one model, on either backend: the initial weights are
     drawn by NumPy, not by each backend's own generator."""

@@ -153,6 +153,7 @@ def test_pillow_would_have_clipped_these():
 # -- MNIST's own digits pass through unchanged ---------------------------------
 
 
+@pytest.mark.slow
 def test_mnist_digits_come_back_almost_unchanged(mnist):
     # MNIST's recipe (20x20 box, centre of mass at pixel (14, 14), faint rim
     # kept): its own test digits are nearly a fixed point; the rest differ by
@@ -168,6 +169,7 @@ def test_mnist_digits_come_back_almost_unchanged(mnist):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_preprocessing_costs_mnist_digits_no_accuracy(mnist, mnist_pipeline):
     # mnist_pipeline: the default pipeline fitted on plain MNIST (conftest.py).
     _, (x_test, y_test) = mnist
@@ -535,6 +537,7 @@ def test_unevenly_lit_photo_is_a_digit_not_noise():
     _check_mnist_style(preprocess_digit_image(np.clip(photo, 0, 255).astype(np.uint8)))
 
 
+@pytest.mark.slow
 def test_large_16_bit_images_are_reduced_too():
     import tracemalloc
 
@@ -751,6 +754,7 @@ def _digit_canvas(size, mode="RGBA"):
     ],
     ids=["square-rgba", "one-row", "one-column", "long-strip", "row-rgba"],
 )
+@pytest.mark.slow
 def test_a_large_image_costs_its_decoded_size_once_and_little_more(
     size, mode, tmp_path
 ):

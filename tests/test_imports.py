@@ -158,6 +158,7 @@ def test_no_module_imports_a_higher_layer():
         ("skmnist._model_files", "skmnist._cli"),
     ],
 )
+@pytest.mark.slow
 def test_layers_are_ordered(lower, higher):
     assert RANK[lower] < RANK[higher]
     reachable, todo, graph = set(), [lower], import_graph(_modules())

@@ -34,6 +34,7 @@ def fitted():
 
 
 @pytest.mark.parametrize("n_samples", [1, 2, 3, 100, 8192, 8193, 10_000])
+@pytest.mark.slow
 def test_predict_proba_equals_keras_predict(fitted, n_samples):
     X = np.random.RandomState(n_samples).rand(n_samples, 20).astype(np.float32)
     expected = fitted.model_.predict(X, verbose=0)
@@ -49,6 +50,7 @@ def test_rows_do_not_depend_on_the_rest_of_the_batch(fitted):
     np.testing.assert_allclose(fitted.predict_proba(X), alone, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_one_compiled_program_per_power_of_two_rows(fitted):
     forward = forward_pass(fitted._architecture_key(), fitted._build_template)
     X = np.random.RandomState(0).rand(100, 20).astype(np.float32)
@@ -145,6 +147,7 @@ def _inputs(n_rows, seed=0):
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.slow
 def test_numpy_pass_equals_keras_for_every_activation(activation):
     model = _network(activation)
     X = _inputs(NUMPY_MAX_ROWS)
@@ -243,6 +246,7 @@ def _one_row_matches_keras(clf, X):
     ],
     ids=["binary", "categorical", "deep-dropout", "logistic"],
 )
+@pytest.mark.slow
 def test_classifier_small_batches_equal_keras(params, n_classes):
     rng = np.random.RandomState(7)
     X = rng.rand(120, 20).astype(np.float32)
@@ -261,6 +265,7 @@ def test_classifier_small_batches_equal_keras(params, n_classes):
     )
 
 
+@pytest.mark.slow
 def test_predictions_follow_every_change_of_the_weights(tmp_path):
     rng = np.random.RandomState(3)
     X = rng.rand(200, 20).astype(np.float32)

@@ -57,6 +57,7 @@ def _max_difference(a, b) -> float:
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("tier", ["graph", "xla"])
+@pytest.mark.slow
 def test_a_batch_callback_leaves_the_model_unchanged(digits_flat, tier, dropout):
     X, y = digits_flat
     batch_size = TIER_BATCH_SIZES[tier]
@@ -69,6 +70,7 @@ def test_a_batch_callback_leaves_the_model_unchanged(digits_flat, tier, dropout)
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.slow
 def test_sample_weights_follow_their_rows(digits_flat, shuffle):
     X, y = digits_flat
     weights = np.random.RandomState(1).uniform(0.1, 3, len(X)).astype(np.float32)
@@ -76,6 +78,7 @@ def test_sample_weights_follow_their_rows(digits_flat, shuffle):
     assert _max_difference(compiled, keras_loop) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_continued_training_takes_the_same_path(digits_flat):
     """warm_start trains on from initial_epoch > 0, with a seed of its own."""
     X, y = digits_flat
@@ -112,6 +115,7 @@ class RecordCalls(keras.callbacks.Callback):
         self.calls.append(("logs", epoch, sorted(logs)))
 
 
+@pytest.mark.slow
 def test_callbacks_see_model_fit_s_loop(digits_flat):
     X, y = digits_flat
     X_train, y_train, X_val, y_val = X[:1500], y[:1500], X[1500:], y[1500:]
@@ -174,6 +178,7 @@ def test_each_epoch_reads_the_next_permutation():
     np.testing.assert_array_equal(in_order[4][1], y[4:8])
 
 
+@pytest.mark.slow
 def test_model_fit_compiles_with_xla_where_the_compiled_epochs_do(monkeypatch):
     """On TensorFlow, XLA and a graph round differently, and many batches make
     much of a last bit: with the compiled epochs' threshold, Model.fit runs the
@@ -214,6 +219,7 @@ def test_model_fit_compiles_with_xla_where_the_compiled_epochs_do(monkeypatch):
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="TensorFlow's dropout masks"
 )
+@pytest.mark.slow
 def test_dropout_masks_are_the_same_under_xla():
     import tensorflow as tf
 

@@ -6,6 +6,7 @@ import gc
 import resource
 
 import numpy as np
+import pytest
 
 from skmnist import MNISTClassifier
 
@@ -26,6 +27,7 @@ def _resident_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+@pytest.mark.slow
 def test_repeated_fits_do_not_grow_memory():
     # scikeras grows about 6 MB per fit of this network (see
     # benchmarks/repeated_fits.py); 30 fits would add some 180 MB. Measured

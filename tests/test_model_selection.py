@@ -80,6 +80,7 @@ def _assert_packed(sizes):
     ],
     ids=["grid", "randomized"],
 )
+@pytest.mark.slow
 def test_a_search_gives_scikit_learns_results(
     digits_flat, packs_run, ours, theirs, options
 ):
@@ -96,6 +97,7 @@ def test_a_search_gives_scikit_learns_results(
     assert search.score(X, y) > 0.5
 
 
+@pytest.mark.slow
 def test_multimetric_scoring_with_string_labels(digits_flat, packs_run):
     X, y = digits_flat
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
@@ -132,6 +134,7 @@ def _weighted_classifier():
     )
 
 
+@pytest.mark.slow
 def test_sample_weight_through_metadata_routing(digits_flat, packs_run):
     X, y = digits_flat
     weights = np.random.RandomState(0).uniform(0.2, 2.0, len(y))
@@ -153,6 +156,7 @@ def test_sample_weight_through_metadata_routing(digits_flat, packs_run):
     )
 
 
+@pytest.mark.slow
 def test_cross_validate_returns_ordinary_fitted_estimators(
     digits_flat, packs_run, tmp_path
 ):
@@ -185,6 +189,7 @@ def test_a_joblib_backend_the_caller_chose_runs_the_fits(digits_flat, packs_run)
     assert packs_run == []
 
 
+@pytest.mark.slow
 def test_n_jobs_is_left_as_the_user_set_it(digits_flat):
     X, y = digits_flat
     search = packed.GridSearchCV(_classifier(), {"batch_size": [32, 64]}, cv=3)
@@ -216,6 +221,7 @@ def test_an_unknown_packing_setting_is_named(digits_flat, monkeypatch):
         search.fit(X, y)
 
 
+@pytest.mark.slow
 def test_scikit_learns_search_loop_is_what_packing_hooks_into(digits_flat):
     """Packing announces the fits of each ``evaluate_candidates`` call from
     ``_run_search``, scikit-learn's extension point for searches, using
@@ -232,6 +238,7 @@ def test_scikit_learns_search_loop_is_what_packing_hooks_into(digits_flat):
     assert calls == [3]
 
 
+@pytest.mark.slow
 def test_fits_at_once_follow_the_free_memory(digits_flat, packs_run, monkeypatch):
     from skmnist import _packing
     from skmnist._architecture import count_weights
@@ -248,6 +255,7 @@ def test_fits_at_once_follow_the_free_memory(digits_flat, packs_run, monkeypatch
     _same_results(search, sk.GridSearchCV(_classifier(), grid, cv=3).fit(X, y))
 
 
+@pytest.mark.slow
 def test_odd_arguments_behave_as_in_scikit_learn(digits_flat):
     from scipy import sparse
     from sklearn.model_selection import KFold, LeaveOneGroupOut

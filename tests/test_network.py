@@ -106,6 +106,7 @@ def test_alpha_survives_keras_serialisation():
     [lambda model: pickle.loads(pickle.dumps(model)), copy.deepcopy],
     ids=["pickle", "deepcopy"],
 )
+@pytest.mark.slow
 def test_copies_go_on_with_the_random_streams_where_they_stopped(digits_flat, copy):
     """Keras's saving (scikeras's pickling and deep copies) leaves out the
     seed generators' states; an augmented network with dropout, continued

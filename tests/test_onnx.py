@@ -178,6 +178,7 @@ def test_two_classes(digit_images, loss):
     _assert_same_predictions(pipe, images)
 
 
+@pytest.mark.slow
 def test_twenty_six_classes():
     rng = np.random.RandomState(0)
     centres = rng.rand(26, 40)
@@ -234,6 +235,7 @@ def test_uint64_labels_within_int64_are_exact(digits_flat):
     ],
     ids=["three-layers-dropout", "two-layers-sigmoid", "array-one-hot"],
 )
+@pytest.mark.slow
 def test_deep_networks(digit_images, hidden_units, dropout, loss, n_classes):
     images, labels = digit_images
     params = {**TINY, "hidden_units": hidden_units}
@@ -293,6 +295,7 @@ _ACTIVATIONS = [
     _ACTIVATIONS,
     ids=lambda a: a if isinstance(a, str) else f"{a.func.__name__}{a.keywords}",
 )
+@pytest.mark.slow
 def test_activation(digit_images, activation):
     images, labels = digit_images
     pipe = make_mnist_pipeline(
@@ -370,6 +373,7 @@ def _skmnist(*args, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cli_export_end_to_end(digits_pipeline, digit_images, tmp_path):
     import onnx
 
@@ -403,6 +407,7 @@ def test_cli_export_end_to_end(digits_pipeline, digit_images, tmp_path):
         ),
     ],
 )
+@pytest.mark.slow
 def test_cli_export_errors_are_one_line(
     digits_pipeline, digit_images, tmp_path, args, message
 ):
@@ -422,6 +427,7 @@ def test_cli_export_errors_are_one_line(
     assert not (tmp_path / "out.onnx").exists()
 
 
+@pytest.mark.slow
 def test_augmentation_is_left_out_as_prediction_leaves_it(digits_flat):
     X, y = digits_flat
     model = MNISTClassifier(**TINY, augmentation=True).fit(X, y)

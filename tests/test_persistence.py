@@ -112,6 +112,7 @@ def _comparable(params: dict) -> dict:
     return {name: value(item) for name, item in params.items()}
 
 
+@pytest.mark.slow
 def test_pipeline_round_trip_is_exact(fitted_pipeline, saved_pipeline, data):
     images, _ = data
     loaded = skmnist.load(saved_pipeline)
@@ -511,6 +512,7 @@ def _skmnist(*args):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_cli_trains_to_the_safe_format_and_detects_it_by_content(mnist_path, tmp_path):
     model = tmp_path / "model.skmnist"
     train = _skmnist(
@@ -529,6 +531,7 @@ def test_cli_trains_to_the_safe_format_and_detects_it_by_content(mnist_path, tmp
     assert float(evaluate.stdout.strip().splitlines()[-1].split()[1]) > 0.8
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_damaged_model_in_one_line(saved_pipeline, tmp_path):
     path = tmp_path / "damaged.skmnist"
     path.write_bytes(saved_pipeline.read_bytes()[:1000])
@@ -1105,6 +1108,7 @@ def test_a_network_changed_after_fit_saves_what_loads(fitted_pipeline, data, tmp
     ],
     ids=["rmsprop-to-adam", "rmsprop-to-sgd-momentum", "sgd-gains-momentum"],
 )
+@pytest.mark.slow
 def test_an_optimizer_changed_after_fit_saves_what_loads(
     digits_flat, tmp_path, fitted_with, changed_to
 ):
@@ -1500,6 +1504,7 @@ def _many_members(count: int, name_length: int = 1, comment: bytes = b""):
     ],
     ids=["many", "zip64", "comment", "long-names"],
 )
+@pytest.mark.slow
 def test_zip_directories_are_refused_before_zipfile_reads_them(
     tmp_path, monkeypatch, write, message
 ):
@@ -1639,6 +1644,7 @@ def photos(digits):
     ],
     ids=["make_pipeline", "in-front-of-a-pipeline"],
 )
+@pytest.mark.slow
 def test_pipelines_with_the_image_preprocessor_round_trip(make, photos, tmp_path):
     images, labels = photos
     pipeline = make().fit(images, labels)
@@ -1798,6 +1804,7 @@ def test_files_load_under_the_other_backend(fitted_pipeline, saved_pipeline, dat
 # -- a second probe: compressed JSON, zip features, shared bytes, hash floods ----
 
 
+@pytest.mark.slow
 def test_a_deflated_json_member_is_inflated_no_further_than_declared(
     saved_pipeline, tmp_path
 ):
@@ -1941,6 +1948,7 @@ def _deep_early_stopped(X, y):
     ).fit(X, y)
 
 
+@pytest.mark.slow
 def test_deep_early_stopped_models_round_trip_and_continue_training_exactly(
     digits_flat, tmp_path
 ):

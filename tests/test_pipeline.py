@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score, validation_curve
 from sklearn.pipeline import Pipeline
@@ -16,6 +17,7 @@ def test_pipeline_steps_and_parameter_names():
     assert params["clf__optimizer__learning_rate"] == 0.01
 
 
+@pytest.mark.slow
 def test_pipeline_on_raw_images(digits):
     images, labels = digits
     pipe = make_mnist_pipeline(
@@ -26,6 +28,7 @@ def test_pipeline_on_raw_images(digits):
     assert pipe.predict_proba(images[:3]).shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_grid_search_over_pipeline_parameters(digits):
     images, labels = digits
     pipe = make_mnist_pipeline(epochs=3, batch_size=32, random_state=0)
@@ -41,6 +44,7 @@ def test_grid_search_over_pipeline_parameters(digits):
     assert search.score(images, labels) > 0.8
 
 
+@pytest.mark.slow
 def test_cross_val_score_and_clone(digits):
     images, labels = digits
     pipe = make_mnist_pipeline(hidden_units=32, epochs=8, batch_size=32)
@@ -49,6 +53,7 @@ def test_cross_val_score_and_clone(digits):
     assert np.all(scores > 0.7)
 
 
+@pytest.mark.slow
 def test_numpy_grids_in_searches(digits):
     """Grids built with np.array, np.arange or np.logspace hold NumPy scalars."""
     images, labels = digits
@@ -80,8 +85,6 @@ def test_repr_inside_a_pipeline_shows_what_the_user_set():
 
 def test_robust_recipe_sizes_its_cosine_and_names_what_it_cannot_size():
     import fractions
-
-    import pytest
 
     from skmnist._pipeline import robust_recipe
 

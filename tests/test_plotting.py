@@ -327,6 +327,7 @@ def test_evaluation_figure_has_matrix_and_grid():
     assert all(ax.get_title().startswith("true ") for ax in right.axes)
 
 
+@pytest.mark.slow
 def test_missing_matplotlib_names_the_extra():
     # A fresh interpreter where importing matplotlib fails, as if not installed.
     code = (

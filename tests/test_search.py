@@ -67,6 +67,7 @@ def _assert_same_split_scores(local, distributed, n_splits):
         np.testing.assert_array_equal(distributed[key], local[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_the_cluster_is_two_single_threaded_worker_processes(client):
     nthreads = client.nthreads()
     assert sorted(nthreads.values()) == [1, 1]
@@ -103,6 +104,7 @@ def _tensorflow_threads_after_a_fit() -> dict:
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts threads in /proc"
 )
+@pytest.mark.slow
 def test_workers_size_tensorflow_threads_to_their_own_threads(client):
     for worker in client.nthreads():
         report = client.submit(
@@ -132,6 +134,7 @@ def test_plugin_warns_where_tensorflow_already_runs_with_other_pools():
         TensorFlowThreadsPlugin().setup(worker)
 
 
+@pytest.mark.slow
 def test_grid_search_on_dask_scores_as_in_one_process(client, images):
     X, y = images
     local = GridSearchCV(_pipeline(), GRID, cv=3, n_jobs=1).fit(X, y)
@@ -148,6 +151,7 @@ def test_grid_search_on_dask_scores_as_in_one_process(client, images):
     assert distributed.best_estimator_.score(X, y) > 0.6
 
 
+@pytest.mark.slow
 def test_randomized_search_on_dask_draws_and_scores_as_in_one_process(client, images):
     X, y = images
     distributions = {
@@ -395,6 +399,7 @@ def _sigkill_by_address(client):
     return lambda address: os.kill(pids[address], signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_search_is_restarted_and_the_search_completes(
     client, images, local_kill_search
 ):
@@ -459,6 +464,7 @@ def workers_without_nanny(tmp_path):
         cluster.close()
 
 
+@pytest.mark.slow
 def test_a_worker_killed_for_good_costs_time_not_the_search(
     workers_without_nanny, images, local_kill_search
 ):
@@ -521,6 +527,7 @@ def test_a_fit_failing_by_itself_fails_the_search_at_once_and_is_not_rerun(
     assert not any(client.processing().values())
 
 
+@pytest.mark.slow
 def test_the_training_data_reaches_each_worker_once_per_search(client, images):
     X, y = images
     client.run(lambda dask_worker: dask_worker.transfer_incoming_log.clear())
@@ -763,6 +770,7 @@ def test_the_grid_check_refuses_tuples_of_no_widths():
 
 
 @pytest.mark.parametrize("file_format", ["skmnist", "joblib"])
+@pytest.mark.slow
 def test_search_of_early_stopping_penalties_and_deep_networks_end_to_end(
     capsys, small_data, tmp_path, file_format
 ):
@@ -886,6 +894,7 @@ def test_a_search_where_every_candidate_scored_nan_is_a_failure(images):
         check_scores(search)
 
 
+@pytest.mark.slow
 def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
     model = tmp_path / "best.skmnist"
     status, out, err = _main(
@@ -927,6 +936,7 @@ def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
         ("tcp://127.0.0.1:9", "Timed out trying to connect to tcp://127.0.0.1:9"),
     ],
 )
+@pytest.mark.slow
 def test_a_scheduler_that_cannot_be_reached_is_one_line(
     capsys, small_data, tmp_path, address, message
 ):

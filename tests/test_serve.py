@@ -98,6 +98,7 @@ def _error(response, status, match):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_predict_answers_label_and_every_class_probability(
     client, model, photos, tmp_path
 ):
@@ -404,6 +405,7 @@ def _skmnist(*args, timeout=REQUEST_TIMEOUT * 5):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_api_and_predict_command_agree(client, model_file, photos, tmp_path):
     files = []
     for i, (data, _) in enumerate(photos[:6]):
@@ -439,6 +441,7 @@ def test_serve_help_is_immediate_and_imports_neither_tensorflow_nor_fastapi():
     assert probe.stderr.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_serve_without_a_model_file_is_a_one_line_error(tmp_path):
     result = _skmnist("serve", str(tmp_path / "missing.skmnist"), "--port", "0")
     assert result.returncode == 1
@@ -616,6 +619,7 @@ def _asgi_request(app, path: str, body_chunks, finished: list, name: str):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_a_slow_upload_holds_its_turn_only_until_the_timeout(model, photos):
     """With one turn: a client that never finishes its upload gets 408 after
     the upload timeout, and only then is the next request (sent to
@@ -764,6 +768,7 @@ def test_real_server_refuses_an_oversized_upload(server):
 @pytest.mark.skipif(
     not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc"
 )
+@pytest.mark.slow
 def test_forty_worst_case_uploads_cost_bounded_memory_and_health_answers(server):
     """40 clients post the largest image the server accepts (64 MB decoded)
     at once: the server's peak RSS stays within its idle footprint + 1 GB
@@ -813,6 +818,7 @@ def test_forty_worst_case_uploads_cost_bounded_memory_and_health_answers(server)
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
 def test_a_server_beyond_loopback_warns_and_checks_hosts(model_file, tmp_path):
     import httpx
 

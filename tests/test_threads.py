@@ -24,6 +24,7 @@ def estimators(digits, digits_flat):
 
 @pytest.mark.parametrize("kind", ["classifier", "pipeline"])
 @pytest.mark.parametrize("method", ["predict", "predict_proba"])
+@pytest.mark.slow
 def test_concurrent_predictions_equal_sequential_ones(kind, method, estimators):
     estimator, X = estimators[kind]
     predict = getattr(estimator, method)
@@ -44,6 +45,7 @@ def test_concurrent_transform_equals_sequential(estimators):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_concurrent_first_calls_before_any_compiled_forward_pass(digits_flat):
     # An architecture no test predicted with yet: the threads race to trace and
     # cache its forward pass.

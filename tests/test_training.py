@@ -85,6 +85,7 @@ def _assert_compiled_epochs_match_model_fit(
 
 
 @pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.slow
 def test_compiled_epochs_train_as_model_fit_does(data, weighted, tier):
     X, y, weights = data
     sample_weight = weights if weighted else None
@@ -117,6 +118,7 @@ def test_every_sample_is_seen_once_per_epoch_in_a_fresh_order(data, monkeypatch)
     assert int(model.optimizer.iterations) == 3 * 10
 
 
+@pytest.mark.slow
 def test_validation_and_validation_freq(data):
     X, y, _ = data
     model = make_model()
@@ -305,6 +307,7 @@ def python_sigint_handling():
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to this process")
+@pytest.mark.slow
 def test_a_real_sigint_stops_training(data, python_sigint_handling):
     X, y, _ = data
     clf = MNISTClassifier(
@@ -337,6 +340,7 @@ def test_lambda_callbacks_with_batch_hooks_get_every_batch(data):
     assert len(batches) == 2 * 10
 
 
+@pytest.mark.slow
 def test_dropout_draws_as_many_masks_as_model_fit(data, tier):
     X, y, _ = data
     reference = make_model(dropout=0.5)
@@ -353,6 +357,7 @@ def test_dropout_draws_as_many_masks_as_model_fit(data, tier):
     assert not np.array_equal(model.get_weights()[0], make_model().get_weights()[0])
 
 
+@pytest.mark.slow
 def test_fewer_samples_than_one_batch(data, tier):
     X, y, _ = data
     model = make_model()
@@ -381,6 +386,7 @@ def _weighted_data(n_samples, seed=0):
         (127, 1000, True),  # batch larger than the data
     ],
 )
+@pytest.mark.slow
 def test_any_number_of_rows_trains_as_model_fit_does(
     n_samples, batch_size, weighted, tier
 ):
@@ -393,6 +399,7 @@ def test_any_number_of_rows_trains_as_model_fit_does(
     assert int(model.optimizer.iterations) == 2 * steps
 
 
+@pytest.mark.slow
 def test_weighted_metrics_and_a_summed_loss_in_the_last_batch(tier):
     # 300 rows at batch 128: a last batch of 44 rows. A "sum" loss is not
     # averaged over rows, and weighted metrics count the sample weights.
@@ -433,6 +440,7 @@ def _with_and_without_model_fit(params, X, y, **fit_params):
     return compiled, keras_fit
 
 
+@pytest.mark.slow
 def test_class_and_sample_weights_with_a_partial_last_batch(tier):
     X, y, weights = _weighted_data(1001)
     params = {"hidden_units": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
@@ -448,6 +456,7 @@ def test_class_and_sample_weights_with_a_partial_last_batch(tier):
         np.testing.assert_allclose(compiled.history_[name], values, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_validation_split_with_a_partial_last_batch(tier):
     X, y, _ = _weighted_data(1001)
     params = {"hidden_units": 8, "epochs": 2, "batch_size": 128, "random_state": 0}
@@ -535,6 +544,7 @@ def workspaces(monkeypatch):
     return built
 
 
+@pytest.mark.slow
 def test_a_new_number_of_rows_reuses_the_compiled_programs(workspaces, tier):
     # Other hidden sizes than any other test: a workspace of its own.
     params = {"hidden_units": 17, "epochs": 1, "batch_size": 100, "random_state": 0}
@@ -550,6 +560,7 @@ def test_a_new_number_of_rows_reuses_the_compiled_programs(workspaces, tier):
     assert runner.traces == traces
 
 
+@pytest.mark.slow
 def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces, tier):
     X, y, _ = _weighted_data(500)
     params = {"hidden_units": 23, "epochs": 2, "batch_size": 64, "random_state": 0}
@@ -568,6 +579,7 @@ def test_a_new_learning_rate_reuses_the_workspace_and_takes_effect(workspaces, t
     assert not np.allclose(compiled.predict_proba(X), first.predict_proba(X))
 
 
+@pytest.mark.slow
 def test_the_size_of_a_fit_alone_chooses_graph_or_xla(monkeypatch):
     X, y, _ = _weighted_data(300)
     monkeypatch.setattr(_training, "_XLA_MIN_BATCHES", 15)
@@ -599,6 +611,7 @@ def test_the_size_of_a_fit_alone_chooses_graph_or_xla(monkeypatch):
     assert tiers == [small_fits_use_xla]
 
 
+@pytest.mark.slow
 def test_validation_compiles_nothing_for_a_new_number_of_rows(workspaces, tier):
     # Validation is one forward pass over rows padded to a power of two, not
     # Model.evaluate, which compiles its step for every new last batch.
