@@ -415,25 +415,9 @@ def _train(args) -> int:
         for option, parameter in _TRAIN_PARAMETERS.items()
         if getattr(args, option) is not None
     }
-    if args.robust:
-        # The cosine falls to 0 over the rows trained: those left once a
-        # validation set is held out (train_test_split's ceil).
-        held_out = args.validation_fraction
-        if held_out is None:
-            held_out = 0.1 if args.early_stopping else 0.0
-        recipe = robust_recipe(
-            len(x_train) - math.ceil(held_out * len(x_train)),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            **({"learning_rate": args.learning_rate} if args.learning_rate else {}),
-        )
-        if args.learning_rate_schedule is None:
-            # The recipe's schedule starts from --learning-rate.
-            given.pop("optimizer__learning_rate", None)
-        # --hidden-units, --epochs and --batch-size are the recipe's already.
-        for name in ("hidden_units", "epochs", "batch_size"):
-            del recipe[name]
-        given = {**recipe, **given}
+    if args.robust and args.learning_rate_schedule is None:
+        # The recipe's schedule starts from --learning-rate.
+        given.pop("optimizer__learning_rate", None)
     pipeline = make_mnist_pipeline(
         hidden_units=args.hidden_units,
         epochs=args.epochs,
@@ -443,6 +427,26 @@ def _train(args) -> int:
         verbose=2,
         **given,
     )
+    if args.robust:
+        # The cosine falls to 0 over the rows trained: those the classifier's
+        # validation split leaves (train_test_split rounds the held-out up).
+        held_out = pipeline[-1]._validation_fraction(None, warn=False)
+        recipe = robust_recipe(
+            len(x_train) - math.ceil(held_out * len(x_train)),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            **({"learning_rate": args.learning_rate} if args.learning_rate else {}),
+        )
+        # The options given, --hidden-units, --epochs and --batch-size among
+        # them, change the recipe.
+        pipeline[-1].set_params(
+            **{
+                name: value
+                for name, value in recipe.items()
+                if name not in given
+                and name not in ("hidden_units", "epochs", "batch_size")
+            }
+        )
     try:
         pipeline.fit(x_train, y_train)  # main says an interruption in one line
     except ValueError as error:

@@ -1180,7 +1180,6 @@ def test_train_robust_trains_the_recipe_the_options_change(
     import keras
 
     import skmnist
-    import skmnist._cli
 
     saved = _saved_models(monkeypatch)
     status, out, err = _main(
