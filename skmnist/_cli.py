@@ -15,6 +15,7 @@ half-saved or replaced by a model of an interrupted run
 """
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -229,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
         "misclassified test digits to FILE (.png, .pdf, .svg, ...); needs "
         "matplotlib (pip install 'skmnist[plot]')",
     )
-    evaluate.set_defaults(command=_evaluate, parser=evaluate)
+    evaluate.set_defaults(command=_evaluate, check=_check_evaluate, parser=evaluate)
 
     predict = commands.add_parser(
         "predict",
@@ -242,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a model saved by 'skmnist train'")
     _add_trust_pickle_argument(predict)
     predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.set_defaults(command=_predict, parser=predict)
+    predict.set_defaults(command=_predict, check=_check_model, parser=predict)
 
     _add_search_parser(commands)
     _add_serve_parser(commands)
@@ -475,12 +476,15 @@ def _early_stopping_report(classifier, epochs: int) -> str:
     )
 
 
+def _check_evaluate(args) -> None:
+    if args.plot is not None:
+        _check_plot_file(args.plot, inputs=(args.model, *_data_inputs(args.data)))
+    _check_model(args)
+
+
 def _evaluate(args) -> int:
     from sklearn.metrics import classification_report, confusion_matrix
 
-    if args.plot is not None:
-        # Before the slow part, not after.
-        _check_plot_file(args.plot, inputs=(args.model, *_data_inputs(args.data)))
     pipeline = load_digit_model(args.model, args.trust_pickle, digit_labels=True)
     _, (x_test, y_test) = _load_mnist(args.data)
     predicted = pipeline.predict(x_test)
@@ -821,7 +825,7 @@ def _add_serve_parser(commands) -> None:
         "service, e.g. /mnist (default: none)",
     )
     # Ctrl-C is how a server is stopped: exit status 0.
-    serve.set_defaults(command=_serve, stops_on_ctrl_c=True)
+    serve.set_defaults(command=_serve, check=_check_model, stops_on_ctrl_c=True)
 
 
 def _serve(args) -> int:
@@ -880,16 +884,20 @@ def _add_export_parser(commands) -> None:
         help="write the probabilities as an (n_samples, n_classes) array instead "
         "of skl2onnx's default list of {class: probability} maps",
     )
-    export.set_defaults(command=_export)
+    export.set_defaults(command=_export, check=_check_export)
 
 
-def _export(args) -> int:
+def _check_export(args) -> None:
     from skmnist._files import OutputPathError, check_writable_output
 
     try:
         check_writable_output(args.output, inputs=(args.model,), what="OUT.onnx")
     except OutputPathError as error:
         raise CommandError(str(error)) from None
+    _check_model(args)
+
+
+def _export(args) -> int:
     try:
         from skmnist._onnx import to_onnx
     except ImportError as error:
@@ -1004,14 +1012,30 @@ def _load_mnist(path):
         raise CommandError(_one_line(error)) from None
 
 
+def _check_model(args) -> None:
+    """The model file, checked before TensorFlow is imported (seconds): no
+    file, a folder, an unreadable file or a pickle without ``--trust``."""
+    from skmnist._model_files import check_model_file
+
+    with _model_file_errors(args.model):
+        check_model_file(args.model, trusted=args.trust_pickle)
+
+
 def load_model(path: str, trust_pickle: bool = False):
     """:func:`skmnist._model_files.load_model` for a command: its expected
     failures (no file, untrusted pickle, damaged or forged file) raise
     :class:`CommandError` with a one-line message."""
     from skmnist._model_files import load_model as load_model_file
 
-    try:
+    with _model_file_errors(path):
         return load_model_file(path, trusted=trust_pickle)
+
+
+@contextlib.contextmanager
+def _model_file_errors(path: str):
+    """Reading a model file's expected failures as a one-line :class:`CommandError`."""
+    try:
+        yield
     except (OSError, ValueError) as error:
         message = _one_line(error)
         if str(path) not in message:  # the operating system's own words

@@ -71,6 +71,65 @@ def save_model(model, path: str | os.PathLike, file_format: str | None) -> None:
         write_atomically(path, lambda temporary: joblib.dump(model, temporary))
 
 
+def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
+    """Check that ``path`` is a model file that :func:`load_model` may read,
+    without reading more than its first bytes and without Keras.
+
+    The command line calls it before it imports TensorFlow, so that a wrong
+    path or a pickle given without ``--trust`` is refused at once.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The model file.
+    trusted : bool, default=False
+        The user trusts the file (see :func:`load_model`).
+
+    Returns
+    -------
+    safe_format : bool
+        Whether the file goes to the pickle-free loader (its name or its
+        content says it is an skmnist file); otherwise it is unpickled.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, OSError
+        No file at ``path``, a folder, or a file that cannot be read.
+    skmnist.ModelFileError
+        A pipe, socket or device.
+    UntrustedPickleError
+        The file is not in the skmnist format, and ``trusted`` is False.
+    """
+    from skmnist._persistence import ModelFileError, is_skmnist_file
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a model file")
+    if path.exists() and not path.is_file():
+        # Never opened: a named pipe would wait for a writer for ever.
+        raise ModelFileError(
+            f"{path} is not a regular file (a pipe, socket or device), not a model file"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    # Safe to read by content: a zip archive goes to the pickle-free loader
+    # only, which refuses anything but its own format.
+    if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):
+        return True
+    if not trusted:
+        # Whatever its name: the consent to run code is the user's, not the
+        # file name its sender chose.
+        raise UntrustedPickleError(
+            f"{path} is not an skmnist model file but a pickle, or something "
+            "else; pickles (such as 'skmnist train --format joblib' wrote) are "
+            "loaded only with --trust, since unpickling runs code from the file. "
+            "If you trust it, pass --trust, or convert it once to the safe "
+            'format: python -c "import joblib, skmnist; '
+            f"skmnist.save(joblib.load('{path}'), '{path.with_suffix(SAFE_SUFFIX)}')\""
+        )
+    return False
+
+
 def load_model(path: str | os.PathLike, trusted: bool = False):
     """Load a model file without unpickling anything the user did not trust.
 
@@ -100,26 +159,10 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
         The file is damaged, forged or not a model file (the message says
         which); :class:`skmnist.ModelFileError` for skmnist files.
     """
-    from skmnist._persistence import (
-        ModelFileError,
-        UntrustedFileError,
-        is_skmnist_file,
-        load,
-    )
+    from skmnist._persistence import ModelFileError, UntrustedFileError, load
 
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a model file")
-    if path.exists() and not path.is_file():
-        # Never opened: a named pipe would wait for a writer for ever.
-        raise ModelFileError(
-            f"{path} is not a regular file (a pipe, socket or device), not a model file"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    # Safe to read by content: a zip archive goes to the pickle-free loader
-    # only, which refuses anything but its own format.
-    if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):
+    if check_model_file(path, trusted):
         try:
             return load(path, trusted=trusted)
         except UntrustedFileError as error:
@@ -128,17 +171,6 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
                 "If you do, pass --trust, and save it again (skmnist.save) to "
                 "convert it to the current format.",
             ) from None
-    if not trusted:
-        # Whatever its name: the consent to run code is the user's, not the
-        # file name its sender chose.
-        raise UntrustedPickleError(
-            f"{path} is not an skmnist model file but a pickle, or something "
-            "else; pickles (such as 'skmnist train --format joblib' wrote) are "
-            "loaded only with --trust, since unpickling runs code from the file. "
-            "If you trust it, pass --trust, or convert it once to the safe "
-            'format: python -c "import joblib, skmnist; '
-            f"skmnist.save(joblib.load('{path}'), '{path.with_suffix(SAFE_SUFFIX)}')\""
-        )
     import joblib
 
     try:

@@ -1,6 +1,7 @@
 """The command line, end to end."""
 
 import contextlib
+import json
 import os
 import re
 import struct
@@ -1268,52 +1269,88 @@ def test_an_unreadable_model_path_is_named(capsys):
     assert "cannot read /proc/self/mem: Input/output error" in _one_error_line(err)
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["search", "--param", "clf__hidden_units=8", "--cv", "1"],
-        ["train", "--batch-size", "99999999999999999999"],
-        ["train", "--hidden-units", "1000000000"],
-        ["serve", "m.skmnist", "--max-concurrent", "0"],
-        ["train", "--hidden-units", "512,x"],
-        ["train", "--hidden-units", "4096,2000000000"],
-        ["train", "--alpha", "-1"],
+# Command lines refused before TensorFlow is imported: usage errors (status
+# 2), and model files that are missing, folders, unreadable, or pickles
+# without --trust (status 1). {folder} is a folder of the test's own.
+_REFUSED_EARLY = {
+    "cv-1": (2, ["search", "--param", "clf__hidden_units=8", "--cv", "1"]),
+    "batch": (2, ["train", "--batch-size", "99999999999999999999"]),
+    "network": (2, ["train", "--hidden-units", "1000000000"]),
+    "concurrency": (2, ["serve", "m.skmnist", "--max-concurrent", "0"]),
+    "widths": (2, ["train", "--hidden-units", "512,x"]),
+    "deep-network": (2, ["train", "--hidden-units", "4096,2000000000"]),
+    "alpha": (2, ["train", "--alpha", "-1"]),
+    "early-stopping-without-validation": (
+        2,
         ["train", "--early-stopping", "--validation-fraction", "0"],
-        ["train", "--tol", "0.1"],
-        ["search", "--param", "clf__hidden_units=(512,256"],
+    ),
+    "tol-alone": (2, ["train", "--tol", "0.1"]),
+    "unbalanced-tuple": (2, ["search", "--param", "clf__hidden_units=(512,256"]),
+    "deep-network-in-grid": (
+        2,
         ["search", "--param", "clf__hidden_units=8,(4096,2000000000)"],
-        ["search", "--param", "clf__hidden_units=(8,0)"],
-    ],
-    ids=[
-        "cv-1",
-        "batch",
-        "network",
-        "concurrency",
-        "widths",
-        "deep-network",
-        "alpha",
-        "early-stopping-without-validation",
-        "tol-alone",
-        "unbalanced-tuple",
-        "deep-network-in-grid",
-        "zero-width-in-grid",
-    ],
-)
-@pytest.mark.slow
-def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(argv):
-    # Counted in imports, not seconds: TensorFlow's import is what took 5 s.
+    ),
+    "zero-width-in-grid": (2, ["search", "--param", "clf__hidden_units=(8,0)"]),
+    "evaluate-no-model": (1, ["evaluate", "{folder}/none.skmnist"]),
+    "evaluate-plot": (1, ["evaluate", "{folder}/model.skmnist", "--plot", "a.xyz"]),
+    "predict-folder": (1, ["predict", "{folder}", "digit.png"]),
+    "predict-untrusted-pickle": (1, ["predict", "{folder}/model.joblib", "a.png"]),
+    "serve-no-model": (1, ["serve", "{folder}/none.skmnist", "--port", "0"]),
+    "export-no-model": (1, ["export", "{folder}/none.skmnist", "{folder}/o.onnx"]),
+    "export-over-its-input": (
+        1,
+        ["export", "{folder}/model.joblib", "{folder}/model.joblib"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def refused_early(tmp_path_factory):
+    """Every command line of ``_REFUSED_EARLY`` run by ``main`` in one fresh
+    process: each one's exit status, standard error and the frameworks
+    imported once it returned."""
+    folder = tmp_path_factory.mktemp("refused")
+    (folder / "model.joblib").write_bytes(b"a pickle, as far as anyone knows")
+    (folder / "model.skmnist").write_bytes(b"not even read")
+    cases = {
+        name: [part.format(folder=folder) for part in argv]
+        for name, (_, argv) in _REFUSED_EARLY.items()
+    }
     script = (
-        "import sys\n"
+        "import contextlib, io, json, sys\n"
         "from skmnist._cli import main\n"
-        "try:\n"
-        f"    main({argv!r})\n"
-        "except SystemExit as exit_:\n"
-        "    print('status', exit_.code)\n"
-        "print('imported', sorted({'tensorflow', 'keras', 'jax'} & set(sys.modules)))\n"
+        "results = {}\n"
+        f"for name, argv in {cases!r}.items():\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        "        try:\n"
+        "            status = main(argv)\n"
+        "        except SystemExit as exit_:\n"
+        "            status = exit_.code\n"
+        "    imported = sorted({'tensorflow', 'keras', 'jax'} & set(sys.modules))\n"
+        "    results[name] = [status, err.getvalue(), imported]\n"
+        "print(json.dumps(results))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=folder,
     )
-    assert "status 2" in result.stdout, result.stderr
-    assert "imported []" in result.stdout, result.stdout
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", list(_REFUSED_EARLY))
+def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(
+    name, refused_early
+):
+    # Counted in imports, not seconds: TensorFlow's import is what took 5 s.
+    status, err, imported = refused_early[name]
+    assert status == _REFUSED_EARLY[name][0], err
+    # The cases run in order in one process: the first to import a framework
+    # is the one that fails here first.
+    assert imported == [], err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("skmnist: error: "), err

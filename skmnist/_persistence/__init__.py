@@ -34,8 +34,12 @@ from pathlib import Path
 from sklearn.base import BaseEstimator
 
 from skmnist._files import write_atomically
-from skmnist._persistence import _archive, _keras_v1, _registry
+from skmnist._persistence import _archive, _keras_v1
 from skmnist._persistence._errors import ModelFileError, UntrustedFileError
+
+# _registry, which imports Keras, is imported by save and load: checking a
+# file's kind (is_skmnist_file), as the command line does before it imports
+# TensorFlow, takes a fraction of a second.
 
 __all__ = ["ModelFileError", "UntrustedFileError", "is_skmnist_file", "load", "save"]
 
@@ -84,6 +88,8 @@ def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
     >>> skmnist.load(path).hidden_units
     64
     """
+    from skmnist._persistence import _registry
+
     arrays: dict = {}
     # Everything that can be refused is refused here, before any file is touched:
     # what cannot be described, and what load would refuse, by load's own checks.
@@ -148,6 +154,8 @@ def load(path: str | os.PathLike, *, trusted: bool = False) -> BaseEstimator:
     >>> import skmnist
     >>> pipeline = skmnist.load("mnist_pipeline.skmnist")  # doctest: +SKIP
     """
+    from skmnist._persistence import _registry
+
     path = Path(path)
 
     def check(document, sizes: dict[str, int]) -> None:
