@@ -36,7 +36,7 @@ from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
-from skmnist._compat import dask_distributed_backend
+from skmnist._compat import dask_distributed_backend, keras_backend
 from skmnist._quiet_keras import import_keras_quietly
 
 # joblib's dask backend, to extend: joblib exports it only by the name "dask".
@@ -136,6 +136,10 @@ class TensorFlowThreadsPlugin(WorkerPlugin):
         # Imported here, as the command line does, so that the worker's log
         # shows no TensorFlow C++ start-up lines.
         import_keras_quietly()
+        if keras_backend() != "tensorflow":
+            # Under JAX, TensorFlow is never imported: importing it only to
+            # size its pools cost each worker seconds and its C++ log lines.
+            return
         n_threads = self.n_threads or worker.state.nthreads
         configure_tensorflow_threads(n_threads)
 

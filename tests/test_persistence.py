@@ -36,6 +36,9 @@ from skmnist import (
 )
 from skmnist._persistence import _archive, _registry
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 TINY = {"hidden_units": 16, "epochs": 1, "batch_size": 32, "random_state": 0}
 
 
@@ -1251,7 +1254,9 @@ _PICKLED = pickle.dumps(np.array([_Payload()], dtype=object))
                 _npy("<f4", (100_000, 1000), bytes(100)),
                 declared={"dtype": "<f4", "shape": [100_000, 1000]},
             ),
-            "weights of 400005612 bytes, more than a network of its hyper-param",
+            # The total counts the random states' few bytes, which differ
+            # by backend.
+            r"weights of 4000056\d\d bytes, more than a network of its hyper-par",
         ),
         (
             _huge_kernel_of_a_huge_network,

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import joblib
+import keras
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
@@ -33,6 +34,9 @@ from skmnist import (
 from skmnist._cli import _parse_value, _search_param, main
 from skmnist._dask import dask_client
 from skmnist._search import ProgressPrinter
+
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
 
 # Tiny network, 2 epochs: a fit takes a fraction of a second, yet the learning
 # rates below give clearly different accuracies, so equal scores mean something.
@@ -76,14 +80,21 @@ def test_the_cluster_is_two_single_threaded_worker_processes(client):
 
 
 def _tensorflow_threads_after_a_fit() -> dict:
-    """Fit and predict in this process, then report TensorFlow's thread pools."""
-    import tensorflow as tf
+    """Fit and predict in this process, then report TensorFlow's thread pools
+    (under Keras's JAX backend: whether TensorFlow was imported at all)."""
+    import sys
+
+    import keras
 
     from skmnist import MNISTClassifier
 
     X = np.random.RandomState(0).rand(200, 16).astype(np.float32)
     y = np.arange(200) % 3
     MNISTClassifier(hidden_units=4, epochs=1, random_state=0).fit(X, y).predict(X)
+    if keras.backend.backend() != "tensorflow":
+        return {"tensorflow imported": "tensorflow" in sys.modules}
+    import tensorflow as tf
+
     # The threads TensorFlow actually started, by the names it gives them:
     # tf_Compute is the intra-op pool of the CPU device, tf_XLAEigen the pool of
     # the XLA-compiled predict function. Both default to one per core.
@@ -110,7 +121,11 @@ def test_workers_size_tensorflow_threads_to_their_own_threads(client):
         report = client.submit(
             _tensorflow_threads_after_a_fit, workers=[worker], pure=False
         ).result()
-        assert report == {"configured": (1, 1), "tf_Compute": 1, "tf_XLAEigen": 1}
+        if keras.backend.backend() == "tensorflow":
+            expected = {"configured": (1, 1), "tf_Compute": 1, "tf_XLAEigen": 1}
+        else:  # and so no TensorFlow threads
+            expected = {"tensorflow imported": False}
+        assert report == expected
 
 
 def test_dask_client_connects_to_a_running_scheduler(client):
@@ -124,6 +139,8 @@ def test_dask_client_connects_to_a_running_scheduler(client):
 
 
 def test_plugin_warns_where_tensorflow_already_runs_with_other_pools():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("under JAX the plugin leaves TensorFlow alone (tested above)")
     # This pytest process has run TensorFlow with its default pools (0: one per
     # core), which can no longer change: the plugin must say so, not pretend.
     import tensorflow as tf
