@@ -17,6 +17,9 @@ from skmnist._augmentation import (
     gaussian_matrix,
 )
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 RNG = np.random.default_rng(0)
 
 

@@ -22,6 +22,9 @@ from sklearn.utils import get_tags
 import skmnist
 from skmnist import MNISTClassifier
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 FAST = {
     "hidden_units": 64,
     "epochs": 5,
@@ -30,6 +33,7 @@ FAST = {
 }
 
 
+@pytest.mark.backend_independent
 def test_defaults_are_the_seed_notebook():
     clf = MNISTClassifier()
     params = clf.get_params()
@@ -56,6 +60,7 @@ def test_network_is_built_from_the_data(digits_flat):
     assert isinstance(clf.model_.optimizer, keras.optimizers.RMSprop)
 
 
+@pytest.mark.backend_independent
 def test_is_a_classifier_to_scikit_learn():
     clf = MNISTClassifier()
     assert is_classifier(clf)
@@ -65,6 +70,7 @@ def test_is_a_classifier_to_scikit_learn():
     assert tags.classifier_tags.multi_class
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_integer_cv_stratifies(digits_flat):
     X, y = digits_flat
@@ -82,6 +88,7 @@ def test_fit_emits_no_warnings(digits_flat):
         MNISTClassifier(**FAST).fit(X, y).predict(X)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "meta_estimator",
     [
@@ -104,6 +111,7 @@ def test_works_inside_meta_estimators(meta_estimator, digits_flat):
     assert model.score(X, y) > 0.85
 
 
+@pytest.mark.backend_independent
 def test_roc_auc_ovr_scoring(digits_flat):
     X, y = digits_flat
     scores = cross_val_score(
@@ -227,6 +235,7 @@ def test_quiet_by_default_and_progress_bar_with_verbose(digits_flat, capfd):
 # -- labels and weights ----------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 def test_string_labels(digits_flat):
     X, y = digits_flat
     names = np.array(
@@ -246,6 +255,7 @@ def test_two_classes(digits_flat):
     assert clf.score(X, binary) > 0.8
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_twenty_six_classes():
     rng = np.random.RandomState(0)
@@ -314,6 +324,7 @@ def test_binary_crossentropy_uses_one_sigmoid_unit(digits_flat):
     assert clf.score(X, odd) > 0.8
 
 
+@pytest.mark.backend_independent
 def test_clone_is_unfitted_with_same_params(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(**FAST).fit(X, y)
@@ -343,6 +354,7 @@ def test_joblib_round_trip_in_a_fresh_process(digits_flat, tmp_path):
 # -- errors ---------------------------------------------------------------------
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "params, message",
     [
@@ -359,6 +371,7 @@ def test_invalid_hyper_parameters_are_named(params, message, digits_flat):
         MNISTClassifier(**params).fit(X, y)
 
 
+@pytest.mark.backend_independent
 def test_one_class_is_refused(digits_flat):
     X, _ = digits_flat
     with pytest.raises(ValueError, match="one class only"):
@@ -372,6 +385,7 @@ DIGIT_NAMES += ["five", "six", "seven", "eight", "nine"]
 # -- the contract a careful user relies on (issue 11) ------------------------------
 
 
+@pytest.mark.backend_independent
 def test_numpy_scalars_are_accepted_as_hyper_parameters(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(
@@ -412,6 +426,7 @@ def test_an_optimizer_instance_is_configuration_never_shared(digits_flat):
     assert not any(optimizer.built for optimizer in grid)
 
 
+@pytest.mark.backend_independent
 def test_validation_data_labels_are_encoded_as_y(digits_flat):
     X, y = digits_flat
     X_train, y_train, X_val, y_val = X[:1200], y[:1200], X[1200:], y[1200:]
@@ -457,6 +472,7 @@ def test_partial_fit_sorts_classes_and_refuses_a_changed_set(digits_flat):
     assert numeric.classes_.tolist() == list(range(10))
 
 
+@pytest.mark.backend_independent
 def test_partial_fit_refuses_balanced_class_weight(digits_flat):
     X, y = digits_flat
     with pytest.raises(ValueError, match="'balanced' is not supported for partial_fit"):
@@ -560,6 +576,7 @@ def test_categorical_crossentropy_on_two_classes(digits_flat):
     assert clf.score(X, labels) > 0.8
 
 
+@pytest.mark.backend_independent
 def test_binary_crossentropy_on_more_classes_says_what_to_use(digits_flat):
     X, y = digits_flat
     with pytest.raises(ValueError, match=r"is for two classes.*sparse_categorical"):
@@ -580,6 +597,7 @@ def test_a_fitted_network_predicts_until_refitted(digits_flat):
     assert clf.model_.get_layer("hidden").units == 7
 
 
+@pytest.mark.backend_independent
 def test_repr_shows_what_the_user_set():
     assert repr(MNISTClassifier()) == "MNISTClassifier()"
     clf = MNISTClassifier(hidden_units=64, optimizer__learning_rate=0.01)
@@ -727,11 +745,13 @@ def test_a_grid_lists_widths_and_depths(digits_flat):
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
 
+@pytest.mark.backend_independent
 def test_hidden_layer_sizes_names_hidden_units():
     with pytest.raises(TypeError, match=r"hidden_layer_sizes.*hidden_units"):
         MNISTClassifier(hidden_layer_sizes=(512,))
 
 
+@pytest.mark.backend_independent
 def test_misspelled_parameters_are_refused():
     with pytest.raises(TypeError, match="'hiden_units'"):
         MNISTClassifier(hiden_units=5)
@@ -745,6 +765,7 @@ def test_misspelled_parameters_are_refused():
     assert "hidden_units" in str(error.value)  # the valid names are listed
 
 
+@pytest.mark.backend_independent
 def test_partial_fit_needs_classes_on_the_first_call(digits_flat):
     X, y = digits_flat
     with pytest.raises(ValueError, match="classes must be passed on the first call"):
@@ -827,6 +848,7 @@ def test_validation_fraction_holds_out_a_stratified_seeded_split(digits_flat):
     assert other.history_["val_loss"] != first.history_["val_loss"]
 
 
+@pytest.mark.backend_independent
 def test_early_stopping_needs_validation_rows(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(**FAST, early_stopping=True, validation_fraction=0.0)
@@ -1012,6 +1034,7 @@ def test_partial_fit_goes_on_from_the_adapted_learning_rate(digits_flat):
     assert float(clf.model_.optimizer.learning_rate) == pytest.approx(0.01)
 
 
+@pytest.mark.backend_independent
 def test_adaptive_needs_a_rate_it_can_divide(digits_flat):
     X, y = digits_flat
     schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5)
@@ -1024,6 +1047,7 @@ def test_adaptive_needs_a_rate_it_can_divide(digits_flat):
         clf.fit(X, y)
 
 
+@pytest.mark.backend_independent
 def test_validation_weights_that_weigh_nothing_are_refused(digits_flat):
     X, y = digits_flat
     clf = MNISTClassifier(**FAST, early_stopping=True)

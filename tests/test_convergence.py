@@ -8,6 +8,9 @@ import pytest
 
 from skmnist._convergence import ConvergenceMonitor, ConvergenceRecord
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 
 def _model(learning_rate=0.1):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])

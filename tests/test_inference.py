@@ -24,6 +24,9 @@ from skmnist._inference import (
 )
 from skmnist._network import build_network, describe_network
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 
 @pytest.fixture(scope="module")
 def fitted():

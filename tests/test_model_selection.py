@@ -21,6 +21,9 @@ from skmnist import MNISTClassifier, load, save
 from skmnist import model_selection as packed
 from skmnist._packing import PackingSession
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 PACKS = keras.backend.backend() == "jax"
 
 

@@ -10,6 +10,9 @@ import pytest
 from skmnist._network import build_network, describe_network
 from skmnist._random import draw_seeds
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 SOFTMAX = keras.activations.get("softmax")
 RELU = keras.activations.get("relu")
 

@@ -20,6 +20,9 @@ from skmnist._packing import (
     packing_pays,
 )
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax",
     reason="packing trains on the JAX backend (rerun by test_jax_backend.py)",

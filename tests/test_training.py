@@ -16,6 +16,9 @@ from sklearn.pipeline import Pipeline
 from skmnist import FitInterruptedWarning, MNISTClassifier, _training, _workspace
 from skmnist._training import epoch_runner, fit_compiled_epochs, runs_compiled_epochs
 
+# Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
+pytestmark = pytest.mark.each_backend
+
 N_SAMPLES, N_FEATURES, N_CLASSES = 300, 20, 4
 BATCH_SIZE = 32  # 300 = 9 full batches and a last batch of 12
 
