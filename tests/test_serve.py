@@ -406,14 +406,17 @@ def _skmnist(*args, timeout=REQUEST_TIMEOUT * 5):
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_api_and_predict_command_agree(client, model_file, photos, tmp_path):
+def test_api_and_predict_command_agree(client, model_file, photos, tmp_path, capsys):
+    from skmnist._cli import main
+
     files = []
     for i, (data, _) in enumerate(photos[:6]):
         files.append(tmp_path / f"digit{i}.png")
         files[-1].write_bytes(data)
-    result = _skmnist("predict", str(model_file), *map(str, files))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+    capsys.readouterr()
+    # In this process: the command's own process is tested in test_cli.
+    assert main(["predict", str(model_file), *map(str, files)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(files)
     for path, line in zip(files, lines, strict=True):
         answer = client.post("/predict", content=path.read_bytes()).json()
