@@ -890,11 +890,12 @@ def _add_export_parser(commands) -> None:
 def _check_export(args) -> None:
     from skmnist._files import OutputPathError, check_writable_output
 
+    # The model first: checking OUT.onnx creates its missing folders.
+    _check_model(args)
     try:
         check_writable_output(args.output, inputs=(args.model,), what="OUT.onnx")
     except OutputPathError as error:
         raise CommandError(str(error)) from None
-    _check_model(args)
 
 
 def _export(args) -> int:
@@ -1038,7 +1039,7 @@ def _model_file_errors(path: str):
         yield
     except (OSError, ValueError) as error:
         message = _one_line(error)
-        if str(path) not in message:  # the operating system's own words
+        if _one_line(str(path)) not in message:  # the operating system's own words
             reason = getattr(error, "strerror", None) or message
             message = f"cannot read {path}: {reason}"
         raise CommandError(message) from None

@@ -127,8 +127,9 @@ def check_writable_output(
         raise OutputPathError(
             f"{what} {path} cannot be written: {reason.lower()}."
         ) from None
-    if path.exists() and not os.access(path, os.W_OK):
-        # Replacing works even so, but the user protected the file.
+    if path.exists() and not (os.access(path, os.W_OK) and path.stat().st_mode & 0o222):
+        # Replacing works even so, but the user protected the file; root may
+        # write anything, so its mode says so too.
         raise OutputPathError(f"{what} {path} is read-only.")
     return path
 

@@ -17,6 +17,7 @@ search, export, serve) goes through :func:`load_model` and :func:`save_model`.
 """
 
 import os
+import shlex
 from pathlib import Path
 
 SAFE_SUFFIX = ".skmnist"
@@ -100,7 +101,7 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
     UntrustedPickleError
         The file is not in the skmnist format, and ``trusted`` is False.
     """
-    from skmnist._persistence import ModelFileError, is_skmnist_file
+    from skmnist._persistence import ModelFileError, check_signature, is_skmnist_file
 
     path = Path(path)
     if path.is_dir():
@@ -115,6 +116,9 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
     # Safe to read by content: a zip archive goes to the pickle-free loader
     # only, which refuses anything but its own format.
     if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):
+        # A .skmnist name that holds no zip archive (a pickle under the safe
+        # name) is refused here, as loading would refuse it.
+        check_signature(path)
         return True
     if not trusted:
         # Whatever its name: the consent to run code is the user's, not the
@@ -124,10 +128,21 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
             "else; pickles (such as 'skmnist train --format joblib' wrote) are "
             "loaded only with --trust, since unpickling runs code from the file. "
             "If you trust it, pass --trust, or convert it once to the safe "
-            'format: python -c "import joblib, skmnist; '
-            f"skmnist.save(joblib.load('{path}'), '{path.with_suffix(SAFE_SUFFIX)}')\""
+            f"format: {_conversion_command(path)}"
         )
     return False
+
+
+def _conversion_command(path: Path) -> str:
+    """The shell command that converts the pickle at ``path`` to the safe
+    format. The file's name is its sender's choice: quoted for Python and for
+    the shell, so that pasting the command runs nothing the name holds."""
+    code = (
+        "import joblib, skmnist; "
+        f"skmnist.save(joblib.load({str(path)!r}), "
+        f"{str(path.with_suffix(SAFE_SUFFIX))!r})"
+    )
+    return f"python -c {shlex.quote(code)}"
 
 
 def load_model(path: str | os.PathLike, trusted: bool = False):

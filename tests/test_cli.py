@@ -1,5 +1,6 @@
 """The command line, end to end."""
 
+import ast
 import contextlib
 import json
 import os
@@ -503,15 +504,18 @@ def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
 def test_a_users_log_level_hides_the_cpp_lines_below_it(level, tmp_path):
     # TensorFlow writes some lines before it reads TF_CPP_MIN_LOG_LEVEL; a user
     # who set 1 or 2 asked for no INFO lines, so the error stays one line. (A
-    # pickle named as the safe format is refused by the safe loader, after
-    # TensorFlow's import; one named otherwise is refused before it.)
-    (tmp_path / "model.skmnist").write_bytes(b"\x80\x04N.")
+    # zip archive that holds no model is refused by the safe loader, after
+    # TensorFlow's import; a path or a pickle is refused before it.)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.skmnist", "w") as archive:
+        archive.writestr("notes.txt", "not a model")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level}
     result = _skmnist(
         "predict", str(tmp_path / "model.skmnist"), "x.png", env=env, check=False
     )
     assert result.returncode == 1
-    assert "joblib or pickle file" in _one_error_line(result.stderr)
+    assert "has no manifest.json" in _one_error_line(result.stderr)
 
 
 _VERSION_1 = Path(__file__).parent / "data" / "format_version_1.skmnist"
@@ -1279,6 +1283,39 @@ def test_an_unreadable_model_path_is_named(capsys):
     assert "cannot read /proc/self/mem: Input/output error" in _one_error_line(err)
 
 
+def test_a_model_path_with_odd_spaces_is_named_once(tmp_path, capsys):
+    # The one-line message folds the newline and the double space; the path is
+    # still recognised in it, so no second "cannot read" prefix is added.
+    path = tmp_path / "a  b\nc.skmnist"
+    status, _, err = _main(capsys, "evaluate", path)
+    assert status == 1
+    assert (
+        _one_error_line(err)
+        == f"skmnist: error: no model file at {tmp_path}/a b c.skmnist"
+    )
+
+
+def test_the_conversion_hint_is_safe_to_paste(tmp_path, capsys):
+    # A pickle's name is its sender's choice: the command the refusal shows
+    # must run nothing the name holds, in the shell or in Python.
+    import shlex
+
+    name = "it's $(touch PWNED) `id`.joblib"
+    (tmp_path / name).write_bytes(b"\x80\x04N.")
+    status, _, err = _main(capsys, "predict", tmp_path / name, "x.png")
+    assert status == 1
+    command = _one_error_line(err).partition("convert it once to the safe format: ")[2]
+    program, option, code = shlex.split(command)
+    assert (program, option) == ("python", "-c")
+    # Python code whose only strings are the two paths, as literals.
+    tree = ast.parse(code)
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
+    paths = [str(tmp_path / name), str(tmp_path / name[:-7]) + ".skmnist"]
+    assert sorted(strings) == sorted(paths)
+    calls = [ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert calls == ["skmnist.save", "joblib.load"]
+
+
 # Command lines refused before TensorFlow is imported: usage errors (status
 # 2), and model files that are missing, folders, unreadable, or pickles
 # without --trust (status 1). {folder} is a folder of the test's own.
@@ -1311,6 +1348,12 @@ _REFUSED_EARLY = {
         1,
         ["export", "{folder}/model.joblib", "{folder}/model.joblib"],
     ),
+    "predict-pickle-named-safe": (1, ["predict", "{folder}/pickle.skmnist", "a.png"]),
+    # Refused for its model before OUT.onnx's missing folders are created.
+    "export-no-model-into-new-folders": (
+        1,
+        ["export", "{folder}/none.skmnist", "{folder}/new/sub/o.onnx"],
+    ),
 }
 
 
@@ -1321,7 +1364,8 @@ def refused_early(tmp_path_factory):
     imported once it returned."""
     folder = tmp_path_factory.mktemp("refused")
     (folder / "model.joblib").write_bytes(b"a pickle, as far as anyone knows")
-    (folder / "model.skmnist").write_bytes(b"not even read")
+    (folder / "model.skmnist").write_bytes(b"PK\x03\x04 not even read")
+    (folder / "pickle.skmnist").write_bytes(b"\x80\x04N.")
     cases = {
         name: [part.format(folder=folder) for part in argv]
         for name, (_, argv) in _REFUSED_EARLY.items()
@@ -1349,7 +1393,7 @@ def refused_early(tmp_path_factory):
         cwd=folder,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return folder, json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("name", list(_REFUSED_EARLY))
@@ -1357,10 +1401,12 @@ def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(
     name, refused_early
 ):
     # Counted in imports, not seconds: TensorFlow's import is what took 5 s.
-    status, err, imported = refused_early[name]
+    folder, results = refused_early
+    status, err, imported = results[name]
     assert status == _REFUSED_EARLY[name][0], err
     # The cases run in order in one process: the first to import a framework
     # is the one that fails here first.
     assert imported == [], err
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("skmnist: error: "), err
+    assert not [path for path in folder.rglob("*") if path.name in ("new", "o.onnx")]

@@ -41,7 +41,14 @@ from skmnist._persistence._errors import ModelFileError, UntrustedFileError
 # file's kind (is_skmnist_file), as the command line does before it imports
 # TensorFlow, takes a fraction of a second.
 
-__all__ = ["ModelFileError", "UntrustedFileError", "is_skmnist_file", "load", "save"]
+__all__ = [
+    "ModelFileError",
+    "UntrustedFileError",
+    "check_signature",
+    "is_skmnist_file",
+    "load",
+    "save",
+]
 
 
 def save(estimator: BaseEstimator, path: str | os.PathLike) -> None:
@@ -205,6 +212,21 @@ def _description_errors(path: Path):
         raise ModelFileError(
             f"{path}: invalid estimator description ({type(error).__name__}: {reason})."
         ) from None
+
+
+def check_signature(path: str | os.PathLike) -> None:
+    """Refuse ``path`` at once if its first bytes are not a zip archive's, as
+    :func:`load` would (naming a pickle as such), without importing Keras.
+
+    Raises
+    ------
+    ModelFileError
+        The file is no zip archive.
+    OSError
+        It cannot be read.
+    """
+    with open(path, "rb") as file:
+        _archive.check_signature(file.read(len(_archive.ZIP_MAGIC)), Path(path))
 
 
 def is_skmnist_file(path: str | os.PathLike) -> bool:

@@ -166,15 +166,7 @@ def read_archive(
         raise FileNotFoundError(f"no skmnist model file at {path}")
     # One open file for every check and for zipfile: what is checked is read.
     with open(path, "rb") as file:
-        head = file.read(len(ZIP_MAGIC))
-        if head != ZIP_MAGIC:
-            what = (
-                "it looks like a joblib or pickle file: load it with joblib.load, "
-                "and only if you trust it, since unpickling runs code from the file"
-                if head.startswith(_PICKLE_MAGIC)
-                else "it is not a zip archive"
-            )
-            raise ModelFileError(f"{path} is not an skmnist model file: {what}.")
+        check_signature(file.read(len(ZIP_MAGIC)), path)
         length = os.fstat(file.fileno()).st_size
         _check_directory(file, length, path)
         try:
@@ -194,6 +186,19 @@ def read_archive(
             raise ModelFileError(
                 f"{path} is a damaged or truncated skmnist model file: {reason}"
             ) from None
+
+
+def check_signature(head: bytes, path: Path) -> None:
+    """Refuse a file whose first bytes ``head`` are not a zip archive's, saying
+    what it looks like instead."""
+    if head != ZIP_MAGIC:
+        what = (
+            "it looks like a joblib or pickle file: load it with joblib.load, "
+            "and only if you trust it, since unpickling runs code from the file"
+            if head.startswith(_PICKLE_MAGIC)
+            else "it is not a zip archive"
+        )
+        raise ModelFileError(f"{path} is not an skmnist model file: {what}.")
 
 
 def _check_directory(file, length: int, path: Path) -> None:
