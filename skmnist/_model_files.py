@@ -16,6 +16,7 @@ Every command that reads or writes model files (train, evaluate, predict,
 search, export, serve) goes through :func:`load_model` and :func:`save_model`.
 """
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -135,13 +136,14 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
 
 def _conversion_command(path: Path) -> str:
     """The shell command that converts the pickle at ``path`` to the safe
-    format. The file's name is its sender's choice: quoted for Python and for
-    the shell, so that pasting the command runs nothing the name holds."""
-    code = (
-        "import joblib, skmnist; "
-        f"skmnist.save(joblib.load({str(path)!r}), "
-        f"{str(path.with_suffix(SAFE_SUFFIX))!r})"
+    format. The file's name is its sender's choice: quoted for Python (a JSON
+    string is a Python string literal, in double quotes that read well inside
+    the shell's single ones) and for the shell, so that pasting the command
+    runs nothing the name holds."""
+    load, save = (
+        json.dumps(str(name)) for name in (path, path.with_suffix(SAFE_SUFFIX))
     )
+    code = f"import joblib, skmnist; skmnist.save(joblib.load({load}), {save})"
     return f"python -c {shlex.quote(code)}"
 
 
