@@ -1039,7 +1039,9 @@ def _model_file_errors(path: str):
         yield
     except (OSError, ValueError) as error:
         message = _one_line(error)
-        if _one_line(str(path)) not in message:  # the operating system's own words
+        # (Folded as the message is; the operating system's own words name
+        # no path.)
+        if " ".join(str(path).split()) not in message:
             reason = getattr(error, "strerror", None) or message
             message = f"cannot read {path}: {reason}"
         raise CommandError(message) from None

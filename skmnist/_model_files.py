@@ -103,7 +103,10 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
         The file is not in the skmnist format, and ``trusted`` is False.
     """
     from skmnist._persistence import ModelFileError, check_signature, is_skmnist_file
+    from skmnist.datasets._mnist import _why_missing
 
+    if not os.fspath(path):  # Path("") would be this folder
+        raise FileNotFoundError("no model file given: the path is empty")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a model file")
@@ -113,7 +116,8 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
             f"{path} is not a regular file (a pipe, socket or device), not a model file"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
+        why = f": {_why_missing(path)}" if path.is_symlink() else ""
+        raise FileNotFoundError(f"no model file at {path}{why}")
     # Safe to read by content: a zip archive goes to the pickle-free loader
     # only, which refuses anything but its own format.
     if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):

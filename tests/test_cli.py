@@ -1295,6 +1295,19 @@ def test_a_model_path_with_odd_spaces_is_named_once(tmp_path, capsys):
     )
 
 
+def test_an_empty_or_broken_model_path_says_so(tmp_path, capsys):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    for path, message in [
+        ("", "no model file given: the path is empty"),
+        (tmp_path / "loop", f"no model file at {tmp_path}/loop: it is a symbolic link"),
+        (tmp_path / "dangling", f"no model file at {tmp_path}/dangling: it is a symb"),
+    ]:
+        status, _, err = _main(capsys, "evaluate", path)
+        assert status == 1
+        assert _one_error_line(err).startswith(f"skmnist: error: {message}")
+
+
 def test_the_conversion_hint_is_safe_to_paste(tmp_path, capsys):
     # A pickle's name is its sender's choice: the command the refusal shows
     # must run nothing the name holds, in the shell or in Python.
