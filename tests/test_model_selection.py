@@ -2,7 +2,7 @@
 
 Each test runs the same search through scikit-learn's class and skmnist's and
 compares what a user reads. Under TensorFlow skmnist's run scikit-learn's loop
-unpacked; tests/test_jax_backend.py runs this module again under JAX, where
+unpacked; .ci/run runs this module again under JAX (each_backend), where
 they pack (the tests check that they did).
 """
 

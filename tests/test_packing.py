@@ -1,7 +1,7 @@
 """Packed training: fits trained together equal the fits trained alone.
 
 Packing runs on Keras's JAX backend; under TensorFlow only the backend-free
-rules run here, and tests/test_jax_backend.py runs this module again under JAX.
+rules run here, and .ci/run runs this module again under JAX (each_backend).
 """
 
 import threading
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.each_backend
 
 jax_only = pytest.mark.skipif(
     keras.backend.backend() != "jax",
-    reason="packing trains on the JAX backend (rerun by test_jax_backend.py)",
+    reason="packing trains on the JAX backend (.ci/run reruns this under JAX)",
 )
 
 

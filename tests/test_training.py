@@ -1,5 +1,5 @@
 """The compiled epoch loop keeps Model.fit's semantics (both backends: see
-test_jax_backend.py, which runs this module under KERAS_BACKEND=jax)."""
+.ci/run, which runs this module again under KERAS_BACKEND=jax)."""
 
 import os
 import signal
