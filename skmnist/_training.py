@@ -35,6 +35,7 @@ from skmnist._compat import (
     masked_metrics_update,
 )
 from skmnist._inference import CompiledForwardPass
+from skmnist._interrupts import deferred_interrupts, raise_if_interrupted
 from skmnist._keras_fit import fit_with_keras_loop
 from skmnist._packing import aside_from_session, session_of_this_fit
 
@@ -232,7 +233,14 @@ def fit_compiled_epochs(
         callbacks.on_epoch_begin(epoch)
         callbacks.on_train_batch_begin(0)
         order = random_state.permutation(n_samples) if shuffle else np.arange(n_samples)
-        runner.run_epoch(data, order.astype(np.int32), batch_size)
+        # A Ctrl-C is held back during the epoch's call and raised once the
+        # epoch is kept, as one a gc callback swallowed is: raised inside
+        # TensorFlow's Python code (tracing, flattening the arguments), it was
+        # now and then printed by TensorFlow's C++ code as a SystemError's
+        # traceback before the command's one line. The epoch runs in one call
+        # into TensorFlow or XLA, which no signal interrupts anyway.
+        with deferred_interrupts():
+            runner.run_epoch(data, order.astype(np.int32), batch_size)
         logs = {
             name: float(value) for name, value in model.get_metrics_result().items()
         }
@@ -247,6 +255,7 @@ def fit_compiled_epochs(
                 )
             )
         callbacks.on_epoch_end(epoch, logs)
+        raise_if_interrupted()  # (CompletedEpochs raises it first, when used)
         if model.stop_training:
             break
     model.optimizer.finalize_variable_values(model.trainable_weights)

@@ -106,6 +106,47 @@ def test_fit_stops_at_the_end_of_the_epoch_of_a_swallowed_interrupt():
     }
 
 
+@pytest.mark.slow
+def test_a_ctrl_c_during_a_compiled_epoch_is_raised_after_its_call():
+    # Never inside TensorFlow's or JAX's own Python code, where TensorFlow's
+    # C++ code once printed it as a SystemError's traceback; the epoch it came
+    # in is kept, then training stops, as for a swallowed one (above).
+    outcome = _run(
+        """
+        import numpy as np
+        from skmnist import MNISTClassifier, _training
+
+        finished = []
+        for runner in (_training._TensorFlowEpochs, _training._JaxEpochs):
+            def run_epoch(self, data, order, batch_size, _real=runner.run_epoch):
+                if len(finished) == 1:  # in the second epoch's call
+                    os.kill(os.getpid(), signal.SIGINT)
+                    for _ in range(10_000):  # the handler runs in here
+                        pass
+                _real(self, data, order, batch_size)
+                finished.append(True)
+            runner.run_epoch = run_epoch
+
+        X = np.random.RandomState(0).rand(200, 8).astype("float32")
+        y = np.arange(200) % 3
+        clf = MNISTClassifier(hidden_units=4, epochs=5, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                clf.fit(X, y)
+                stopped = False
+            except KeyboardInterrupt:
+                stopped = True
+        print(json.dumps({
+            "stopped": stopped,
+            "calls_finished": len(finished),
+            "epochs_kept": len(clf.history_["loss"]),
+        }))
+        """
+    )
+    assert outcome == {"stopped": True, "calls_finished": 2, "epochs_kept": 2}
+
+
 def test_a_swallowed_interrupt_keeps_the_previous_file(tmp_path):
     target = tmp_path / "model.bin"
     target.write_bytes(b"saved earlier")
