@@ -96,9 +96,11 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
     Raises
     ------
     FileNotFoundError, IsADirectoryError, OSError
-        No file at ``path``, a folder, or a file that cannot be read.
+        No file at ``path`` (an empty path, a link to nothing), a folder, or a
+        file that cannot be read.
     skmnist.ModelFileError
-        A pipe, socket or device.
+        A pipe, socket or device, or a ``.skmnist`` name on a file that is no
+        zip archive (a pickle, say).
     UntrustedPickleError
         The file is not in the skmnist format, and ``trusted`` is False.
     """
