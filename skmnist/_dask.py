@@ -107,9 +107,11 @@ class TensorFlowThreadsPlugin(WorkerPlugin):
 
     Notes
     -----
-    TensorFlow fixes its pools when it first runs an operation, so the plugin only
-    takes effect on workers that have not yet run TensorFlow; elsewhere it logs a
-    warning. Start fresh workers (``client.restart()``) after registering it late.
+    Under Keras's JAX backend it does nothing: TensorFlow is not imported
+    there. TensorFlow fixes its pools when it first runs an operation, so the
+    plugin only takes effect on workers that have not yet run TensorFlow;
+    elsewhere it logs a warning. Start fresh workers (``client.restart()``)
+    after registering it late.
 
     Examples
     --------

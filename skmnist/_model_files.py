@@ -120,12 +120,14 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
     if not path.is_file():
         why = f": {_why_missing(path)}" if path.is_symlink() else ""
         raise FileNotFoundError(f"no model file at {path}{why}")
+    if path.suffix.lower() == SAFE_SUFFIX:
+        # Never unpickled: a .skmnist name that holds no zip archive (a pickle
+        # under the safe name) is refused here, as loading would refuse it.
+        check_signature(path)
+        return True
     # Safe to read by content: a zip archive goes to the pickle-free loader
     # only, which refuses anything but its own format.
-    if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):
-        # A .skmnist name that holds no zip archive (a pickle under the safe
-        # name) is refused here, as loading would refuse it.
-        check_signature(path)
+    if is_skmnist_file(path):
         return True
     if not trusted:
         # Whatever its name: the consent to run code is the user's, not the
@@ -146,11 +148,16 @@ def _conversion_command(path: Path) -> str:
     string is a Python string literal, in double quotes that read well inside
     the shell's single ones) and for the shell, so that pasting the command
     runs nothing the name holds."""
-    load, save = (
-        json.dumps(str(name)) for name in (path, path.with_suffix(SAFE_SUFFIX))
-    )
+    load, save = (_literal(name) for name in (path, path.with_suffix(SAFE_SUFFIX)))
     code = f"import joblib, skmnist; skmnist.save(joblib.load({load}), {save})"
     return f"python -c {shlex.quote(code)}"
+
+
+def _literal(path: Path) -> str:
+    """``path`` as a Python string literal that survives the one-line message,
+    which folds runs of spaces into one: then every space is escaped."""
+    literal = json.dumps(str(path))
+    return literal.replace(" ", "\\u0020") if "  " in literal else literal
 
 
 def load_model(path: str | os.PathLike, trusted: bool = False):
@@ -184,8 +191,9 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
     """
     from skmnist._persistence import ModelFileError, UntrustedFileError, load
 
+    safe_format = check_model_file(path, trusted)
     path = Path(path)
-    if check_model_file(path, trusted):
+    if safe_format:
         try:
             return load(path, trusted=trusted)
         except UntrustedFileError as error:

@@ -233,8 +233,9 @@ def fit_compiled_epochs(
         callbacks.on_epoch_begin(epoch)
         callbacks.on_train_batch_begin(0)
         order = random_state.permutation(n_samples) if shuffle else np.arange(n_samples)
-        # A Ctrl-C is held back during the epoch's call and raised once the
-        # epoch is kept, as one a gc callback swallowed is: raised inside
+        # A Ctrl-C is held back during the epoch's call (and its validation's)
+        # and raised once the epoch is kept, as one a gc callback swallowed
+        # is: raised inside
         # TensorFlow's Python code (tracing, flattening the arguments), it was
         # now and then printed by TensorFlow's C++ code as a SystemError's
         # traceback before the command's one line. The epoch runs in one call
@@ -246,14 +247,15 @@ def fit_compiled_epochs(
         }
         callbacks.on_train_batch_end(steps - 1, logs)
         if validation_data is not None and is_validation_epoch(epoch, validation_freq):
-            logs.update(
-                _validation_logs(
-                    runner,
-                    validation_data,
-                    validation_batch_size or batch_size,
-                    callbacks,
+            with deferred_interrupts():  # its first call traces, as the epoch's
+                logs.update(
+                    _validation_logs(
+                        runner,
+                        validation_data,
+                        validation_batch_size or batch_size,
+                        callbacks,
+                    )
                 )
-            )
         callbacks.on_epoch_end(epoch, logs)
         raise_if_interrupted()  # (CompletedEpochs raises it first, when used)
         if model.stop_training:

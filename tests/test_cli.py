@@ -1306,6 +1306,11 @@ def test_an_empty_or_broken_model_path_says_so(tmp_path, capsys):
         status, _, err = _main(capsys, "evaluate", path)
         assert status == 1
         assert _one_error_line(err).startswith(f"skmnist: error: {message}")
+    # The library's loader says the same of an empty path (not "." a folder).
+    from skmnist._model_files import load_model
+
+    with pytest.raises(FileNotFoundError, match="the path is empty"):
+        load_model("")
 
 
 def test_the_conversion_hint_is_safe_to_paste(tmp_path, capsys):
@@ -1313,7 +1318,7 @@ def test_the_conversion_hint_is_safe_to_paste(tmp_path, capsys):
     # must run nothing the name holds, in the shell or in Python.
     import shlex
 
-    name = "it's $(touch PWNED) `id`.joblib"
+    name = "it's  $(touch PWNED) `id`.joblib"  # two spaces: the message folds them
     (tmp_path / name).write_bytes(b"\x80\x04N.")
     status, _, err = _main(capsys, "predict", tmp_path / name, "x.png")
     assert status == 1
@@ -1330,41 +1335,92 @@ def test_the_conversion_hint_is_safe_to_paste(tmp_path, capsys):
 
 
 # Command lines refused before TensorFlow is imported: usage errors (status
-# 2), and model files that are missing, folders, unreadable, or pickles
-# without --trust (status 1). {folder} is a folder of the test's own.
+# 2), and model files that are missing, folders, links to nothing, pickles
+# without --trust or no zip archive under the safe name, bad plot files and
+# bad ONNX outputs (status 1): (status, part of the message, argv). {folder} is
+# a folder of the test's own.
 _REFUSED_EARLY = {
-    "cv-1": (2, ["search", "--param", "clf__hidden_units=8", "--cv", "1"]),
-    "batch": (2, ["train", "--batch-size", "99999999999999999999"]),
-    "network": (2, ["train", "--hidden-units", "1000000000"]),
-    "concurrency": (2, ["serve", "m.skmnist", "--max-concurrent", "0"]),
-    "widths": (2, ["train", "--hidden-units", "512,x"]),
-    "deep-network": (2, ["train", "--hidden-units", "4096,2000000000"]),
-    "alpha": (2, ["train", "--alpha", "-1"]),
+    "cv-1": (2, "--cv", ["search", "--param", "clf__hidden_units=8", "--cv", "1"]),
+    "batch": (2, "--batch-size", ["train", "--batch-size", "99999999999999999999"]),
+    "network": (2, "weights", ["train", "--hidden-units", "1000000000"]),
+    "concurrency": (
+        2,
+        "--max-concurrent",
+        ["serve", "m.skmnist", "--max-concurrent", "0"],
+    ),
+    "widths": (2, "--hidden-units", ["train", "--hidden-units", "512,x"]),
+    "deep-network": (2, "weights", ["train", "--hidden-units", "4096,2000000000"]),
+    "alpha": (2, "--alpha", ["train", "--alpha", "-1"]),
     "early-stopping-without-validation": (
         2,
+        "--validation-fraction",
         ["train", "--early-stopping", "--validation-fraction", "0"],
     ),
-    "tol-alone": (2, ["train", "--tol", "0.1"]),
-    "unbalanced-tuple": (2, ["search", "--param", "clf__hidden_units=(512,256"]),
+    "tol-alone": (2, "--tol", ["train", "--tol", "0.1"]),
+    "unbalanced-tuple": (
+        2,
+        "clf__hidden_units",
+        ["search", "--param", "clf__hidden_units=(512,256"],
+    ),
     "deep-network-in-grid": (
         2,
+        "weights",
         ["search", "--param", "clf__hidden_units=8,(4096,2000000000)"],
     ),
-    "zero-width-in-grid": (2, ["search", "--param", "clf__hidden_units=(8,0)"]),
-    "evaluate-no-model": (1, ["evaluate", "{folder}/none.skmnist"]),
-    "evaluate-plot": (1, ["evaluate", "{folder}/model.skmnist", "--plot", "a.xyz"]),
-    "predict-folder": (1, ["predict", "{folder}", "digit.png"]),
-    "predict-untrusted-pickle": (1, ["predict", "{folder}/model.joblib", "a.png"]),
-    "serve-no-model": (1, ["serve", "{folder}/none.skmnist", "--port", "0"]),
-    "export-no-model": (1, ["export", "{folder}/none.skmnist", "{folder}/o.onnx"]),
+    "zero-width-in-grid": (
+        2,
+        "clf__hidden_units",
+        ["search", "--param", "clf__hidden_units=(8,0)"],
+    ),
+    "evaluate-no-model": (
+        1,
+        "no model file at {folder}/none.skmnist",
+        ["evaluate", "{folder}/none.skmnist"],
+    ),
+    "evaluate-plot": (
+        1,
+        "--plot a.xyz: the file name must end in one of",
+        ["evaluate", "{folder}/model.skmnist", "--plot", "a.xyz"],
+    ),
+    "predict-folder": (
+        1,
+        "{folder} is a folder, not a model file",
+        ["predict", "{folder}", "digit.png"],
+    ),
+    "predict-link-to-nothing": (
+        1,
+        "no model file at {folder}/gone.skmnist: it is a symbolic link",
+        ["predict", "{folder}/gone.skmnist", "a.png"],
+    ),
+    "predict-untrusted-pickle": (
+        1,
+        "loaded only with --trust",
+        ["predict", "{folder}/model.joblib", "a.png"],
+    ),
+    "predict-pickle-named-safe": (
+        1,
+        "it looks like a joblib or pickle file",
+        ["predict", "{folder}/pickle.skmnist", "a.png"],
+    ),
+    "serve-no-model": (
+        1,
+        "no model file at {folder}/none.skmnist",
+        ["serve", "{folder}/none.skmnist", "--port", "0"],
+    ),
+    "export-no-model": (
+        1,
+        "no model file at {folder}/none.skmnist",
+        ["export", "{folder}/none.skmnist", "{folder}/o.onnx"],
+    ),
     "export-over-its-input": (
         1,
-        ["export", "{folder}/model.joblib", "{folder}/model.joblib"],
+        "OUT.onnx {folder}/model.skmnist is also an input",
+        ["export", "{folder}/model.skmnist", "{folder}/model.skmnist"],
     ),
-    "predict-pickle-named-safe": (1, ["predict", "{folder}/pickle.skmnist", "a.png"]),
     # Refused for its model before OUT.onnx's missing folders are created.
     "export-no-model-into-new-folders": (
         1,
+        "no model file at {folder}/none.skmnist",
         ["export", "{folder}/none.skmnist", "{folder}/new/sub/o.onnx"],
     ),
 }
@@ -1379,9 +1435,10 @@ def refused_early(tmp_path_factory):
     (folder / "model.joblib").write_bytes(b"a pickle, as far as anyone knows")
     (folder / "model.skmnist").write_bytes(b"PK\x03\x04 not even read")
     (folder / "pickle.skmnist").write_bytes(b"\x80\x04N.")
+    (folder / "gone.skmnist").symlink_to(folder / "nothing")
     cases = {
         name: [part.format(folder=folder) for part in argv]
-        for name, (_, argv) in _REFUSED_EARLY.items()
+        for name, (_, _, argv) in _REFUSED_EARLY.items()
     }
     script = (
         "import contextlib, io, json, sys\n"
@@ -1416,7 +1473,9 @@ def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(
     # Counted in imports, not seconds: TensorFlow's import is what took 5 s.
     folder, results = refused_early
     status, err, imported = results[name]
-    assert status == _REFUSED_EARLY[name][0], err
+    expected_status, message, _ = _REFUSED_EARLY[name]
+    assert status == expected_status, err
+    assert message.format(folder=folder) in err
     # The cases run in order in one process: the first to import a framework
     # is the one that fails here first.
     assert imported == [], err
