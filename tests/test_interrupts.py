@@ -36,6 +36,15 @@ _PRELUDE = textwrap.dedent(
             gc.collect()
         finally:
             gc.callbacks.remove(callback)
+
+
+    def stopped_by_ctrl_c(clf, X, y):
+        # Whether a KeyboardInterrupt stopped the fit.
+        try:
+            clf.fit(X, y)
+        except KeyboardInterrupt:
+            return True
+        return False
     """
 )
 
@@ -82,11 +91,7 @@ def test_fit_stops_at_the_end_of_the_epoch_of_a_swallowed_interrupt():
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
-                clf.fit(X, y)
-                stopped = False
-            except KeyboardInterrupt:
-                stopped = True
+            stopped = stopped_by_ctrl_c(clf, X, y)
         print(json.dumps({
             "stopped": stopped,
             "epochs": len(clf.history_["loss"]),
@@ -132,11 +137,7 @@ def test_a_ctrl_c_during_a_compiled_epoch_is_raised_after_its_call():
         clf = MNISTClassifier(hidden_units=4, epochs=5, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                clf.fit(X, y)
-                stopped = False
-            except KeyboardInterrupt:
-                stopped = True
+            stopped = stopped_by_ctrl_c(clf, X, y)
         print(json.dumps({
             "stopped": stopped,
             "calls_finished": len(finished),
