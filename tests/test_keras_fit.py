@@ -8,17 +8,10 @@ drew other dropout masks than a graph: one harmless callback moved
 ``predict_proba`` by as much as 0.25 on load_digits. Both tiers of the TensorFlow
 compiled epochs are covered (by the number of batches, which picks the tier),
 with dropout and with a last, smaller batch. This module's tests run under the
-process's backend; the JAX backend is also checked in a subprocess, as Keras
-picks its backend once per process.
+process's backend; ``.ci/run`` runs them again under JAX (``each_backend``).
 """
 
-import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -28,6 +21,8 @@ from skmnist import MNISTClassifier, _training
 from skmnist._dropout import Dropout
 from skmnist._keras_fit import _PermutedBatches, fit_with_keras_loop
 from skmnist._training import epoch_runner, fit_compiled_epochs
+
+pytestmark = pytest.mark.each_backend
 
 # The bound of the bug report: max |difference| of predict_proba, on the CPU.
 TOLERANCE = 1e-5
@@ -246,56 +241,3 @@ def test_dropout_is_keras_s_when_not_training_and_saves_as_itself():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
     restored = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(restored) is Dropout and restored.rate == 0.5
-
-
-JAX_SCRIPT = textwrap.dedent(
-    """
-    import json, warnings
-    import keras, numpy as np
-    from sklearn.datasets import load_digits
-    from skmnist import MNISTClassifier
-    warnings.simplefilter("ignore")
-    assert keras.backend.backend() == "jax"
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16).astype(np.float32)
-    weights = np.random.RandomState(1).uniform(0.1, 3, len(X)).astype(np.float32)
-    cases = {
-        "graph-sized": {"batch_size": 16},
-        "xla-sized": {"batch_size": 8},
-        "graph-sized dropout": {"batch_size": 16, "dropout": 0.3},
-        "xla-sized dropout": {"batch_size": 8, "dropout": 0.3},
-        "sample weights": {"batch_size": 16, "sample_weight": weights},
-    }
-    found = {}
-    for name, params in cases.items():
-        sample_weight = params.pop("sample_weight", None)
-        params = {"hidden_units": 32, "epochs": 3, "random_state": 0, **params}
-        probabilities = [
-            MNISTClassifier(**params, callbacks=callbacks)
-            .fit(X, y, sample_weight=sample_weight)
-            .predict_proba(X)
-            for callbacks in (None, [keras.callbacks.TerminateOnNaN()])
-        ]
-        found[name] = float(np.abs(probabilities[0] - probabilities[1]).max())
-    print("RESULT", json.dumps(found))
-    """
-)
-
-
-@pytest.mark.slow
-def test_the_same_under_the_jax_backend():
-    pytest.importorskip("jax", reason="the JAX backend needs skmnist[jax]")
-    if keras.backend.backend() == "jax":
-        pytest.skip("this process runs the tests above under JAX already")
-    result = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT],
-        env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-        timeout=600,  # a bound for a hang: it takes about a minute
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    found = json.loads(line.removeprefix("RESULT "))
-    assert found and all(value <= TOLERANCE for value in found.values()), found

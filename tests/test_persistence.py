@@ -514,6 +514,7 @@ def _skmnist(*args):
     )
 
 
+@pytest.mark.backend_independent
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_cli_trains_to_the_safe_format_and_detects_it_by_content(mnist_path, tmp_path):
@@ -534,6 +535,7 @@ def test_cli_trains_to_the_safe_format_and_detects_it_by_content(mnist_path, tmp
     assert float(evaluate.stdout.strip().splitlines()[-1].split()[1]) > 0.8
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_cli_refuses_a_damaged_model_in_one_line(saved_pipeline, tmp_path):
     path = tmp_path / "damaged.skmnist"

@@ -313,6 +313,7 @@ def test_help_lists_the_search_options_without_heavy_imports():
     assert probe.stderr.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.backend_independent
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_search_command_end_to_end(mnist_path, tmp_path):
@@ -416,6 +417,7 @@ def _sigkill_by_address(client):
     return lambda address: os.kill(pids[address], signal.SIGKILL)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_a_worker_killed_mid_search_is_restarted_and_the_search_completes(
     client, images, local_kill_search
@@ -481,6 +483,7 @@ def workers_without_nanny(tmp_path):
         cluster.close()
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_a_worker_killed_for_good_costs_time_not_the_search(
     workers_without_nanny, images, local_kill_search
@@ -786,6 +789,7 @@ def test_the_grid_check_refuses_tuples_of_no_widths():
     check_param_grid([("clf__early_stopping", [True, False])], pipeline)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("file_format", ["skmnist", "joblib"])
 @pytest.mark.slow
 def test_search_of_early_stopping_penalties_and_deep_networks_end_to_end(
@@ -911,8 +915,11 @@ def test_a_search_where_every_candidate_scored_nan_is_a_failure(images):
         check_scores(search)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
-def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
+def test_search_command_shows_progress_and_reruns(capsys, client, small_data, tmp_path):
+    """On a running cluster (--scheduler; the end-to-end test above starts its
+    own), whose two single-threaded workers are the module's."""
     model = tmp_path / "best.skmnist"
     status, out, err = _main(
         capsys,
@@ -926,8 +933,8 @@ def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
         "400",
         "--random-state",
         "0",
-        "--n-workers",
-        "2",
+        "--scheduler",
+        client.scheduler.address,
         "--data",
         str(small_data),
         "--output",
@@ -946,6 +953,7 @@ def test_search_command_shows_progress_and_reruns(capsys, small_data, tmp_path):
     assert model.is_file()
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     ("address", "message"),
     [
