@@ -75,10 +75,11 @@ def save_model(model, path: str | os.PathLike, file_format: str | None) -> None:
 
 def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
     """Check that ``path`` is a model file that :func:`load_model` may read,
-    without reading more than its first bytes and without Keras.
+    without reading its weights and without Keras.
 
     The command line calls it before it imports TensorFlow, so that a wrong
-    path or a pickle given without ``--trust`` is refused at once.
+    path, a pickle given without ``--trust`` or a truncated model file is
+    refused at once.
 
     Parameters
     ----------
@@ -99,12 +100,21 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
         No file at ``path`` (an empty path, a link to nothing), a folder, or a
         file that cannot be read.
     skmnist.ModelFileError
-        A pipe, socket or device, or a ``.skmnist`` name on a file that is no
-        zip archive (a pickle, say).
+        A pipe, socket or device, a ``.skmnist`` name on a file that is no zip
+        archive (a pickle, say), or a zip archive that
+        :func:`skmnist.load` refuses from its structure and manifest alone
+        (truncated or damaged, another format, a later format version).
+    skmnist._persistence.UntrustedFileError
+        The file is in format version 1, and ``trusted`` is False.
     UntrustedPickleError
         The file is not in the skmnist format, and ``trusted`` is False.
     """
-    from skmnist._persistence import ModelFileError, check_signature, is_skmnist_file
+    from skmnist._persistence import (
+        ModelFileError,
+        UntrustedFileError,
+        check_archive,
+        is_skmnist_file,
+    )
     from skmnist.datasets._mnist import _why_missing
 
     if not os.fspath(path):  # Path("") would be this folder
@@ -120,14 +130,15 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
     if not path.is_file():
         why = f": {_why_missing(path)}" if path.is_symlink() else ""
         raise FileNotFoundError(f"no model file at {path}{why}")
-    if path.suffix.lower() == SAFE_SUFFIX:
-        # Never unpickled: a .skmnist name that holds no zip archive (a pickle
-        # under the safe name) is refused here, as loading would refuse it.
-        check_signature(path)
-        return True
-    # Safe to read by content: a zip archive goes to the pickle-free loader
-    # only, which refuses anything but its own format.
-    if is_skmnist_file(path):
+    # Never unpickled: a .skmnist name (that holds a pickle, say), or a zip
+    # archive by content, which goes to the pickle-free loader only. What that
+    # loader refuses from the archive's structure (no zip archive under the
+    # safe name, a truncated file, another format) is refused here.
+    if path.suffix.lower() == SAFE_SUFFIX or is_skmnist_file(path):
+        try:
+            check_archive(path, trusted=trusted)
+        except UntrustedFileError as error:
+            raise _needs_trust(error) from None
         return True
     if not trusted:
         # Whatever its name: the consent to run code is the user's, not the
@@ -140,6 +151,15 @@ def check_model_file(path: str | os.PathLike, trusted: bool = False) -> bool:
             f"format: {_conversion_command(path)}"
         )
     return False
+
+
+def _needs_trust(error):
+    """``error``, an :class:`UntrustedFileError`, with the command line's how-to."""
+    return type(error)(
+        error.reason,
+        "If you do, pass --trust, and save it again (skmnist.save) to "
+        "convert it to the current format.",
+    )
 
 
 def _conversion_command(path: Path) -> str:
@@ -197,11 +217,7 @@ def load_model(path: str | os.PathLike, trusted: bool = False):
         try:
             return load(path, trusted=trusted)
         except UntrustedFileError as error:
-            raise UntrustedFileError(
-                error.reason,
-                "If you do, pass --trust, and save it again (skmnist.save) to "
-                "convert it to the current format.",
-            ) from None
+            raise _needs_trust(error) from None
     import joblib
 
     try:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -1402,6 +1403,22 @@ _REFUSED_EARLY = {
         "it looks like a joblib or pickle file",
         ["predict", "{folder}/pickle.skmnist", "a.png"],
     ),
+    "predict-truncated": (
+        1,
+        "{folder}/truncated.skmnist is a damaged or truncated skmnist model file",
+        ["predict", "{folder}/truncated.skmnist", "a.png"],
+    ),
+    "serve-version-1-untrusted": (
+        1,
+        "is an skmnist file of format version 1",
+        ["serve", "{folder}/version_1.skmnist", "--port", "0"],
+    ),
+    # A zip archive by content goes to the pickle-free loader, whatever its name.
+    "evaluate-other-zip": (
+        1,
+        "{folder}/other.bin is a zip archive but not an skmnist model file",
+        ["evaluate", "{folder}/other.bin"],
+    ),
     "serve-no-model": (
         1,
         "no model file at {folder}/none.skmnist",
@@ -1431,9 +1448,18 @@ def refused_early(tmp_path_factory):
     """Every command line of ``_REFUSED_EARLY`` run by ``main`` in one fresh
     process: each one's exit status, standard error and the frameworks
     imported once it returned."""
+    import skmnist
+
     folder = tmp_path_factory.mktemp("refused")
     (folder / "model.joblib").write_bytes(b"a pickle, as far as anyone knows")
-    (folder / "model.skmnist").write_bytes(b"PK\x03\x04 not even read")
+    skmnist.save(skmnist.make_mnist_pipeline(), folder / "model.skmnist")
+    whole = (folder / "model.skmnist").read_bytes()
+    (folder / "truncated.skmnist").write_bytes(whole[: len(whole) // 2])
+    (folder / "version_1.skmnist").write_bytes(
+        (Path(__file__).parent / "data" / "format_version_1.skmnist").read_bytes()
+    )
+    with zipfile.ZipFile(folder / "other.bin", "w") as archive:
+        archive.writestr("notes.txt", "a zip archive of something else")
     (folder / "pickle.skmnist").write_bytes(b"\x80\x04N.")
     (folder / "gone.skmnist").symlink_to(folder / "nothing")
     cases = {
@@ -1481,4 +1507,6 @@ def test_a_misused_command_line_is_refused_before_tensorflow_is_imported(
     assert imported == [], err
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("skmnist: error: "), err
+    if name == "serve-version-1-untrusted":  # with the command line's how-to
+        assert "If you do, pass --trust, and save it again" in err, err
     assert not [path for path in folder.rglob("*") if path.name in ("new", "o.onnx")]

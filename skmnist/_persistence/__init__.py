@@ -44,7 +44,7 @@ from skmnist._persistence._errors import ModelFileError, UntrustedFileError
 __all__ = [
     "ModelFileError",
     "UntrustedFileError",
-    "check_signature",
+    "check_archive",
     "is_skmnist_file",
     "load",
     "save",
@@ -214,19 +214,23 @@ def _description_errors(path: Path):
         ) from None
 
 
-def check_signature(path: str | os.PathLike) -> None:
-    """Refuse ``path`` at once if its first bytes are not a zip archive's, as
-    :func:`load` would (naming a pickle as such), without importing Keras.
+def check_archive(path: str | os.PathLike, *, trusted: bool = False) -> None:
+    """Refuse ``path`` at once if :func:`load` would refuse it from its zip
+    structure and manifest alone, without reading its weights or importing
+    Keras: a file that is no zip archive (naming a pickle as such), a truncated
+    or damaged archive, one of another format or of a later format version, or
+    one of format version 1 when ``trusted`` is False.
 
     Raises
     ------
     ModelFileError
-        The file is no zip archive.
+        The file is not one :func:`load` reads, as above.
+    UntrustedFileError
+        It is of format version 1, and ``trusted`` is False.
     OSError
         It cannot be read.
     """
-    with open(path, "rb") as file:
-        _archive.check_signature(file.read(len(_archive.ZIP_MAGIC)), Path(path))
+    _archive.check_archive(Path(path), trusted=trusted)
 
 
 def is_skmnist_file(path: str | os.PathLike) -> bool:

@@ -24,6 +24,7 @@ Format version 1 stored each classifier's weights as a Keras ``.keras`` member
 only when the caller trusts it (see :func:`read_archive`).
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -164,6 +165,23 @@ def read_archive(
         raise IsADirectoryError(f"{path} is a folder, not an skmnist model file")
     if not path.is_file():
         raise FileNotFoundError(f"no skmnist model file at {path}")
+    with _open_archive(path) as (archive, length):
+        return _read_members(archive, path, length, folder, trusted, check)
+
+
+def check_archive(path: Path, *, trusted: bool) -> None:
+    """Refuse at once what :func:`read_archive` would refuse from the zip
+    structure and the manifest alone (a file that is no zip archive, or a
+    truncated one, a manifest of another format or a later version, a format
+    version 1 file not trusted), reading no member but the manifest."""
+    with _open_archive(path) as (archive, length):
+        _read_manifest(archive, path, length, trusted)
+
+
+@contextlib.contextmanager
+def _open_archive(path: Path):
+    """``(archive, length)`` of the zip archive at ``path``, its first bytes
+    and directory checked; zipfile's errors inside are a damaged file's."""
     # One open file for every check and for zipfile: what is checked is read.
     with open(path, "rb") as file:
         check_signature(file.read(len(ZIP_MAGIC)), path)
@@ -171,7 +189,7 @@ def read_archive(
         _check_directory(file, length, path)
         try:
             with zipfile.ZipFile(file) as archive:
-                return _read_members(archive, path, length, folder, trusted, check)
+                yield archive, length
         except (
             zipfile.BadZipFile,
             EOFError,
@@ -223,14 +241,11 @@ def _check_directory(file, length: int, path: Path) -> None:
         )
 
 
-def _read_members(
-    archive: zipfile.ZipFile,
-    path: Path,
-    length: int,
-    folder: Path,
-    trusted: bool,
-    check: Callable[[object, dict[str, int]], None],
-) -> Contents:
+def _read_manifest(
+    archive: zipfile.ZipFile, path: Path, length: int, trusted: bool
+) -> tuple[list[str], dict, int]:
+    """The archive's member names, its manifest and format version, checked
+    before any other member is read."""
     names = archive.namelist()
     # Before any member is read: zipfile asks the file for a member's declared
     # compressed size at once (Python allocates as much first), and inflates
@@ -252,9 +267,7 @@ def _read_members(
             f"the {FORMAT_NAME!r} format."
         )
     version = _format_version(manifest, path)
-    checksums = manifest.get("sha256")
-    expected = set(names) - {MANIFEST}
-    if version == 1 and expected - {ESTIMATOR} and not trusted:
+    if version == 1 and set(names) - {MANIFEST, ESTIMATOR} and not trusted:
         # (An unfitted estimator's file has no weights, so nothing to distrust.)
         raise UntrustedFileError(
             f"{path} is an skmnist file of format version 1 (skmnist "
@@ -266,6 +279,20 @@ def _read_members(
             f"again with skmnist.save to convert it to format version "
             f"{FORMAT_VERSION}, which is safe to load from anyone.",
         )
+    return names, manifest, version
+
+
+def _read_members(
+    archive: zipfile.ZipFile,
+    path: Path,
+    length: int,
+    folder: Path,
+    trusted: bool,
+    check: Callable[[object, dict[str, int]], None],
+) -> Contents:
+    names, manifest, version = _read_manifest(archive, path, length, trusted)
+    checksums = manifest.get("sha256")
+    expected = set(names) - {MANIFEST}
     declarations = manifest.get("arrays", {}) if version >= 2 else {}
     if (
         not isinstance(checksums, dict)
