@@ -937,7 +937,7 @@ def _prediction(page) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("digit, stroke", [("1", _ONE), ("0", _ZERO)], ids=["1", "0"])
 def test_drawing_on_the_page_shows_the_digit_and_the_chart(
-    server, browser, model_file, digit, stroke, tmp_path
+    server, browser, model_file, digit, stroke, tmp_path, capsys
 ):
     page = browser.new_page(viewport={"width": 760, "height": 540})
     try:
@@ -957,14 +957,17 @@ def test_drawing_on_the_page_shows_the_digit_and_the_chart(
             shutil.copy(screenshot, DOCS_SCREENSHOT / "serve_page.png")
 
         # The canvas's PNG, as the page posted it, gets the same answer from
-        # `skmnist predict`.
+        # `skmnist predict` (in this process: its own is tested in test_cli).
+        from skmnist._cli import main
+
         drawn = tmp_path / "drawn.png"
         drawn.write_bytes(_data_url_bytes(shown["png"]))
-        result = _skmnist("predict", str(model_file), str(drawn))
-        assert result.returncode == 0, result.stderr
+        capsys.readouterr()
+        assert main(["predict", str(model_file), str(drawn)]) == 0
         percent = next(b["percent"] for b in shown["bars"] if b["digit"] == digit)
         label, probability = re.fullmatch(
-            rf"{re.escape(str(drawn))}: (\d) \(([0-9.]+)\)", result.stdout.strip()
+            rf"{re.escape(str(drawn))}: (\d) \(([0-9.]+)\)",
+            capsys.readouterr().out.strip(),
         ).groups()
         assert label == digit
         assert float(percent.rstrip("%")) == pytest.approx(
