@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from importlib.util import find_spec
 
+import dask
 import joblib
 from distributed import Client, LocalCluster, WorkerPlugin
 from distributed.client import FutureCancelledError
@@ -186,21 +187,29 @@ def dask_client(
     if n_workers is None:
         n_workers = max(1, available_cores() // threads_per_worker)
     # Processes, not threads: each Keras fit holds the GIL for its Python-level
-    # training loop, so fits in threads of one process do not scale.
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        # A dashboard on a free port where dask can serve one (it needs bokeh).
-        dashboard_address=":0" if find_spec("bokeh") else None,
-        # The same sizes for a TensorFlow that a task might initialise before the
-        # plugin runs; TensorFlow reads them when its runtime starts.
-        env={
-            "TF_NUM_INTRAOP_THREADS": str(threads_per_worker),
-            "TF_NUM_INTEROP_THREADS": str(threads_per_worker),
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        },
-    )
+    # training loop, so fits in threads of one process do not scale. Without
+    # the active memory manager: its ReduceReplicas policy drops a worker's
+    # copy of the training data whenever no task of its own is waiting for it
+    # (checked every 2 s), so a worker between two batches of fits fetched the
+    # data again. A cluster of the user's keeps the user's settings.
+    no_memory_manager = {"distributed.scheduler.active-memory-manager.start": False}
+    with dask.config.set(no_memory_manager):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            # A dashboard on a free port where dask can serve one (it needs
+            # bokeh).
+            dashboard_address=":0" if find_spec("bokeh") else None,
+            # The same sizes for a TensorFlow that a task might initialise
+            # before the plugin runs; TensorFlow reads them when its runtime
+            # starts.
+            env={
+                "TF_NUM_INTRAOP_THREADS": str(threads_per_worker),
+                "TF_NUM_INTEROP_THREADS": str(threads_per_worker),
+                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            },
+        )
     try:
         with Client(cluster) as client:
             client.register_plugin(TensorFlowThreadsPlugin())

@@ -549,6 +549,10 @@ def test_a_fit_failing_by_itself_fails_the_search_at_once_and_is_not_rerun(
 
 @pytest.mark.slow
 def test_the_training_data_reaches_each_worker_once_per_search(client, images):
+    # (With dask's active memory manager, which dask_client's cluster runs
+    # without, a worker between two batches now and then dropped its copy and
+    # fetched the data again: two deliveries.)
+    assert not client.amm.running()
     X, y = images
     client.run(lambda dask_worker: dask_worker.transfer_incoming_log.clear())
     with get_task_stream(client) as tasks, dask_parallel_config(client, (X, y)):
