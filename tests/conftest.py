@@ -60,15 +60,27 @@ def mnist(mnist_path):
 
 
 @pytest.fixture(scope="session")
-def mnist_pipeline(mnist):
+def mnist_pipeline(mnist, tmp_path_factory):
     """The default pipeline (``random_state=0``) fitted once on all of MNIST's
     training set, for every test that needs exactly that fit; read it, never
-    change it (refit a :func:`~sklearn.base.clone` instead). Under pytest-xdist
-    each worker that runs such a test fits it once."""
-    from skmnist import make_mnist_pipeline
+    change it (refit a :func:`~sklearn.base.clone` instead). Fitted once per
+    test run: under pytest-xdist the first worker to need it saves it (in the
+    safe format, which round-trips exactly) where the others load it."""
+    from filelock import FileLock
 
-    (x_train, y_train), _ = mnist
-    return make_mnist_pipeline(random_state=0).fit(x_train, y_train)
+    from skmnist import load, make_mnist_pipeline, save
+
+    folder = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = folder.parent  # the run's, which holds each worker's own
+    path = folder / "mnist_pipeline.skmnist"
+    with FileLock(f"{path}.lock"):
+        if path.is_file():
+            return load(path)
+        (x_train, y_train), _ = mnist
+        fitted = make_mnist_pipeline(random_state=0).fit(x_train, y_train)
+        save(fitted, path)
+        return fitted
 
 
 @pytest.fixture(scope="session")
