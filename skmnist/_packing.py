@@ -13,19 +13,22 @@ matrix products.
 Only the compiled epoch is shared. Each fit runs its own Python code in its own
 thread, exactly as when it trains alone: validation, callbacks, early stopping,
 history, the copy of its weights into its estimator. Fits opt in by running
-inside :func:`packed_fits` (the searches of :mod:`skmnist.model_selection` do):
-there, :meth:`PackingSession.train_epoch` collects the epochs the fits ask for
-and runs them when every fit of the session is waiting for one (or none has
-come for a moment), a pack per architecture, batch size and data shape. A fit
-that stops (early stopping, its last epoch, an error) leaves the pack; one that
-cannot be packed (a callback acting on single batches, another backend) trains
-as ever beside the others.
+inside :func:`packed_fits`, in a thread of the session's joblib backend
+(:func:`session_threads`; the searches of :mod:`skmnist.model_selection` run
+their folds there): a fit in any other thread, even while a session is open,
+trains alone. There, :meth:`PackingSession.train_epoch` collects the epochs
+the fits ask for and runs them when every fit of the session is waiting for
+one (or none has come for a moment), a pack per architecture, batch size and
+data shape. A fit that stops (early stopping, its last epoch, an error) leaves
+the pack; one that cannot be packed (a callback acting on single batches,
+another backend) trains as ever beside the others.
 
 Packing decides only what runs together, never what a fit computes: a fit's
 result does not depend on which other fits shared its programs.
 """
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -34,6 +37,7 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from joblib.parallel import ThreadingBackend
 
 from skmnist._caches import lock, remember
 
@@ -55,6 +59,8 @@ _programs: "OrderedDict[Hashable, Callable]" = OrderedDict()
 
 _session: "PackingSession | None" = None
 _joined = threading.local()
+# The session whose backend's thread this is (see session_threads).
+_admitted_threads = threading.local()
 _session_lock = threading.Lock()
 
 
@@ -81,9 +87,40 @@ def aside_from_session() -> contextlib.AbstractContextManager:
 
 def joined_session() -> contextlib.AbstractContextManager:
     """Count the calling fit in the open packing session while it trains (see
-    :meth:`PackingSession.joined`); nothing where none is open."""
+    :meth:`PackingSession.joined`); nothing where none is open, or where the
+    fit runs in a thread that is not the session's (a fit of the user's in
+    another thread, a search's refit)."""
     session = _session
-    return contextlib.nullcontext() if session is None else session.joined()
+    if session is None or getattr(_admitted_threads, "session", None) is not session:
+        return contextlib.nullcontext()
+    return session.joined()
+
+
+class _SessionThreads(ThreadingBackend):
+    """joblib's thread pool backend, whose threads run fits of one session."""
+
+    def __init__(self, session: "PackingSession", **kwargs):
+        super().__init__(**kwargs)
+        self.session = session
+
+    def submit(self, func, callback=None):
+        admitted = functools.partial(_admitted, self.session, func)
+        return super().submit(admitted, callback)
+
+    def apply_async(self, func, callback=None):  # what joblib < 1.5 calls
+        admitted = functools.partial(_admitted, self.session, func)
+        return super().apply_async(admitted, callback)
+
+
+def _admitted(session: "PackingSession", func: Callable):
+    with session.admitted():
+        return func()
+
+
+def session_threads(session: "PackingSession") -> ThreadingBackend:
+    """The joblib backend (for ``joblib.parallel_config``) whose thread pool
+    runs the fits that join ``session``: only they do."""
+    return _SessionThreads(session)
 
 
 @contextlib.contextmanager
@@ -174,6 +211,17 @@ class PackingSession:
             with self._condition:
                 self._pending = 0
                 self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Let the fits of the calling thread join this session meanwhile, as
+        the threads of :func:`session_threads` do."""
+        previous = getattr(_admitted_threads, "session", None)
+        _admitted_threads.session = self
+        try:
+            yield
+        finally:
+            _admitted_threads.session = previous
 
     @contextlib.contextmanager
     def joined(self) -> Iterator[None]:

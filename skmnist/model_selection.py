@@ -263,9 +263,11 @@ def _packing(estimator, X, n_fits: int, n_jobs, grids=()) -> Iterator[int | None
             return
         from joblib import parallel_config
 
+        from skmnist._packing import session_threads
+
         token = _own_session.set(session)
         try:
-            with parallel_config(backend="threading", n_jobs=threads):
+            with parallel_config(backend=session_threads(session), n_jobs=threads):
                 yield threads
         finally:
             _own_session.reset(token)

@@ -4,11 +4,13 @@ Packing runs on Keras's JAX backend; under TensorFlow only the backend-free
 rules run here, and .ci/run runs this module again under JAX (each_backend).
 """
 
+import contextlib
 import threading
 
 import keras
 import numpy as np
 import pytest
+from joblib import Parallel, delayed, parallel_config
 
 from skmnist import MNISTClassifier
 from skmnist._packing import (
@@ -18,6 +20,7 @@ from skmnist._packing import (
     pack_slots,
     packed_fits,
     packing_pays,
+    session_threads,
 )
 
 # Run again under Keras's JAX backend by .ci/run (see CONTRIBUTING.md).
@@ -84,24 +87,18 @@ def _fits(digits_flat, n_fits=4, widths=(32,), **params):
     return jobs
 
 
-def _fit_in_threads(jobs, session_threads=None):
-    errors = []
-
-    def fit(clf, X, y, w):
-        try:
-            clf.fit(X, y, sample_weight=w)
-        except BaseException as error:  # reported below
-            errors.append(error)
-
-    with packed_fits(len(jobs), session_threads or len(jobs)) as session:
-        threads = [threading.Thread(target=fit, args=job) for job in jobs]
-        with session.expecting(len(jobs)):
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=300)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
+def _fit_in_threads(jobs, threads=None):
+    """Fit ``jobs`` in the threads of a packing session, as a search does."""
+    threads = threads or len(jobs)
+    with packed_fits(len(jobs), threads) as session:
+        backend = session_threads(session)
+        with (
+            parallel_config(backend=backend, n_jobs=threads),
+            session.expecting(len(jobs)),
+        ):
+            Parallel(timeout=300)(
+                delayed(clf.fit)(X, y, sample_weight=w) for clf, X, y, w in jobs
+            )
     return session
 
 
@@ -186,7 +183,7 @@ def test_a_fit_with_a_batch_callback_trains_beside_the_pack(digits_flat):
 @jax_only
 def test_a_lone_fit_in_a_session_does_not_wait(digits_flat):
     (clf, X, y, w), *_ = _fits(digits_flat, n_fits=1)
-    with packed_fits(8, 8) as session:
+    with packed_fits(8, 8) as session, session.admitted():
         clf.fit(X, y, sample_weight=w)
     assert session.pack_sizes == [1, 1, 1]
 
@@ -205,14 +202,17 @@ def test_ftrl_networks_of_other_widths_train_apart(digits_flat):
 
 def test_a_fit_that_fails_its_checks_counts_as_started(digits_flat):
     X, y = digits_flat
-    with packed_fits(2, 2) as session, session.expecting(1):
+    with packed_fits(2, 2) as session, session.expecting(1), session.admitted():
         with pytest.raises(ValueError, match="hidden_units"):
             MNISTClassifier(hidden_units=-3).fit(X, y)
         assert session._pending == 0
 
 
 @jax_only
-def test_fits_of_a_search_that_ended_stop(digits_flat):
+@pytest.mark.parametrize("of_the_search", [True, False], ids=["its-fit", "another"])
+def test_fits_of_a_search_that_ended_stop_and_no_other(digits_flat, of_the_search):
+    """A fit in a thread of the session stops when its search ends; a fit in
+    any other thread (the user's, while a search runs) trains alone and on."""
     (clf, X, y, _), *_ = _fits(digits_flat, n_fits=1)
     in_epoch, go_on = threading.Event(), threading.Event()
 
@@ -223,17 +223,22 @@ def test_fits_of_a_search_that_ended_stop(digits_flat):
     clf.set_params(callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=pause)])
     errors = []
 
-    def fit():
+    def fit(session):
         try:
-            clf.fit(X, y)
+            with session.admitted() if of_the_search else contextlib.nullcontext():
+                clf.fit(X, y)
         except Exception as error:  # the assertion below reads it
             errors.append(error)
 
-    thread = threading.Thread(target=fit)
-    with packed_fits(2, 2):
+    with packed_fits(2, 2) as session:
+        thread = threading.Thread(target=fit, args=(session,))
         thread.start()
         assert in_epoch.wait(timeout=120)
     go_on.set()  # the search has ended meanwhile
     thread.join(timeout=120)
     assert not thread.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0], SearchEndedError)
+    if of_the_search:
+        assert len(errors) == 1 and isinstance(errors[0], SearchEndedError)
+    else:
+        assert errors == [] and clf.n_iter_ == clf.epochs
+        assert session.pack_sizes == []  # it never joined
