@@ -1039,9 +1039,11 @@ def _model_file_errors(path: str):
         yield
     except (OSError, ValueError) as error:
         message = _one_line(error)
-        # (Folded as the message is; the operating system's own words name
-        # no path.)
-        if " ".join(str(path).split()) not in message:
+        # (Folded as the message is, and as pathlib spells it: "./m.skmnist"
+        # is named "m.skmnist"; the operating system's own words name no path.)
+        spelled = (path, Path(path)) if path else (path,)
+        named = {" ".join(str(name).split()) for name in spelled}
+        if not any(name in message for name in named):
             reason = getattr(error, "strerror", None) or message
             message = f"cannot read {path}: {reason}"
         raise CommandError(message) from None

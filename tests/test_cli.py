@@ -484,6 +484,19 @@ def test_a_pickle_is_unpickled_when_asked(name, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_model_path_spelled_with_dot_slash_is_named_once(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.skmnist").write_bytes(b"")
+    status, _, err = _main(capsys, "predict", "./empty.skmnist", "a.png")
+    assert status == 1
+    assert err == (
+        "skmnist: error: empty.skmnist is not an skmnist model file: it is not "
+        "a zip archive.\n"
+    )
+
+
 def test_a_pickle_named_skmnist_does_not_run_end_to_end(tmp_path):
     import joblib
 
@@ -1408,6 +1421,11 @@ _REFUSED_EARLY = {
         "{folder}/truncated.skmnist is a damaged or truncated skmnist model file",
         ["predict", "{folder}/truncated.skmnist", "a.png"],
     ),
+    "predict-members-not-in-manifest": (
+        1,
+        "{folder}/extra.skmnist: the archive's members do not match its manifest",
+        ["predict", "{folder}/extra.skmnist", "a.png"],
+    ),
     "serve-version-1-untrusted": (
         1,
         "is an skmnist file of format version 1",
@@ -1455,6 +1473,9 @@ def refused_early(tmp_path_factory):
     skmnist.save(skmnist.make_mnist_pipeline(), folder / "model.skmnist")
     whole = (folder / "model.skmnist").read_bytes()
     (folder / "truncated.skmnist").write_bytes(whole[: len(whole) // 2])
+    (folder / "extra.skmnist").write_bytes(whole)
+    with zipfile.ZipFile(folder / "extra.skmnist", "a") as archive:
+        archive.writestr("weights/9.npy", b"not in the manifest")
     (folder / "version_1.skmnist").write_bytes(
         (Path(__file__).parent / "data" / "format_version_1.skmnist").read_bytes()
     )

@@ -419,6 +419,66 @@ def test_modified_files_are_refused(saved_pipeline, tmp_path, edit, message):
         skmnist.load(path)
 
 
+def _version_from_a_terminal(members):
+    _edit_json(
+        members,
+        "manifest.json",
+        lambda m: m.update(
+            format_version=3, skmnist_version="\x1b]0;title\x07\x1b[2J" + "9" * 500
+        ),
+    )
+
+
+def _no_version(members):
+    _edit_json(members, "manifest.json", lambda m: m.pop("format_version"))
+
+
+@pytest.mark.parametrize(
+    "edit, message, from_the_layout",
+    [
+        (_future_version, "format version 99.*Upgrade skmnist", True),
+        (_extra_member, "members do not match its manifest", True),
+        (_no_manifest, r"no manifest\.json", True),
+        (_other_format, "does not name the 'skmnist' format", True),
+        (_no_version, r"its manifest\.json gives no format version\.$", True),
+        # The version the file names, with no character a terminal acts on.
+        (
+            _version_from_a_terminal,
+            r'skmnist "\\u001b\]0;title\\u0007',
+            True,
+        ),
+        (_wrong_checksum, None, False),  # these need estimator.json read
+        (_changed_json_resigned, None, False),
+    ],
+    ids=lambda value: getattr(value, "__name__", "")[1:] or None,
+)
+def test_what_the_layout_refuses_is_refused_before_reading_members(
+    saved_pipeline, tmp_path, edit, message, from_the_layout
+):
+    """check_archive, which the command line runs before it imports
+    TensorFlow, refuses what the zip directory and manifest alone refuse, with
+    load's message, and passes what only the members' content refuses."""
+    path = _tampered(saved_pipeline, edit, tmp_path / "modified.skmnist")
+    with pytest.raises(ValueError) as refused:
+        skmnist.load(path)
+    if not from_the_layout:
+        _persistence.check_archive(path)
+        return
+    assert re.search(message, str(refused.value)), refused.value
+    with pytest.raises(ValueError) as early:
+        _persistence.check_archive(path)
+    assert str(early.value) == str(refused.value)
+    assert len(str(early.value)) < 300 and "\x1b" not in str(early.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_pipe_is_refused_as_one_without_being_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.skmnist")
+    for refuse in (skmnist.load, _persistence.check_archive):
+        with pytest.raises(skmnist.ModelFileError, match="not a regular file"):
+            refuse(tmp_path / "pipe.skmnist")
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.3, 0.6, 0.9, 0.999])
 def test_truncated_files_are_refused(saved_pipeline, tmp_path, fraction):
     content = saved_pipeline.read_bytes()

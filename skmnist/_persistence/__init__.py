@@ -218,8 +218,9 @@ def check_archive(path: str | os.PathLike, *, trusted: bool = False) -> None:
     """Refuse ``path`` at once if :func:`load` would refuse it from its zip
     structure and manifest alone, without reading its weights or importing
     Keras: a file that is no zip archive (naming a pickle as such), a truncated
-    or damaged archive, one of another format or of a later format version, or
-    one of format version 1 when ``trusted`` is False.
+    or damaged archive, one of another format or of a later format version,
+    members or sizes other than its manifest declares, or one of format
+    version 1 when ``trusted`` is False.
 
     Raises
     ------

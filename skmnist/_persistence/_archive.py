@@ -161,27 +161,34 @@ def read_archive(
     declared size in bytes of each array member before any is read, and raises
     :class:`ModelFileError` to refuse them.
     """
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not an skmnist model file")
-    if not path.is_file():
-        raise FileNotFoundError(f"no skmnist model file at {path}")
     with _open_archive(path) as (archive, length):
         return _read_members(archive, path, length, folder, trusted, check)
 
 
 def check_archive(path: Path, *, trusted: bool) -> None:
     """Refuse at once what :func:`read_archive` would refuse from the zip
-    structure and the manifest alone (a file that is no zip archive, or a
-    truncated one, a manifest of another format or a later version, a format
-    version 1 file not trusted), reading no member but the manifest."""
+    directory and the manifest alone (a file that is no zip archive, or a
+    truncated one, a manifest of another format or a later version, members
+    or sizes other than the manifest declares, a format version 1 file not
+    trusted), reading no member but the manifest."""
     with _open_archive(path) as (archive, length):
-        _read_manifest(archive, path, length, trusted)
+        _read_layout(archive, path, length, trusted)
 
 
 @contextlib.contextmanager
 def _open_archive(path: Path):
     """``(archive, length)`` of the zip archive at ``path``, its first bytes
     and directory checked; zipfile's errors inside are a damaged file's."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an skmnist model file")
+    if path.exists() and not path.is_file():
+        # Never opened: a named pipe would wait for a writer for ever.
+        raise ModelFileError(
+            f"{path} is not a regular file (a pipe, socket or device), not an "
+            "skmnist model file"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"no skmnist model file at {path}")
     # One open file for every check and for zipfile: what is checked is read.
     with open(path, "rb") as file:
         check_signature(file.read(len(ZIP_MAGIC)), path)
@@ -241,11 +248,22 @@ def _check_directory(file, length: int, path: Path) -> None:
         )
 
 
-def _read_manifest(
+@dataclass
+class _Layout:
+    """What the zip directory and the manifest declare, checked against each
+    other before any member but the manifest is read."""
+
+    version: int
+    checksums: dict
+    members: set[str]  # every member but the manifest
+    shapes: dict  # array member: (dtype, shape)
+    sizes: dict  # array member: bytes
+
+
+def _read_layout(
     archive: zipfile.ZipFile, path: Path, length: int, trusted: bool
-) -> tuple[list[str], dict, int]:
-    """The archive's member names, its manifest and format version, checked
-    before any other member is read."""
+) -> _Layout:
+    """Check the zip directory and the manifest, reading no other member."""
     names = archive.namelist()
     # Before any member is read: zipfile asks the file for a member's declared
     # compressed size at once (Python allocates as much first), and inflates
@@ -267,11 +285,12 @@ def _read_manifest(
             f"the {FORMAT_NAME!r} format."
         )
     version = _format_version(manifest, path)
-    if version == 1 and set(names) - {MANIFEST, ESTIMATOR} and not trusted:
+    members = set(names) - {MANIFEST}
+    if version == 1 and members - {ESTIMATOR} and not trusted:
         # (An unfitted estimator's file has no weights, so nothing to distrust.)
         raise UntrustedFileError(
             f"{path} is an skmnist file of format version 1 (skmnist "
-            f"{manifest.get('skmnist_version', '?')}), whose weights are a Keras "
+            f"{_writer(manifest)}), whose weights are a Keras "
             ".keras file that only h5py and the HDF5 library can read, parsers "
             "not made for files from strangers; it is loaded only if you trust "
             "its source.",
@@ -279,34 +298,21 @@ def _read_manifest(
             f"again with skmnist.save to convert it to format version "
             f"{FORMAT_VERSION}, which is safe to load from anyone.",
         )
-    return names, manifest, version
-
-
-def _read_members(
-    archive: zipfile.ZipFile,
-    path: Path,
-    length: int,
-    folder: Path,
-    trusted: bool,
-    check: Callable[[object, dict[str, int]], None],
-) -> Contents:
-    names, manifest, version = _read_manifest(archive, path, length, trusted)
     checksums = manifest.get("sha256")
-    expected = set(names) - {MANIFEST}
     declarations = manifest.get("arrays", {}) if version >= 2 else {}
     if (
         not isinstance(checksums, dict)
-        or set(checksums) != expected
+        or set(checksums) != members
         or len(names) != len(set(names))
-        or ESTIMATOR not in expected
+        or ESTIMATOR not in members
         or not isinstance(declarations, dict)
-        or (version >= 2 and set(declarations) != expected - {ESTIMATOR})
+        or (version >= 2 and set(declarations) != members - {ESTIMATOR})
     ):
         raise ModelFileError(
             f"{path}: the archive's members do not match its manifest; the file "
             "was modified or is damaged."
         )
-    infos = [archive.getinfo(name) for name in sorted(expected)]
+    infos = [archive.getinfo(name) for name in sorted(members)]
     if sum(info.file_size for info in infos) > _MAX_TOTAL_BYTES:
         raise ModelFileError(f"{path}: the archive is too large for an skmnist file.")
     shapes = {
@@ -320,11 +326,24 @@ def _read_members(
     for info in infos:
         if info.filename != ESTIMATOR:
             _check_member_size(info, path, info.filename in sizes)
+    return _Layout(version, checksums, members, shapes, sizes)
+
+
+def _read_members(
+    archive: zipfile.ZipFile,
+    path: Path,
+    length: int,
+    folder: Path,
+    trusted: bool,
+    check: Callable[[object, dict[str, int]], None],
+) -> Contents:
+    layout = _read_layout(archive, path, length, trusted)
+    version, checksums, shapes = layout.version, layout.checksums, layout.shapes
     estimator_json = _read_small(archive, ESTIMATOR, path)
     _check_digest(hashlib.sha256(estimator_json), checksums, ESTIMATOR, path)
     contents = Contents(version, parse_json(estimator_json, f"{path}: {ESTIMATOR}"))
-    check(contents.document, sizes)
-    for name in sorted(expected - {ESTIMATOR}):
+    check(contents.document, layout.sizes)
+    for name in sorted(layout.members - {ESTIMATOR}):
         digest = hashlib.sha256()
         if version >= 2:
             with archive.open(name) as stream:
@@ -363,16 +382,38 @@ def _check_digest(digest, checksums: dict, name: str, path: Path) -> None:
 
 
 def _format_version(manifest: dict, path: Path) -> int:
-    version = manifest.get("format_version")
+    if "format_version" not in manifest:
+        raise ModelFileError(f"{path}: its {MANIFEST} gives no format version.")
+    version = manifest["format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ModelFileError(f"{path}: invalid format version {version!r}.")
+        raise ModelFileError(f"{path}: invalid format version {_json_value(version)}.")
     if version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{path} was written by skmnist {manifest.get('skmnist_version', '?')} "
-            f"in format version {version}; this skmnist {__version__} reads "
-            f"versions up to {FORMAT_VERSION}. Upgrade skmnist to load it."
+            f"{path} was written by skmnist {_writer(manifest)} in format version "
+            f"{_json_value(version)}; this skmnist {__version__} reads versions up "
+            f"to {FORMAT_VERSION}. Upgrade skmnist to load it."
         )
     return version
+
+
+def _writer(manifest: dict) -> str:
+    """The skmnist version the manifest names, for a message."""
+    version = manifest.get("skmnist_version")
+    if version is None:
+        return "?"
+    if isinstance(version, str) and version.isascii() and version.isprintable():
+        return version if len(version) <= 40 else version[:37] + "..."
+    return _json_value(version)
+
+
+def _json_value(value) -> str:
+    """``value``, read from a file, for a message: as JSON spells it (ASCII
+    only, so that no control character reaches a terminal), cut short."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_member_size(info: zipfile.ZipInfo, path: Path, is_array: bool) -> None:
