@@ -17,8 +17,11 @@ as joblib dispatches them, and cannot know which fits will come to share a
 program; the search knows how many fits it is about to start, which lets a pack
 wait for them, and which estimator they train, which tells it whether packing
 applies at all. Everything else is left to scikit-learn's loop, unchanged: what
-cannot be packed (another backend, callbacks, ``warm_start``, a joblib backend
-the caller chose, such as dask) runs exactly as with scikit-learn's classes.
+cannot be packed (another backend, a callback acting on single batches, which
+needs Keras's own ``Model.fit`` loop, a joblib backend the caller chose, such
+as dask) runs exactly as with scikit-learn's classes. Callbacks acting on
+epochs, early stopping and ``warm_start`` are packed: each fit runs them in its
+own thread between its epochs, as when it trains alone.
 
 ``n_jobs`` in a packed search is the number of fits trained at once (threads of
 this process; all of them, up to what memory holds, with ``None`` or ``-1``),
