@@ -336,9 +336,13 @@ def test_ctrl_c_at_any_moment_stops_train_and_keeps_the_saved_file(mnist, tmp_pa
         ]
         # (Messages as text: pytest shortens other objects' reprs.)
         assert status == 130, f"{moment}: exit status {status}\n{err}"
-        assert lines == [f"skmnist: interrupted; nothing saved to {saved}"], (
-            f"{moment}:\n{err}"
-        )
+        said = [f"skmnist: interrupted; nothing saved to {saved}"]
+        if moment[0].isdigit():
+            # Start-up: on a loaded machine the interrupt can come while the
+            # command is still imported, before it has read its arguments.
+            assert lines in (said, ["skmnist: interrupted"]), f"{moment}:\n{err}"
+        else:
+            assert lines == said, f"{moment}:\n{err}"
         assert saved.read_bytes() == b"a model the user saved earlier", moment
         assert sorted(os.listdir(saved.parent)) == ["model.skmnist"], moment
 
