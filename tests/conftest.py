@@ -16,20 +16,6 @@ if "SKMNIST_COMPILATION_CACHE" not in os.environ:
     os.environ["SKMNIST_COMPILATION_CACHE"] = _CACHE
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
-# XLA compiles the tests' programs without LLVM's optimisations: they train on
-# a few hundred rows for milliseconds, so compiling is most of their time, and
-# level 0 compiles in half the time (it takes a fifth to a quarter off the
-# training tests' wall time; CONTRIBUTING.md): the same operations in less
-# tuned machine code, whose results may differ in the last bits as they do
-# between machines. Set before TensorFlow or JAX is imported, and inherited by
-# the processes tests start; users' programs and the benchmarks compile with
-# XLA's defaults, and a level the caller set in XLA_FLAGS is kept.
-_XLA_LEVEL = "--xla_backend_optimization_level"
-if _XLA_LEVEL not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        f"{os.environ.get('XLA_FLAGS', '')} {_XLA_LEVEL}=0".strip()
-    )
-
 # The offline copy of MNIST this project's machines share (see its README).
 _SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
 
