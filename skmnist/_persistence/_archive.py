@@ -39,7 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from skmnist._persistence._codec import declared_npy, npy_bytes, read_npy
-from skmnist._persistence._errors import ModelFileError, UntrustedFileError
+from skmnist._persistence._errors import (
+    ModelFileError,
+    UntrustedFileError,
+    short_json,
+    shortened,
+)
 from skmnist._version import __version__
 from skmnist._zip_directory import declared_directory, member_problem
 
@@ -386,11 +391,11 @@ def _format_version(manifest: dict, path: Path) -> int:
         raise ModelFileError(f"{path}: its {MANIFEST} gives no format version.")
     version = manifest["format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ModelFileError(f"{path}: invalid format version {_json_value(version)}.")
+        raise ModelFileError(f"{path}: invalid format version {short_json(version)}.")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path} was written by skmnist {_writer(manifest)} in format version "
-            f"{_json_value(version)}; this skmnist {__version__} reads versions up "
+            f"{short_json(version)}; this skmnist {__version__} reads versions up "
             f"to {FORMAT_VERSION}. Upgrade skmnist to load it."
         )
     return version
@@ -402,18 +407,8 @@ def _writer(manifest: dict) -> str:
     if version is None:
         return "?"
     if isinstance(version, str) and version.isascii() and version.isprintable():
-        return version if len(version) <= 40 else version[:37] + "..."
-    return _json_value(version)
-
-
-def _json_value(value) -> str:
-    """``value``, read from a file, for a message: as JSON spells it (ASCII
-    only, so that no control character reaches a terminal), cut short."""
-    try:
-        text = json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        return shortened(version, 40)
+    return short_json(version)
 
 
 def _check_member_size(info: zipfile.ZipInfo, path: Path, is_array: bool) -> None:

@@ -4,6 +4,8 @@ Shared by every layer of the format (archive, codec, registry), so that a
 refusal reads the same wherever it is found.
 """
 
+import json
+
 JOBLIB_HINT = (
     "To keep such an estimator, pickle it with joblib.dump instead (and load only "
     "files you trust: unpickling runs code from the file)."
@@ -37,5 +39,19 @@ def expect(value, kind, where: str):
 
 
 def short_repr(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shortened(repr(value), 60)
+
+
+def short_json(value, width: int = 40) -> str:
+    """``value``, read from a file, for a message: as JSON spells it (ASCII
+    only, so that no control character reaches a terminal), cut short."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return shortened(text, width)
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, its end marked "..."."""
+    return text if len(text) <= width else text[: width - 3] + "..."
