@@ -16,6 +16,50 @@ if "SKMNIST_COMPILATION_CACHE" not in os.environ:
     os.environ["SKMNIST_COMPILATION_CACHE"] = _CACHE
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
+# The modules that take longest, longest first (summed --durations of the
+# README's command and of .ci/run's JAX run; CONTRIBUTING.md). Under --dist
+# loadfile a module is one unit of work, handed to whichever xdist worker runs
+# low, and xdist would otherwise hand out the modules with the most tests
+# first: a long module with few tests (the gallery, the compilation cache, the
+# memory test) came last and kept one worker busy while the other idled. The
+# order is only for balance; no test depends on it. Other modules follow in
+# collection order.
+_LONGEST_MODULES_FIRST = (
+    "test_classifier.py",
+    "test_search.py",
+    "test_training.py",
+    "test_serve.py",
+    "test_persistence.py",
+    "test_cli.py",
+    "test_examples.py",
+    "test_onnx.py",
+    "test_augmentation.py",
+    "test_keras_fit.py",
+    "test_inference.py",
+    "test_compilation_cache.py",
+    "test_model_selection.py",
+    "test_packing.py",
+    "test_images.py",
+    "test_estimator_checks.py",
+    "test_memory.py",
+    "test_interrupts.py",
+    "test_scikeras_without_tensorflow.py",
+    "test_network.py",
+    "test_compat.py",
+)
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's
+        config.option.loadscopereorder = False  # keep the order below
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONGEST_MODULES_FIRST)}
+    # sort is stable: tests keep their order within a module.
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # The offline copy of MNIST this project's machines share (see its README).
 _SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
 
