@@ -20,10 +20,10 @@ if "SKMNIST_COMPILATION_CACHE" not in os.environ:
 # README's command and of .ci/run's JAX run; CONTRIBUTING.md). Under --dist
 # loadfile a module is one unit of work, handed to whichever xdist worker runs
 # low, and xdist would otherwise hand out the modules with the most tests
-# first: a long module with few tests (the gallery, the compilation cache, the
-# memory test) came last and kept one worker busy while the other idled. The
-# order is only for balance; no test depends on it. Other modules follow in
-# collection order.
+# first, so that a long module with few tests (the gallery, the compilation
+# cache, the memory test) could come last and keep one worker busy while the
+# other idles. The order is only for balance; no test depends on it. Other
+# modules follow in collection order.
 _LONGEST_MODULES_FIRST = (
     "test_classifier.py",
     "test_search.py",
