@@ -127,6 +127,26 @@ def mnist_pipeline(mnist, tmp_path_factory):
         return fitted
 
 
+@pytest.fixture
+def run_cli(capsys):
+    """The command line run in this process, as a function of its arguments:
+    ``run_cli("predict", path, ...)`` gives ``(exit status, stdout, stderr)``.
+    For what a command does with its arguments; what its own process does
+    (exit codes under signals, imports, TensorFlow's C++ lines) needs a child
+    process."""
+    from skmnist._cli import main
+
+    def run(*argv):
+        try:
+            status = main(list(map(str, argv)))
+        except SystemExit as exit_:  # argparse's usage errors
+            status = exit_.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def eps_digit() -> bytes:
     """An EPS file: Pillow hands such files to Ghostscript to render."""

@@ -88,13 +88,13 @@ def test_train_reproduces_the_seed_notebook(trained_model):
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_evaluate_reports_accuracy_and_confusion_matrix(
-    trained_model, mnist_path, capsys
+    trained_model, mnist_path, run_cli
 ):
     model, _ = trained_model
     # train's default output is the pickle-free format; a joblib file (as
     # here) is read only with --trust. (In this process: a command's own
     # process is tested by test_persistence's end-to-end run.)
-    status, out, err = _main(capsys, "evaluate", model, "--trust", "--data", mnist_path)
+    status, out, err = run_cli("evaluate", model, "--trust", "--data", mnist_path)
     assert status == 0, err
     assert "precision" in out and "recall" in out
     assert "confusion matrix" in out
@@ -114,7 +114,7 @@ def _as_user_photo(digit: np.ndarray, rng: np.random.RandomState) -> "PIL.Image"
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_predict_classifies_user_images(trained_model, mnist, tmp_path, capsys):
+def test_predict_classifies_user_images(trained_model, mnist, tmp_path, run_cli):
     model, _ = trained_model
     _, (x_test, y_test) = mnist
     rng = np.random.RandomState(0)
@@ -124,7 +124,7 @@ def test_predict_classifies_user_images(trained_model, mnist, tmp_path, capsys):
         _as_user_photo(x_test[i], rng).save(path)
         files.append(path)
         labels.append(y_test[i])
-    status, out, err = _main(capsys, "predict", model, "--trust", *files)
+    status, out, err = run_cli("predict", model, "--trust", *files)
     assert status == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == len(files)
@@ -137,7 +137,7 @@ def test_predict_classifies_user_images(trained_model, mnist, tmp_path, capsys):
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_predict_reports_unreadable_files_and_answers_the_rest(
-    trained_model, mnist, tmp_path, capsys
+    trained_model, mnist, tmp_path, run_cli
 ):
     model, _ = trained_model
     _, (x_test, _) = mnist
@@ -145,7 +145,7 @@ def test_predict_reports_unreadable_files_and_answers_the_rest(
     PIL.fromarray(x_test[0]).save(good)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    status, out, err = _main(capsys, "predict", model, "--trust", broken, good)
+    status, out, err = run_cli("predict", model, "--trust", broken, good)
     assert status == 1
     assert "broken.png" in err and "error" in err
     assert out.startswith(f"{good}: ")
@@ -169,11 +169,11 @@ def small_model(mnist, tmp_path_factory):
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path, capsys):
+def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path, run_cli):
     matplotlib_image = pytest.importorskip("matplotlib.image")
     figure = tmp_path / "evaluation.png"
-    status, out, err = _main(
-        capsys, "evaluate", small_model, "--trust", "--data", mnist_path,
+    status, out, err = run_cli(
+        "evaluate", small_model, "--trust", "--data", mnist_path,
         "--plot", figure,
     )  # fmt: skip
     assert status == 0, err
@@ -195,13 +195,13 @@ def test_evaluate_writes_the_plot(small_model, mnist_path, tmp_path, capsys):
         ("folder.png", "is a folder"),
     ],
 )
-def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message, capsys):
+def test_evaluate_checks_the_plot_file_before_loading(tmp_path, name, message, run_cli):
     pytest.importorskip("matplotlib")
     if name == "folder.png":
         (tmp_path / name).mkdir()
     # No model file exists either: the plot file is checked first.
-    status, _, err = _main(
-        capsys, "evaluate", tmp_path / "none.joblib", "--plot", tmp_path / name
+    status, _, err = run_cli(
+        "evaluate", tmp_path / "none.joblib", "--plot", tmp_path / name
     )
     assert status == 1
     line = _one_error_line(err)
@@ -384,12 +384,11 @@ def test_search_format_option_is_parsed_like_train_s():
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_search_saves_in_the_format_asked_for(mnist_path, tmp_path, capsys):
+def test_search_saves_in_the_format_asked_for(mnist_path, tmp_path, run_cli):
     from skmnist._persistence import is_skmnist_file, load
 
     model = tmp_path / "best.bin"  # an extension that names no format
-    status, _, err = _main(
-        capsys,
+    status, _, err = run_cli(
         "search", "--param", "clf__hidden_units=8", "--param", "clf__epochs=1",
         "--cv", "2", "--limit", "300", "--n-workers", "0", "--random-state", "0",
         "--data", mnist_path, "--output", model, "--format", "skmnist",
@@ -414,18 +413,6 @@ class _Payload:
         return (os.mkdir, (self.marker,))
 
 
-def _main(capsys, *argv):
-    """Run the command line in this process: (exit status, stdout, stderr)."""
-    from skmnist._cli import main
-
-    try:
-        status = main(list(map(str, argv)))
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def _one_error_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -448,7 +435,7 @@ def no_data_loading(monkeypatch):
 )
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export", "serve"])
 def test_no_command_unpickles_a_file_unless_asked(
-    command, name, tmp_path, capsys, no_data_loading
+    command, name, tmp_path, run_cli, no_data_loading
 ):
     import joblib
 
@@ -465,7 +452,7 @@ def test_no_command_unpickles_a_file_unless_asked(
             continue  # asked for: tested below
         else:
             argv = [command, model, *extra]
-        status, _, err = _main(capsys, *argv)
+        status, _, err = run_cli(*argv)
         assert status == 1
         line = _one_error_line(err)
         assert str(model) in line
@@ -475,13 +462,13 @@ def test_no_command_unpickles_a_file_unless_asked(
 
 
 @pytest.mark.parametrize("name", ["m.joblib", "m.JOBLIB", "m.pkl"])
-def test_a_pickle_is_unpickled_when_asked(name, tmp_path, capsys):
+def test_a_pickle_is_unpickled_when_asked(name, tmp_path, run_cli):
     import joblib
 
     marker = tmp_path / "ran"
     joblib.dump(_Payload(marker), tmp_path / name)
     argv = ["predict", tmp_path / name, "digit.png"]
-    status, _, err = _main(capsys, *argv, "--trust")
+    status, _, err = run_cli(*argv, "--trust")
     assert marker.exists()  # the user asked for it, by the flag
     assert status == 1
     assert "holds a NoneType, not a scikit-learn classifier" in _one_error_line(err)
@@ -489,11 +476,11 @@ def test_a_pickle_is_unpickled_when_asked(name, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_model_path_spelled_with_dot_slash_is_named_once(
-    capsys, tmp_path, monkeypatch
+    run_cli, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.skmnist").write_bytes(b"")
-    status, _, err = _main(capsys, "predict", "./empty.skmnist", "a.png")
+    status, _, err = run_cli("predict", "./empty.skmnist", "a.png")
     assert status == 1
     assert err == (
         "skmnist: error: empty.skmnist is not an skmnist model file: it is not "
@@ -539,22 +526,20 @@ def test_a_users_log_level_hides_the_cpp_lines_below_it(level, tmp_path):
 _VERSION_1 = Path(__file__).parent / "data" / "format_version_1.skmnist"
 
 
-def test_the_trust_flag_has_one_name(tmp_path, capsys):
-    status, _, err = _main(
-        capsys, "predict", tmp_path / "m.pkl", "x.png", "--trust-pickle"
-    )
+def test_the_trust_flag_has_one_name(tmp_path, run_cli):
+    status, _, err = run_cli("predict", tmp_path / "m.pkl", "x.png", "--trust-pickle")
     assert status == 2 and "unrecognized arguments: --trust-pickle" in err
 
 
 @pytest.mark.parametrize("flag", ["--trust"])
-def test_an_old_format_file_is_read_only_when_trusted(flag, tmp_path, capsys):
+def test_an_old_format_file_is_read_only_when_trusted(flag, tmp_path, run_cli):
     # Format version 1 (weights in a .keras member, which HDF5 parses).
     PIL.fromarray(_digit_photo()).save(tmp_path / "d.png")
-    status, out, err = _main(capsys, "predict", _VERSION_1, tmp_path / "d.png")
+    status, out, err = run_cli("predict", _VERSION_1, tmp_path / "d.png")
     assert status == 1 and out == ""
     line = _one_error_line(err)
     assert "format version 1" in line and "pass --trust" in line
-    status, out, err = _main(capsys, "predict", _VERSION_1, tmp_path / "d.png", flag)
+    status, out, err = run_cli("predict", _VERSION_1, tmp_path / "d.png", flag)
     assert status == 0, err
     assert re.fullmatch(r".*d\.png: \d \(\d\.\d{3}\)\n", out)
 
@@ -605,11 +590,11 @@ def model_files(tmp_path_factory, digits, digits_flat):
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
 @pytest.mark.slow
 def test_models_that_cannot_classify_mnist_are_one_line_errors(
-    command, name, message, model_files, capsys, no_data_loading
+    command, name, message, model_files, run_cli, no_data_loading
 ):
     extra = ["digit.png"] if command == "predict" else []
     trust = ["--trust"] if name.endswith(".joblib") else []
-    status, _, err = _main(capsys, command, model_files / name, *trust, *extra)
+    status, _, err = run_cli(command, model_files / name, *trust, *extra)
     assert status == 1
     assert message in _one_error_line(err)
 
@@ -650,11 +635,11 @@ def _hostile_copy(good: Path, path: Path, kind: str) -> Path:
 @pytest.mark.parametrize("trust", [[], ["--trust"]])
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
 def test_hostile_weights_are_one_line_errors_naming_the_file_trusted_or_not(
-    command, trust, kind, model_files, capsys, no_data_loading, tmp_path
+    command, trust, kind, model_files, run_cli, no_data_loading, tmp_path
 ):
     model = _hostile_copy(model_files / "good.skmnist", tmp_path / "m.skmnist", kind)
     extra = {"predict": ["digit.png"], "export": [tmp_path / "m.onnx"]}
-    status, out, err = _main(capsys, command, model, *trust, *extra.get(command, []))
+    status, out, err = run_cli(command, model, *trust, *extra.get(command, []))
     assert status == 1 and out == ""
     line = _one_error_line(err)
     # --trust (for version 1 files) weakens no check of a version 2 file.
@@ -663,14 +648,14 @@ def test_hostile_weights_are_one_line_errors_naming_the_file_trusted_or_not(
 
 
 def test_evaluate_needs_digit_labels_predict_prints_any(
-    model_files, capsys, no_data_loading, tmp_path
+    model_files, run_cli, no_data_loading, tmp_path
 ):
-    status, _, err = _main(capsys, "evaluate", model_files / "words.joblib", "--trust")
+    status, _, err = run_cli("evaluate", model_files / "words.joblib", "--trust")
     assert status == 1
     assert "classes are ['one', 'zero'], not the digits 0-9" in _one_error_line(err)
     PIL.fromarray(_digit_photo()).save(tmp_path / "d.png")
-    status, out, err = _main(
-        capsys, "predict", model_files / "words.joblib", "--trust", tmp_path / "d.png"
+    status, out, err = run_cli(
+        "predict", model_files / "words.joblib", "--trust", tmp_path / "d.png"
     )
     assert status == 0, err
     assert re.fullmatch(r".*d\.png: (one|zero) \(\d\.\d{3}\)\n", out)
@@ -698,7 +683,7 @@ def _bomb_png(path, width=20000, height=10000):
 
 
 def test_predict_reports_every_failing_file_and_classifies_the_rest(
-    model_files, tmp_path, capsys, monkeypatch
+    model_files, tmp_path, run_cli, monkeypatch
 ):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -710,7 +695,7 @@ def test_predict_reports_every_failing_file_and_classifies_the_rest(
     names = ["a/d.png", "bomb.png", "blank.png", "empty.png", "broken.jpg",
              "missing.png", "a", "b/d.png"]  # fmt: skip
     monkeypatch.chdir(tmp_path)  # the paths as a user types them
-    status, out, err = _main(capsys, "predict", model_files / "good.skmnist", *names)
+    status, out, err = run_cli("predict", model_files / "good.skmnist", *names)
     assert status == 1
     assert [line.split(": ")[0] for line in out.splitlines()] == ["a/d.png", "b/d.png"]
     failures = err.strip().splitlines()
@@ -768,16 +753,14 @@ def _bad_outputs(tmp_path, data):
 )
 @pytest.mark.parametrize("command", ["train", "search"])
 def test_bad_outputs_are_refused_before_the_data_is_loaded(
-    command, case, tmp_path, tiny_npz, capsys, no_data_loading
+    command, case, tmp_path, tiny_npz, run_cli, no_data_loading
 ):
     output, message = _bad_outputs(tmp_path, tiny_npz)[case]
     before = tiny_npz.read_bytes()
     extra = (
         ["--param", "clf__epochs=1", "--n-workers", "0"] if command == "search" else []
     )
-    status, _, err = _main(
-        capsys, command, *extra, "--data", tiny_npz, "--output", output
-    )
+    status, _, err = run_cli(command, *extra, "--data", tiny_npz, "--output", output)
     assert status == 1
     line = _one_error_line(err)
     assert "--output" in line and message in line
@@ -787,7 +770,7 @@ def test_bad_outputs_are_refused_before_the_data_is_loaded(
 @pytest.mark.parametrize("where", ["data-folder", "idx-folder", "keras-cache"])
 @pytest.mark.parametrize("command", ["train", "search"])
 def test_an_output_over_the_data_a_folder_or_cache_holds_is_refused(
-    command, where, tmp_path, tiny_npz, capsys, no_data_loading, monkeypatch
+    command, where, tmp_path, tiny_npz, run_cli, no_data_loading, monkeypatch
 ):
     # --data names a folder (or nothing: Keras's cache), not the file itself.
     folder = tmp_path / "data"
@@ -811,7 +794,7 @@ def test_an_output_over_the_data_a_folder_or_cache_holds_is_refused(
     extra = (
         ["--param", "clf__epochs=1", "--n-workers", "0"] if command == "search" else []
     )
-    status, _, err = _main(capsys, command, *extra, *argv, "--output", data)
+    status, _, err = run_cli(command, *extra, *argv, "--output", data)
     assert status == 1
     assert "is also an input" in _one_error_line(err)
     assert data.read_bytes() == before
@@ -829,13 +812,13 @@ def test_an_output_over_the_data_a_folder_or_cache_holds_is_refused(
 )
 @pytest.mark.parametrize("command", ["train", "search"])
 def test_usage_errors_before_the_data_is_loaded(
-    command, argv, message, tmp_path, capsys, no_data_loading, monkeypatch
+    command, argv, message, tmp_path, run_cli, no_data_loading, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
     extra = (
         ["--param", "clf__epochs=1", "--n-workers", "0"] if command == "search" else []
     )
-    status, _, err = _main(capsys, command, *extra, *argv)
+    status, _, err = run_cli(command, *extra, *argv)
     assert status == 2
     assert message in _one_error_line(err)
     assert os.listdir(tmp_path) == []
@@ -879,37 +862,37 @@ def test_usage_errors_before_the_data_is_loaded(
     ],
 )
 def test_integer_options_name_what_they_expect(
-    option, value, message, capsys, no_data_loading
+    option, value, message, run_cli, no_data_loading
 ):
-    status, out, err = _main(capsys, *option, value)
+    status, out, err = run_cli(*option, value)
     assert (status, out) == (2, "")
     line = _one_error_line(err)
     assert f"argument {option[-1]}: {message}" in line
     assert "invalid" not in line and "_int" not in line  # no Python names
 
 
-def test_data_problems_are_one_line(tmp_path, capsys, monkeypatch):
+def test_data_problems_are_one_line(tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SKMNIST_DATA", raising=False)
-    status, _, err = _main(capsys, "train", "--data", "minst.npz")  # a typo
+    status, _, err = run_cli("train", "--data", "minst.npz")  # a typo
     assert status == 1
     assert "No MNIST data at minst.npz" in _one_error_line(err)
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not a zip")
-    status, _, err = _main(capsys, "evaluate", "x.skmnist", "--data", "corrupt.npz")
+    status, _, err = run_cli("evaluate", "x.skmnist", "--data", "corrupt.npz")
     assert status == 1  # the model first: no such file
     assert "no model file at x.skmnist" in _one_error_line(err)
-    status, _, err = _main(capsys, "train", "--data", "corrupt.npz")
+    status, _, err = run_cli("train", "--data", "corrupt.npz")
     assert status == 1
     assert "corrupt.npz is not a readable mnist.npz" in _one_error_line(err)
     assert not (tmp_path / "mnist_pipeline.skmnist").exists()
 
 
-def test_the_first_run_without_data_says_what_to_do(tmp_path, capsys, monkeypatch):
+def test_the_first_run_without_data_says_what_to_do(tmp_path, run_cli, monkeypatch):
     import keras
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SKMNIST_DATA", str(tmp_path / "mnist.npz"))
-    status, _, err = _main(capsys, "train")
+    status, _, err = run_cli("train")
     assert status == 1
     assert "SKMNIST_DATA is set to" in _one_error_line(err)
 
@@ -919,7 +902,7 @@ def test_the_first_run_without_data_says_what_to_do(tmp_path, capsys, monkeypatc
     monkeypatch.delenv("SKMNIST_DATA")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(keras.utils, "get_file", offline)
-    status, _, err = _main(capsys, "train")
+    status, _, err = run_cli("train")
     assert status == 1
     assert "Could not download MNIST" in _one_error_line(err)
 
@@ -943,9 +926,9 @@ def test_a_normal_run_prints_no_tensorflow_logs_and_saves_the_safe_format(
     assert is_skmnist_file(tmp_path / "mnist_pipeline.skmnist")
 
 
-def test_a_search_grid_too_large_for_memory_is_refused_at_once(capsys, tmp_path):
-    status, out, err = _main(
-        capsys, "search", "--param", "clf__hidden_units=64,2000000000",
+def test_a_search_grid_too_large_for_memory_is_refused_at_once(run_cli, tmp_path):
+    status, out, err = run_cli(
+        "search", "--param", "clf__hidden_units=64,2000000000",
         "--n-workers", "0", "--output", tmp_path / "m.skmnist",
     )  # fmt: skip
     assert (status, out) == (2, "")
@@ -970,10 +953,10 @@ _HUGE_DEEP_WEIGHTS = (28 * 28 + 1) * 4096 + 4097 * 2_000_000_000 + 2_000_000_001
     ids=["train", "search-tuple"],
 )
 def test_a_deep_network_too_large_for_memory_is_refused_naming_its_widths(
-    argv, option, capsys, tmp_path, no_data_loading
+    argv, option, run_cli, tmp_path, no_data_loading
 ):
-    status, out, err = _main(
-        capsys, *argv, "--n-workers" if argv[0] == "search" else "--epochs", "1",
+    status, out, err = run_cli(
+        *argv, "--n-workers" if argv[0] == "search" else "--epochs", "1",
         "--output", tmp_path / "m.skmnist",
     )  # fmt: skip
     assert (status, out) == (2, "")
@@ -1006,10 +989,10 @@ def test_a_deep_network_too_large_for_memory_is_refused_naming_its_widths(
     ids=["too-wide", "zero-in-tuple", "truth-value-in-tuple"],
 )
 def test_search_widths_that_are_no_widths_are_usage_errors(
-    argv, message, capsys, tmp_path, no_data_loading
+    argv, message, run_cli, tmp_path, no_data_loading
 ):
-    status, out, err = _main(
-        capsys, *argv, "--n-workers", "0", "--output", tmp_path / "m.skmnist"
+    status, out, err = run_cli(
+        *argv, "--n-workers", "0", "--output", tmp_path / "m.skmnist"
     )
     assert (status, out) == (2, "")
     assert message in _one_error_line(err)
@@ -1083,10 +1066,10 @@ def test_hidden_units_option_reads_one_width_or_several(text, expected):
     ],
 )
 def test_train_options_are_usage_errors_before_the_data_is_loaded(
-    argv, message, capsys, tmp_path, monkeypatch, no_data_loading
+    argv, message, run_cli, tmp_path, monkeypatch, no_data_loading
 ):
     monkeypatch.chdir(tmp_path)
-    status, out, err = _main(capsys, "train", *argv)
+    status, out, err = run_cli("train", *argv)
     assert (status, out) == (2, "")
     line = _one_error_line(err)
     assert message in line and line.endswith("(see 'skmnist train --help')")
@@ -1125,7 +1108,7 @@ def _saved_models(monkeypatch) -> list:
 
 @pytest.mark.slow
 def test_train_with_early_stopping_and_deep_layers_reports_the_epochs_trained(
-    tmp_path, capsys, monkeypatch
+    tmp_path, run_cli, monkeypatch
 ):
 
     # Random images and labels: nothing to learn, so the validation accuracy
@@ -1141,8 +1124,8 @@ def test_train_with_early_stopping_and_deep_layers_reports_the_epochs_trained(
     )
     saved = _saved_models(monkeypatch)
     output = tmp_path / "m.joblib"
-    status, out, err = _main(
-        capsys, "train", "--data", data, "--output", output, "--epochs", "40",
+    status, out, err = run_cli(
+        "train", "--data", data, "--output", output, "--epochs", "40",
         "--batch-size", "64", "--hidden-units", "16,8", "--dropout", "0.1",
         "--alpha", "0.001", "--learning-rate", "0.003", "--early-stopping",
         "--validation-fraction", "0.2", "--n-iter-no-change", "1", "--tol", "0",
@@ -1194,10 +1177,10 @@ def test_train_with_early_stopping_and_deep_layers_reports_the_epochs_trained(
 
 
 def test_train_without_early_stopping_reports_no_early_stopping(
-    tiny_npz, tmp_path, capsys
+    tiny_npz, tmp_path, run_cli
 ):
-    status, out, err = _main(
-        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.joblib",
+    status, out, err = run_cli(
+        "train", "--data", tiny_npz, "--output", tmp_path / "m.joblib",
         "--epochs", "1", "--hidden-units", "8", "--validation-fraction", "0.2",
     )  # fmt: skip
     assert status == 0, err
@@ -1208,15 +1191,15 @@ def test_train_without_early_stopping_reports_no_early_stopping(
 
 @pytest.mark.slow
 def test_train_robust_trains_the_recipe_the_options_change(
-    tiny_npz, tmp_path, capsys, monkeypatch
+    tiny_npz, tmp_path, run_cli, monkeypatch
 ):
     import keras
 
     import skmnist
 
     saved = _saved_models(monkeypatch)
-    status, out, err = _main(
-        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.skmnist",
+    status, out, err = run_cli(
+        "train", "--data", tiny_npz, "--output", tmp_path / "m.skmnist",
         "--robust", "--epochs", "2", "--hidden-units", "8,8",
         "--learning-rate", "0.002", "--random-state", "0",
     )  # fmt: skip
@@ -1239,13 +1222,13 @@ def test_train_robust_trains_the_recipe_the_options_change(
 
 @pytest.mark.slow
 def test_train_robust_sizes_its_schedule_by_the_rows_left_to_train(
-    tiny_npz, tmp_path, capsys, monkeypatch
+    tiny_npz, tmp_path, run_cli, monkeypatch
 ):
     # 300 images, 0.2 held out for validation: 240 train, in 2 batches of 128
     # (all 300 would take 3); the cosine ends at 0 on the last of them.
     saved = _saved_models(monkeypatch)
-    status, _, err = _main(
-        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.skmnist",
+    status, _, err = run_cli(
+        "train", "--data", tiny_npz, "--output", tmp_path / "m.skmnist",
         "--robust", "--epochs", "1", "--hidden-units", "8",
         "--validation-fraction", "0.2",
     )  # fmt: skip
@@ -1267,10 +1250,10 @@ def test_train_robust_defaults_are_the_recipes(tmp_path):
     assert (args.hidden_units, args.epochs) == (512, 5)  # the seed's
 
 
-def test_a_validation_set_the_data_cannot_fill_is_one_line(tiny_npz, tmp_path, capsys):
+def test_a_validation_set_the_data_cannot_fill_is_one_line(tiny_npz, tmp_path, run_cli):
     # 300 images: 0.01 of them holds out 3, fewer than the 10 digits.
-    status, _, err = _main(
-        capsys, "train", "--data", tiny_npz, "--output", tmp_path / "m.joblib",
+    status, _, err = run_cli(
+        "train", "--data", tiny_npz, "--output", tmp_path / "m.joblib",
         "--epochs", "1", "--hidden-units", "8", "--early-stopping",
         "--validation-fraction", "0.01",
     )  # fmt: skip
@@ -1279,7 +1262,7 @@ def test_a_validation_set_the_data_cannot_fill_is_one_line(tiny_npz, tmp_path, c
     assert not (tmp_path / "m.joblib").exists()
 
 
-def test_a_loop_of_symbolic_links_is_one_line_naming_it(tmp_path, capsys):
+def test_a_loop_of_symbolic_links_is_one_line_naming_it(tmp_path, run_cli):
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
     for argv in (
@@ -1287,25 +1270,25 @@ def test_a_loop_of_symbolic_links_is_one_line_naming_it(tmp_path, capsys):
         ["search", "--param", "clf__epochs=1", "--n-workers", "0", "--data",
          tmp_path / "a", "--output", tmp_path / "m.skmnist"],
     ):  # fmt: skip
-        status, _, err = _main(capsys, *argv)
+        status, _, err = run_cli(*argv)
         assert status == 1, err
         line = _one_error_line(err)
         assert "a symbolic link that leads nowhere" in line and str(tmp_path) in line
 
 
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="Linux's /proc")
-def test_an_unreadable_model_path_is_named(capsys):
+def test_an_unreadable_model_path_is_named(run_cli):
     # /proc/self/mem is a regular file that cannot be read from its start.
-    status, _, err = _main(capsys, "predict", "/proc/self/mem", "x.png")
+    status, _, err = run_cli("predict", "/proc/self/mem", "x.png")
     assert status == 1
     assert "cannot read /proc/self/mem: Input/output error" in _one_error_line(err)
 
 
-def test_a_model_path_with_odd_spaces_is_named_once(tmp_path, capsys):
+def test_a_model_path_with_odd_spaces_is_named_once(tmp_path, run_cli):
     # The one-line message folds the newline and the double space; the path is
     # still recognised in it, so no second "cannot read" prefix is added.
     path = tmp_path / "a  b\nc.skmnist"
-    status, _, err = _main(capsys, "evaluate", path)
+    status, _, err = run_cli("evaluate", path)
     assert status == 1
     assert (
         _one_error_line(err)
@@ -1313,7 +1296,7 @@ def test_a_model_path_with_odd_spaces_is_named_once(tmp_path, capsys):
     )
 
 
-def test_an_empty_or_broken_model_path_says_so(tmp_path, capsys):
+def test_an_empty_or_broken_model_path_says_so(tmp_path, run_cli):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     for path, message in [
@@ -1321,7 +1304,7 @@ def test_an_empty_or_broken_model_path_says_so(tmp_path, capsys):
         (tmp_path / "loop", f"no model file at {tmp_path}/loop: it is a symbolic link"),
         (tmp_path / "dangling", f"no model file at {tmp_path}/dangling: it is a symb"),
     ]:
-        status, _, err = _main(capsys, "evaluate", path)
+        status, _, err = run_cli("evaluate", path)
         assert status == 1
         assert _one_error_line(err).startswith(f"skmnist: error: {message}")
     # The library's loader says the same of an empty path (not "." a folder).
@@ -1331,14 +1314,14 @@ def test_an_empty_or_broken_model_path_says_so(tmp_path, capsys):
         load_model("")
 
 
-def test_the_conversion_hint_is_safe_to_paste(tmp_path, capsys):
+def test_the_conversion_hint_is_safe_to_paste(tmp_path, run_cli):
     # A pickle's name is its sender's choice: the command the refusal shows
     # must run nothing the name holds, in the shell or in Python.
     import shlex
 
     name = "it's  $(touch PWNED) `id`.joblib"  # two spaces: the message folds them
     (tmp_path / name).write_bytes(b"\x80\x04N.")
-    status, _, err = _main(capsys, "predict", tmp_path / name, "x.png")
+    status, _, err = run_cli("predict", tmp_path / name, "x.png")
     assert status == 1
     command = _one_error_line(err).partition("convert it once to the safe format: ")[2]
     program, option, code = shlex.split(command)

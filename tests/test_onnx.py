@@ -408,12 +408,10 @@ def test_cli_export_end_to_end(digits_pipeline, digit_images, tmp_path):
     ],
 )
 def test_cli_export_errors_are_one_line(
-    digits_pipeline, digit_images, tmp_path, args, message, monkeypatch, capsys
+    digits_pipeline, digit_images, tmp_path, args, message, monkeypatch, run_cli
 ):
     # In this process: the command's own process (its exit status, TensorFlow's
     # C++ lines kept off stderr) is test_cli.py's and the end-to-end test's.
-    from skmnist._cli import main
-
     save(digits_pipeline, tmp_path / "model.skmnist")
     with_preprocessor = Pipeline(
         [("prep", DigitImagePreprocessor()), *digits_pipeline.steps]
@@ -421,9 +419,8 @@ def test_cli_export_errors_are_one_line(
     # (Saved in the safe format, as such pipelines now are.)
     save(with_preprocessor, tmp_path / "preprocessed.skmnist")
     monkeypatch.chdir(tmp_path)
-    capsys.readouterr()
-    assert main(["export", *args]) == 1
-    out, err = capsys.readouterr()
+    status, out, err = run_cli("export", *args)
+    assert status == 1
     assert out == ""
     assert err.count("\n") == 1 and err.startswith(f"skmnist: error: {message}")
     assert not (tmp_path / "out.onnx").exists()

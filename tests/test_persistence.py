@@ -579,27 +579,23 @@ def _skmnist(*args):
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_cli_trains_to_the_safe_format_and_detects_it_by_content(
-    mnist_path, tmp_path, capsys
+    mnist_path, tmp_path, run_cli
 ):
     # In this process (test_cli.py runs the command line in processes of its
     # own): what is tested is the format the command writes and detects.
-    from skmnist._cli import main
-
     model = tmp_path / "model.skmnist"
-    status = main([
-        "train", "--data", str(mnist_path), "--epochs", "1", "--hidden-units", "16",
-        "--random-state", "0", "--output", str(model),
-    ])  # fmt: skip
-    assert status == 0, capsys.readouterr().err
+    status, _, err = run_cli(
+        "train", "--data", mnist_path, "--epochs", "1", "--hidden-units", "16",
+        "--random-state", "0", "--output", model,
+    )  # fmt: skip
+    assert status == 0, err
     assert zipfile.is_zipfile(model)
     pipeline = skmnist.load(model)
     assert pipeline[-1].hidden_units == 16
     # The same file under a joblib name still loads: formats are told by content.
     renamed = tmp_path / "model.joblib"
     renamed.write_bytes(model.read_bytes())
-    capsys.readouterr()
-    status = main(["evaluate", str(renamed), "--data", str(mnist_path)])
-    out, err = capsys.readouterr()
+    status, out, err = run_cli("evaluate", renamed, "--data", mnist_path)
     assert status == 0, err
     assert float(out.strip().splitlines()[-1].split()[1]) > 0.8
 
