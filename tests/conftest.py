@@ -130,13 +130,14 @@ def mnist_pipeline(mnist, tmp_path_factory):
 @pytest.fixture
 def run_cli(capsys):
     """The command line run in this process, as a function of its arguments:
-    ``run_cli("predict", path, ...)`` gives ``(exit status, stdout, stderr)``.
-    For what a command does with its arguments; what its own process does
-    (exit codes under signals, imports, TensorFlow's C++ lines) needs a child
-    process."""
+    ``run_cli("predict", path, ...)`` gives ``(exit status, stdout, stderr)``
+    of that command alone. For what a command does with its arguments; what
+    its own process does (exit codes under signals, imports, TensorFlow's C++
+    lines) needs a child process."""
     from skmnist._cli import main
 
     def run(*argv):
+        capsys.readouterr()  # not what the test printed before
         try:
             status = main(list(map(str, argv)))
         except SystemExit as exit_:  # argparse's usage errors

@@ -338,12 +338,13 @@ def test_cli_usage_errors(argv, match, capsys):
     ],
     ids=["missing", "not-a-pickle", "not-a-zip"],
 )
-def test_cli_bad_model_files_are_one_line_errors(content, match, tmp_path, capsys):
+def test_cli_bad_model_files_are_one_line_errors(content, match, tmp_path, run_cli):
     path = tmp_path / "model.joblib"
     if content is not None:
         path.write_bytes(content)
     # (--trust: the file is unpickled, and what unpickling finds is reported.)
-    assert _cli.main(["predict", str(path), "--trust", "digit.png"]) == 1
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    status, _, err = run_cli("predict", path, "--trust", "digit.png")
+    assert status == 1
+    (line,) = err.strip().splitlines()
     assert line.startswith("skmnist: error: ")
     assert match in line

@@ -650,15 +650,6 @@ def small_data(tmp_path_factory, digits):
     return path
 
 
-def _main(capsys, *args):
-    try:
-        status = main(["search", *args])
-    except SystemExit as exit:  # argparse's usage errors
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
 # An address nothing listens on: a check that ran after connecting would fail
 # with a connection error instead.
 NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9"]
@@ -763,9 +754,11 @@ NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9"]
         ),
     ],
 )
-def test_a_bad_search_is_refused_before_loading_data(capsys, tmp_path, params, message):
+def test_a_bad_search_is_refused_before_loading_data(
+    run_cli, tmp_path, params, message
+):
     missing = tmp_path / "no_such_data.npz"
-    status, out, err = _main(capsys, *params, "--data", str(missing), *NO_SCHEDULER)
+    status, out, err = run_cli("search", *params, "--data", str(missing), *NO_SCHEDULER)
     assert (status, out) == (2, "")
     assert err.splitlines() == [f"skmnist: error: {err.split('error: ', 1)[1].strip()}"]
     assert err.startswith("skmnist: error: " + message), err
@@ -797,14 +790,14 @@ def test_the_grid_check_refuses_tuples_of_no_widths():
 @pytest.mark.parametrize("file_format", ["skmnist", "joblib"])
 @pytest.mark.slow
 def test_search_of_early_stopping_penalties_and_deep_networks_end_to_end(
-    capsys, small_data, tmp_path, file_format
+    run_cli, small_data, tmp_path, file_format
 ):
     from skmnist._cli import load_digit_model
     from skmnist.datasets import load_mnist
 
     model = tmp_path / f"best.{file_format}"
-    status, out, err = _main(
-        capsys,
+    status, out, err = run_cli(
+        "search",
         "--param", "clf__early_stopping=true",
         "--param", "clf__alpha=1e-4,1e-3",
         "--param", "clf__hidden_units=16,(16,8)",
@@ -851,10 +844,10 @@ def test_search_of_early_stopping_penalties_and_deep_networks_end_to_end(
     ],
 )
 def test_folds_and_scorer_are_checked_against_the_labels_before_any_worker(
-    capsys, small_data, options, message
+    run_cli, small_data, options, message
 ):
-    status, out, err = _main(
-        capsys,
+    status, out, err = run_cli(
+        "search",
         "--param",
         "clf__hidden_units=8",
         "--data",
@@ -921,12 +914,14 @@ def test_a_search_where_every_candidate_scored_nan_is_a_failure(images):
 
 @pytest.mark.backend_independent
 @pytest.mark.slow
-def test_search_command_shows_progress_and_reruns(capsys, client, small_data, tmp_path):
+def test_search_command_shows_progress_and_reruns(
+    run_cli, client, small_data, tmp_path
+):
     """On a running cluster (--scheduler; the end-to-end test above starts its
     own), whose two single-threaded workers are the module's."""
     model = tmp_path / "best.skmnist"
-    status, out, err = _main(
-        capsys,
+    status, out, err = run_cli(
+        "search",
         "--param",
         "clf__hidden_units=8,16",
         "--param",
@@ -967,14 +962,14 @@ def test_search_command_shows_progress_and_reruns(capsys, client, small_data, tm
 )
 @pytest.mark.slow
 def test_a_scheduler_that_cannot_be_reached_is_one_line(
-    capsys, small_data, tmp_path, address, message
+    run_cli, small_data, tmp_path, address, message
 ):
     import dask
 
     # dask's own bound on the wait, shortened for the test (30 s by default).
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
-        status, out, err = _main(
-            capsys,
+        status, out, err = run_cli(
+            "search",
             "--param",
             "clf__hidden_units=8",
             "--data",

@@ -406,17 +406,15 @@ def _skmnist(*args, timeout=REQUEST_TIMEOUT * 5):
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_api_and_predict_command_agree(client, model_file, photos, tmp_path, capsys):
-    from skmnist._cli import main
-
+def test_api_and_predict_command_agree(client, model_file, photos, tmp_path, run_cli):
     files = []
     for i, (data, _) in enumerate(photos[:6]):
         files.append(tmp_path / f"digit{i}.png")
         files[-1].write_bytes(data)
-    capsys.readouterr()
     # In this process: the command's own process is tested in test_cli.
-    assert main(["predict", str(model_file), *map(str, files)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    status, out, err = run_cli("predict", model_file, *files)
+    assert status == 0, err
+    lines = out.strip().splitlines()
     assert len(lines) == len(files)
     for path, line in zip(files, lines, strict=True):
         answer = client.post("/predict", content=path.read_bytes()).json()
@@ -937,7 +935,7 @@ def _prediction(page) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("digit, stroke", [("1", _ONE), ("0", _ZERO)], ids=["1", "0"])
 def test_drawing_on_the_page_shows_the_digit_and_the_chart(
-    server, browser, model_file, digit, stroke, tmp_path, capsys
+    server, browser, model_file, digit, stroke, tmp_path, run_cli
 ):
     page = browser.new_page(viewport={"width": 760, "height": 540})
     try:
@@ -958,16 +956,14 @@ def test_drawing_on_the_page_shows_the_digit_and_the_chart(
 
         # The canvas's PNG, as the page posted it, gets the same answer from
         # `skmnist predict` (in this process: its own is tested in test_cli).
-        from skmnist._cli import main
-
         drawn = tmp_path / "drawn.png"
         drawn.write_bytes(_data_url_bytes(shown["png"]))
-        capsys.readouterr()
-        assert main(["predict", str(model_file), str(drawn)]) == 0
+        status, out, err = run_cli("predict", model_file, drawn)
+        assert status == 0, err
         percent = next(b["percent"] for b in shown["bars"] if b["digit"] == digit)
         label, probability = re.fullmatch(
             rf"{re.escape(str(drawn))}: (\d) \(([0-9.]+)\)",
-            capsys.readouterr().out.strip(),
+            out.strip(),
         ).groups()
         assert label == digit
         assert float(percent.rstrip("%")) == pytest.approx(
@@ -1131,7 +1127,7 @@ def robust_model_file(mnist, tmp_path_factory):
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_digits_drawn_as_people_draw_them_are_read_by_the_robust_recipe(
-    robust_model_file, browser, tmp_path, capsys
+    robust_model_file, browser, tmp_path, run_cli
 ):
     """The page, served by a robust model, reads digits drawn with the mouse
     small, off-centre, slanted and in two strokes; each answer is the one
@@ -1158,12 +1154,10 @@ def test_digits_drawn_as_people_draw_them_are_read_by_the_robust_recipe(
     }
     assert not wrong, wrong
     assert all(best == [said] for _, said, best, _ in answers.values())
-    from skmnist._cli import main
-
-    capsys.readouterr()
     # In this process: the command's own process is tested in test_cli.
-    drawn = [str(drawn) for *_, drawn in answers.values()]
-    assert main(["predict", str(robust_model_file), *drawn]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    drawn = [drawn for *_, drawn in answers.values()]
+    status, out, err = run_cli("predict", robust_model_file, *drawn)
+    assert status == 0, err
+    lines = out.splitlines()
     said = [line.rsplit(": ", 1)[1][0] for line in lines]
     assert said == [digit for digit, *_ in answers.values()]
